@@ -1,0 +1,1 @@
+//! Placeholder: the runtime shim is built in a later issue (see DESIGN.md, "The runtime shim").

@@ -1,0 +1,355 @@
+//! The functions the pass adds: the five exported `asyncify_*` controls and the
+//! frame helpers instrumented code calls while unwinding and rewinding.
+//!
+//! Data layout (Binaryen's): `__asyncify_data` points at `{ pos, end }`, two
+//! i32 (two i64 on memory64). Frames are pushed at `pos` and grow upward:
+//!
+//! ```text
+//! pos -> | saved locals (layout of call k) | k: i32 | next frame ...
+//! ```
+//!
+//! The innermost function's frame is pushed first, so a rewind, which enters
+//! the outermost function first, pops from the top: it reads `k` first and then
+//! knows which layout lies below it. Rewinding only reads the buffer, so the
+//! host can rewind the same buffer again after resetting `pos`.
+
+use super::{Ctx, RuntimeFuncs, TypeInterner};
+use wasm_encoder::{BlockType, Function, Instruction, MemArg, ValType as EncType};
+use wasmparser::ValType;
+
+/// Name of the function that traps when a frame does not fit in the buffer.
+pub const OVERFLOW_FUNCTION: &str = "__wasm_rewind_buffer_overflow";
+/// Name of the function that traps when `--asserts` finds an unexpected unwind.
+pub const ASSERT_FUNCTION: &str = "__wasm_rewind_assert_failed";
+
+/// One added function: its debug name, type index, body, and export name.
+pub struct AddedFunction {
+    /// Name for the name section.
+    pub name: &'static str,
+    /// Its type index.
+    pub ty: u32,
+    /// Its encoded body.
+    pub body: Vec<u8>,
+    /// The export name, for the five `asyncify_*` controls.
+    pub export: Option<&'static str>,
+}
+
+/// The added functions in index order, starting at `first` in the output.
+pub fn layout_funcs(first: u32, asserts: bool) -> RuntimeFuncs {
+    RuntimeFuncs {
+        start_unwind: first,
+        stop_unwind: first + 1,
+        start_rewind: first + 2,
+        stop_rewind: first + 3,
+        get_state: first + 4,
+        push_frame: first + 5,
+        pop_index: first + 6,
+        pop_frame: first + 7,
+        buffer_overflow: first + 8,
+        assert_failed: if asserts { first + 9 } else { u32::MAX },
+    }
+}
+
+/// Interns the types of the added functions (before any block type, so their
+/// indices do not depend on the functions being rewritten).
+pub fn intern_types(types: &mut TypeInterner, addr: ValType) {
+    types.intern(&[addr], &[]);
+    types.intern(&[], &[]);
+    types.intern(&[], &[ValType::I32]);
+    types.intern(&[addr, ValType::I32], &[addr]);
+    types.intern(&[addr], &[addr]);
+}
+
+/// Builds the added functions.
+pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
+    let addr = ctx.address_type();
+    let t = |p: &[ValType], r: &[ValType]| ctx.types.get(p, r).expect("interned by intern_types");
+    let ptr_to_unit = t(&[addr], &[]);
+    let unit = t(&[], &[]);
+    let to_i32 = t(&[], &[ValType::I32]);
+    let push_ty = t(&[addr, ValType::I32], &[addr]);
+    let pop_ty = t(&[addr], &[addr]);
+    let b = Builder { ctx };
+    let mut funcs = vec![
+        AddedFunction {
+            name: "asyncify_start_unwind",
+            ty: ptr_to_unit,
+            body: b.control(1, true),
+            export: Some("asyncify_start_unwind"),
+        },
+        AddedFunction {
+            name: "asyncify_stop_unwind",
+            ty: unit,
+            body: b.control(0, false),
+            export: Some("asyncify_stop_unwind"),
+        },
+        AddedFunction {
+            name: "asyncify_start_rewind",
+            ty: ptr_to_unit,
+            body: b.control(2, true),
+            export: Some("asyncify_start_rewind"),
+        },
+        AddedFunction {
+            name: "asyncify_stop_rewind",
+            ty: unit,
+            body: b.control(0, false),
+            export: Some("asyncify_stop_rewind"),
+        },
+        AddedFunction {
+            name: "asyncify_get_state",
+            ty: to_i32,
+            body: b.get_state(),
+            export: Some("asyncify_get_state"),
+        },
+        AddedFunction {
+            name: "__wasm_rewind_push_frame",
+            ty: push_ty,
+            body: b.push_frame(),
+            export: None,
+        },
+        AddedFunction {
+            name: "__wasm_rewind_pop_index",
+            ty: to_i32,
+            body: b.pop_index(),
+            export: None,
+        },
+        AddedFunction {
+            name: "__wasm_rewind_pop_frame",
+            ty: pop_ty,
+            body: b.pop_frame(),
+            export: None,
+        },
+        AddedFunction {
+            name: OVERFLOW_FUNCTION,
+            ty: unit,
+            body: Builder::trap(),
+            export: None,
+        },
+    ];
+    if ctx.asserts {
+        funcs.push(AddedFunction {
+            name: ASSERT_FUNCTION,
+            ty: unit,
+            body: Builder::trap(),
+            export: None,
+        });
+    }
+    funcs
+}
+
+struct Builder<'c> {
+    ctx: &'c Ctx<'c>,
+}
+
+impl Builder<'_> {
+    fn enc_addr(&self) -> EncType {
+        if self.ctx.memory64 {
+            EncType::I64
+        } else {
+            EncType::I32
+        }
+    }
+
+    fn word(&self) -> u32 {
+        if self.ctx.memory64 {
+            8
+        } else {
+            4
+        }
+    }
+
+    fn arg(&self, offset: u32) -> MemArg {
+        MemArg {
+            offset: offset as u64,
+            align: self.word().trailing_zeros(),
+            memory_index: self.ctx.memory,
+        }
+    }
+
+    fn load_addr(&self, offset: u32) -> Instruction<'static> {
+        if self.ctx.memory64 {
+            Instruction::I64Load(self.arg(offset))
+        } else {
+            Instruction::I32Load(self.arg(offset))
+        }
+    }
+
+    fn store_addr(&self, offset: u32) -> Instruction<'static> {
+        if self.ctx.memory64 {
+            Instruction::I64Store(self.arg(offset))
+        } else {
+            Instruction::I32Store(self.arg(offset))
+        }
+    }
+
+    fn add(&self) -> Instruction<'static> {
+        if self.ctx.memory64 {
+            Instruction::I64Add
+        } else {
+            Instruction::I32Add
+        }
+    }
+
+    fn sub(&self) -> Instruction<'static> {
+        if self.ctx.memory64 {
+            Instruction::I64Sub
+        } else {
+            Instruction::I32Sub
+        }
+    }
+
+    fn konst(&self, v: u32) -> Instruction<'static> {
+        if self.ctx.memory64 {
+            Instruction::I64Const(v as i64)
+        } else {
+            Instruction::I32Const(v as i32)
+        }
+    }
+
+    fn finish(mut f: Function, body: &[Instruction<'_>]) -> Vec<u8> {
+        for i in body {
+            f.instruction(i);
+        }
+        f.instruction(&Instruction::End);
+        f.into_raw_body()
+    }
+
+    /// `(func (param $ptr)? (global.set $state (i32.const STATE))
+    ///    (global.set $data (local.get $ptr))?
+    ///    (if (pos > end) (unreachable)))`: Binaryen's control functions,
+    /// including their check that the buffer did not overflow.
+    fn control(&self, state: i32, sets_data: bool) -> Vec<u8> {
+        let c = self.ctx;
+        let mut body = vec![
+            Instruction::I32Const(state),
+            Instruction::GlobalSet(c.state_global),
+        ];
+        if sets_data {
+            body.push(Instruction::LocalGet(0));
+            body.push(Instruction::GlobalSet(c.data_global));
+        }
+        body.extend([
+            Instruction::GlobalGet(c.data_global),
+            self.load_addr(0),
+            Instruction::GlobalGet(c.data_global),
+            self.load_addr(self.word()),
+            if c.memory64 {
+                Instruction::I64GtU
+            } else {
+                Instruction::I32GtU
+            },
+            Instruction::If(BlockType::Empty),
+            Instruction::Unreachable,
+            Instruction::End,
+        ]);
+        Self::finish(Function::new([]), &body)
+    }
+
+    fn get_state(&self) -> Vec<u8> {
+        Self::finish(
+            Function::new([]),
+            &[Instruction::GlobalGet(self.ctx.state_global)],
+        )
+    }
+
+    /// `push_frame(size, k) -> p`: checks `end - pos >= size + 4` (no overflow
+    /// possible: `pos <= end` holds, the controls check it), stores `k` at
+    /// `pos + size`, advances `pos` past it and returns the old `pos`. A frame
+    /// that does not fit calls the overflow function, which traps before any
+    /// byte past `end` is written.
+    fn push_frame(&self) -> Vec<u8> {
+        let c = self.ctx;
+        let (size, k, pos) = (0, 1, 2);
+        let lt = if c.memory64 {
+            Instruction::I64LtU
+        } else {
+            Instruction::I32LtU
+        };
+        Self::finish(
+            Function::new([(1, self.enc_addr())]),
+            &[
+                Instruction::GlobalGet(c.data_global),
+                self.load_addr(0),
+                Instruction::LocalSet(pos),
+                // end - pos < size + 4 ?
+                Instruction::GlobalGet(c.data_global),
+                self.load_addr(self.word()),
+                Instruction::LocalGet(pos),
+                self.sub(),
+                Instruction::LocalGet(size),
+                self.konst(4),
+                self.add(),
+                lt,
+                Instruction::If(BlockType::Empty),
+                Instruction::Call(c.funcs.buffer_overflow),
+                Instruction::End,
+                // *(pos + size) = k
+                Instruction::LocalGet(pos),
+                Instruction::LocalGet(size),
+                self.add(),
+                Instruction::LocalGet(k),
+                Instruction::I32Store(MemArg {
+                    offset: 0,
+                    align: 2,
+                    memory_index: c.memory,
+                }),
+                // data.pos = pos + size + 4
+                Instruction::GlobalGet(c.data_global),
+                Instruction::LocalGet(pos),
+                Instruction::LocalGet(size),
+                self.add(),
+                self.konst(4),
+                self.add(),
+                self.store_addr(0),
+                Instruction::LocalGet(pos),
+            ],
+        )
+    }
+
+    /// `pop_index() -> k`: `pos -= 4; return *pos`.
+    fn pop_index(&self) -> Vec<u8> {
+        let c = self.ctx;
+        let pos = 0;
+        Self::finish(
+            Function::new([(1, self.enc_addr())]),
+            &[
+                Instruction::GlobalGet(c.data_global),
+                Instruction::GlobalGet(c.data_global),
+                self.load_addr(0),
+                self.konst(4),
+                self.sub(),
+                Instruction::LocalTee(pos),
+                self.store_addr(0),
+                Instruction::LocalGet(pos),
+                Instruction::I32Load(MemArg {
+                    offset: 0,
+                    align: 2,
+                    memory_index: c.memory,
+                }),
+            ],
+        )
+    }
+
+    /// `pop_frame(size) -> p`: `pos -= size; return pos`.
+    fn pop_frame(&self) -> Vec<u8> {
+        let c = self.ctx;
+        let (size, pos) = (0, 1);
+        Self::finish(
+            Function::new([(1, self.enc_addr())]),
+            &[
+                Instruction::GlobalGet(c.data_global),
+                Instruction::GlobalGet(c.data_global),
+                self.load_addr(0),
+                Instruction::LocalGet(size),
+                self.sub(),
+                Instruction::LocalTee(pos),
+                self.store_addr(0),
+                Instruction::LocalGet(pos),
+            ],
+        )
+    }
+
+    fn trap() -> Vec<u8> {
+        Self::finish(Function::new([]), &[Instruction::Unreachable])
+    }
+}

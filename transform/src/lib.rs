@@ -1,0 +1,446 @@
+//! wasm-rewind's transform: bytes in, bytes out.
+//!
+//! # Design
+//!
+//! The pass rewrites a WebAssembly module so that a call stack can be unwound
+//! into a buffer and later rewound from it, with the ABI of Binaryen's Asyncify
+//! (`wasm-opt --asyncify`), so hosts written for Binaryen's output drive ours
+//! unchanged.
+//!
+//! ## ABI
+//!
+//! - State global `__asyncify_state`: 0 normal, 1 unwinding, 2 rewinding.
+//! - Data global `__asyncify_data`: address of `{ pos, end }` (two i32, or two
+//!   i64 when the buffer's memory is memory64). Frames are pushed at `pos`,
+//!   upward; `end` is the limit.
+//! - Exports `asyncify_start_unwind(ptr)`, `asyncify_stop_unwind()`,
+//!   `asyncify_start_rewind(ptr)`, `asyncify_stop_rewind()`,
+//!   `asyncify_get_state() -> i32`. The four controls trap when `pos > end`.
+//! - An unwinding function returns zeros; to rewind, the host calls the same
+//!   export again with the same arguments while the state is 2.
+//! - Imports `asyncify.start_unwind` etc. are an in-module runtime and become
+//!   calls to the functions above. A function calling `start_unwind` or
+//!   `stop_rewind` is not instrumented but its callers are; a function calling
+//!   `stop_unwind` or `start_rewind` is not instrumented and stops propagation.
+//!
+//! ## Frame format (ours; opaque to hosts)
+//!
+//! Each instrumented function on the unwinding stack pushes
+//! `[saved locals][call index k: i32]`, innermost function first. Rewinding
+//! enters the outermost function first and pops: it reads `k`, which selects
+//! the layout (the set of saved locals) below it. Only the locals live after
+//! call `k` are saved, plus the operand-stack values below the call.
+//!
+//! Overflow: a frame that does not fit before `end` calls
+//! `__wasm_rewind_buffer_overflow`, which traps (`unreachable`) before writing
+//! anything; the trap's backtrace names it. Binaryen instead writes past `end`.
+//!
+//! ## Pipeline
+//!
+//! 1. [`module_info`]: validate the module structure, collect its facts.
+//! 2. [`analysis::scan`]: validate every body (parallel), record calls.
+//! 3. [`analysis::unwind`]: which functions can unwind, which are instrumented,
+//!    why; indirect calls narrowed by signature and by table contents.
+//! 4. [`instrument`]: per function (parallel) decode, plan (sites, frames,
+//!    [`analysis::liveness`], layouts) and emit; see `instrument/function.rs` for
+//!    the shape of an instrumented function.
+//! 5. [`emit`]: write the module with the added globals, functions, exports and
+//!    names; then validate it.
+//!
+//! ## Choices worth knowing
+//!
+//! - Rewinding jumps straight to the resume point: every frame (block, loop
+//!   body, if arm) holding resume points starts with nested blocks ending just
+//!   before each of them and one `br_table` dispatch, so no code before the
+//!   resume point runs again, and the normal path pays one `local.get`+`if` per
+//!   entry into such a frame rather than a check around every stretch of code.
+//! - Arguments of the resumed call are zeros when the callee is instrumented
+//!   (it restores its own locals), and the real, saved values when the callee
+//!   is an import or the in-module runtime (which may read them while
+//!   rewinding).
+//! - Values on the operand stack below an unwinding call stay on the stack on
+//!   the normal path; only the unwind path pops them into locals.
+//! - `return_call*` that can unwind, in an instrumented function, becomes a
+//!   call followed by `return` (the frame must survive to be saved). Tail calls
+//!   elsewhere are untouched.
+//! - Reference-typed values live across an unwinding call cannot be stored in
+//!   linear memory: the function is refused with its name and the reason, as is
+//!   a `call_ref` that can unwind. Everything else (multi-value, v128, memory64,
+//!   several memories, bulk memory, GC types in unrelated code) passes through.
+
+pub mod analysis;
+mod emit;
+mod error;
+pub mod instrument;
+pub mod module_info;
+mod options;
+
+pub use error::{Error, ErrorKind, Result};
+pub use options::{wildcard_match, Options, WASIX_STACK_IMPORTS};
+
+use analysis::unwind::UnwindAnalysis;
+use instrument::{runtime, Ctx, TypeInterner};
+use module_info::ModuleInfo;
+use wasm_encoder::ExportKind;
+
+/// The result of [`instrument`]: the new module and what the pass did.
+#[derive(Debug)]
+pub struct Instrumented {
+    /// The instrumented module, already validated.
+    pub wasm: Vec<u8>,
+    /// Counts and sizes, for `--stats`.
+    pub stats: Stats,
+    /// One entry per defined function, in index order: whether and why it was
+    /// instrumented.
+    pub decisions: Vec<Decision>,
+    explainer: Explainer,
+}
+
+/// Counts and sizes of one run of the pass.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Functions defined in the input.
+    pub functions: usize,
+    /// Functions that were instrumented.
+    pub instrumented_functions: usize,
+    /// Call sites at which an unwind can start or pass through.
+    pub resumable_call_sites: usize,
+    /// Distinct frame layouts (sets of saved locals), summed over functions.
+    pub frame_layouts: usize,
+    /// Size of the input in bytes.
+    pub input_size: usize,
+    /// Size of the output in bytes.
+    pub output_size: usize,
+    /// Custom sections that were dropped because rewriting makes them wrong
+    /// (DWARF `.debug_*`).
+    pub dropped_sections: Vec<String>,
+    /// Things worth telling the user that did not stop the pass (for example a
+    /// list entry that matched nothing).
+    pub warnings: Vec<String>,
+}
+
+/// Whether one function is instrumented, and the reason.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Decision {
+    /// Index of the function in the input's function index space.
+    pub index: u32,
+    /// Its name from the name section, or `$<index>`.
+    pub name: String,
+    /// Whether it was instrumented.
+    pub instrumented: bool,
+    /// Why, in words: the first line of what `--explain` prints.
+    pub reason: String,
+}
+
+/// What `explain` needs after the module itself is gone.
+#[derive(Debug)]
+struct Explainer {
+    names: Vec<String>,
+    n_imports: usize,
+    analysis: UnwindAnalysis,
+}
+
+impl Instrumented {
+    /// The chain of reasons that makes the function named `name` instrumented (or
+    /// not), one line per link, ending at the import, indirect call or list entry
+    /// that started it. `None` when no function has that name.
+    pub fn explain(&self, name: &str) -> Option<Vec<String>> {
+        let e = &self.explainer;
+        let f = e.names.iter().position(|n| n == name)?;
+        Some(
+            e.analysis
+                .explain(&e.names, e.n_imports, f as u32, usize::MAX),
+        )
+    }
+}
+
+/// Names a module exports or defines when it already carries an Asyncify runtime.
+const INSTRUMENTED_MARKERS: &[&str] = &[
+    "asyncify_start_unwind",
+    "asyncify_stop_unwind",
+    "asyncify_start_rewind",
+    "asyncify_stop_rewind",
+    "asyncify_get_state",
+    "__asyncify_state",
+    "__asyncify_data",
+];
+
+/// Globals a stack-switching host looks for (exported by `--preset wasix`).
+const STACK_GLOBALS: &[&str] = &[
+    "__stack_pointer",
+    "__data_end",
+    "__heap_base",
+    "__stack_low",
+    "__stack_high",
+];
+
+/// Instruments `wasm` (a binary module) so its call stack can be unwound and
+/// rewound through the Asyncify ABI, as `wasm-opt --asyncify` would.
+///
+/// ```
+/// let wasm = wat::parse_str(r#"
+///     (module
+///       (import "env" "sleep" (func $sleep))
+///       (memory 1)
+///       (func (export "run") (result i32) (call $sleep) (i32.const 42)))
+/// "#).unwrap();
+/// let out = wasm_rewind_transform::instrument(&wasm, &Default::default()).unwrap();
+/// assert_eq!(out.stats.instrumented_functions, 1);
+/// assert!(wasmparser::validate(&out.wasm).is_ok());
+/// ```
+pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
+    let info = module_info::parse_module(wasm)?;
+    refuse_instrumented(&info)?;
+    let scans = analysis::scan::scan_functions(&info)?;
+    let analysis = analysis::unwind::analyze(&info, &scans, options)?;
+
+    // Where the buffer lives.
+    let (memory, memory64) = match (options.secondary_memory, &options.memory) {
+        (Some(_), Some(_)) => {
+            return Err(Error::new(
+                ErrorKind::BadOptions,
+                "--memory and --secondary-memory exclude each other",
+            ))
+        }
+        (Some(pages), None) => {
+            if pages == 0 || pages > 65536 {
+                return Err(Error::new(
+                    ErrorKind::BadOptions,
+                    format!("--secondary-memory={pages}: give between 1 and 65536 pages"),
+                ));
+            }
+            (info.memories.len() as u32, false)
+        }
+        (None, Some(name)) => {
+            let m = info.find_memory(name)?;
+            (m, info.memories[m as usize].memory64)
+        }
+        (None, None) => match info.memories.first() {
+            Some(m) => (0, m.memory64),
+            None => {
+                return Err(Error::new(
+                    ErrorKind::BadOptions,
+                    "the module has no memory to hold the unwind buffer; \
+                     use --secondary-memory to add one",
+                ))
+            }
+        },
+    };
+    let addr = if memory64 {
+        wasmparser::ValType::I64
+    } else {
+        wasmparser::ValType::I32
+    };
+
+    // Function indices: `asyncify.*` imports are removed, the runtime appended.
+    let removed: Vec<bool> = (0..info.num_funcs() as usize)
+        .map(|f| analysis.runtime_imports.get(f).copied().flatten().is_some())
+        .collect();
+    let n_removed = removed.iter().filter(|r| **r).count() as u32;
+    let funcs = runtime::layout_funcs(info.num_funcs() - n_removed, options.asserts);
+    let mut before = 0;
+    let func_map: Vec<u32> = (0..info.num_funcs())
+        .map(|f| {
+            use analysis::unwind::RuntimeImport as R;
+            let mapped = match analysis.runtime_imports.get(f as usize).copied().flatten() {
+                Some(R::StartUnwind) => funcs.start_unwind,
+                Some(R::StopUnwind) => funcs.stop_unwind,
+                Some(R::StartRewind) => funcs.start_rewind,
+                Some(R::StopRewind) => funcs.stop_rewind,
+                Some(R::GetState) => funcs.get_state,
+                None => f - before,
+            };
+            if removed[f as usize] {
+                before += 1;
+            }
+            mapped
+        })
+        .collect();
+    let n_globals = info.globals.len() as u32;
+    let (state_global, globals_from, globals_by) = if options.import_globals {
+        (info.imported_globals, info.imported_globals, 2)
+    } else {
+        (n_globals, u32::MAX, 0)
+    };
+
+    let mut types = TypeInterner::new(&info);
+    runtime::intern_types(&mut types, addr);
+    let planned = instrument::plan_functions(&info, &analysis, options.asserts, addr)?;
+    instrument::intern_block_types(&mut types, &planned);
+    let ctx = Ctx {
+        func_map,
+        globals_from,
+        globals_by,
+        state_global,
+        data_global: state_global + 1,
+        memory,
+        memory64,
+        funcs,
+        types,
+        asserts: options.asserts,
+        info: &info,
+    };
+    let rewritten = instrument::emit_functions(&ctx, &analysis, planned)?;
+    let added = runtime::build(&ctx);
+
+    let mut exports: Vec<(String, ExportKind, u32)> = added
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            f.export.map(|name| {
+                (
+                    name.to_string(),
+                    ExportKind::Func,
+                    funcs.start_unwind + i as u32,
+                )
+            })
+        })
+        .collect();
+    if options.export_globals {
+        exports.push((
+            "__asyncify_state".into(),
+            ExportKind::Global,
+            ctx.state_global,
+        ));
+        exports.push((
+            "__asyncify_data".into(),
+            ExportKind::Global,
+            ctx.data_global,
+        ));
+    }
+    if options.secondary_memory.is_some() {
+        exports.push(("asyncify_memory".into(), ExportKind::Memory, memory));
+    }
+    let mut warnings = analysis.warnings.clone();
+    if options.export_stack_globals {
+        exports.extend(stack_global_exports(&info, &ctx, &mut warnings));
+    }
+
+    let (out, dropped) = emit::write(
+        &ctx,
+        &info,
+        emit::Additions {
+            funcs: added,
+            bodies: &rewritten.bodies,
+            exports,
+            import_globals: options.import_globals,
+            secondary_memory: options.secondary_memory,
+            renumbered: n_removed > 0,
+            removed,
+            dropped: Vec::new(),
+        },
+    );
+    let mut validator = wasmparser::Validator::new_with_features(module_info::features());
+    if let Err(e) = validator.validate_all(&out) {
+        return Err(Error::new(
+            ErrorKind::Internal,
+            format!(
+                "wasm-rewind produced an invalid module, which is a bug in wasm-rewind \
+                 (please report it with the input): {} (at offset {:#x} of the output)",
+                e.message(),
+                e.offset()
+            ),
+        ));
+    }
+
+    let names: Vec<String> = (0..info.num_funcs())
+        .map(|f| info.func_display_name(f))
+        .collect();
+    let decisions = decisions(&info, &analysis, &names);
+    let stats = Stats {
+        functions: info.bodies.len(),
+        instrumented_functions: decisions.iter().filter(|d| d.instrumented).count(),
+        resumable_call_sites: rewritten.sites,
+        frame_layouts: rewritten.layouts,
+        input_size: wasm.len(),
+        output_size: out.len(),
+        dropped_sections: dropped,
+        warnings,
+    };
+    let explainer = Explainer {
+        names,
+        n_imports: info.imports.len(),
+        analysis,
+    };
+    Ok(Instrumented {
+        wasm: out,
+        stats,
+        decisions,
+        explainer,
+    })
+}
+
+fn refuse_instrumented(info: &ModuleInfo<'_>) -> Result<()> {
+    let exported = info
+        .exports
+        .iter()
+        .map(|(n, _, _)| n.as_str())
+        .find(|n| INSTRUMENTED_MARKERS.contains(n));
+    let named = info
+        .global_names
+        .values()
+        .map(|n| n.as_str())
+        .find(|n| INSTRUMENTED_MARKERS.contains(n));
+    if let Some(marker) = exported.or(named) {
+        return Err(Error::new(
+            ErrorKind::AlreadyInstrumented,
+            format!(
+                "the module is already instrumented for unwinding (it has `{marker}`); \
+                 instrument the original module instead"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Exports for the stack globals the module has but does not export.
+fn stack_global_exports(
+    info: &ModuleInfo<'_>,
+    ctx: &Ctx<'_>,
+    warnings: &mut Vec<String>,
+) -> Vec<(String, ExportKind, u32)> {
+    let mut out = Vec::new();
+    for &name in STACK_GLOBALS {
+        if info.exports_name(name) {
+            continue;
+        }
+        let found = info
+            .global_names
+            .iter()
+            .filter(|(_, n)| n.as_str() == name)
+            .map(|(g, _)| *g)
+            .min();
+        match found {
+            Some(g) => {
+                let g = if g >= ctx.globals_from {
+                    g + ctx.globals_by
+                } else {
+                    g
+                };
+                out.push((name.to_string(), ExportKind::Global, g));
+            }
+            None if name == "__stack_pointer" => warnings.push(
+                "no global named `__stack_pointer` (no name section?): a stack-switching \
+                 host will not find the C stack; link with --export=__stack_pointer"
+                    .to_string(),
+            ),
+            None => {}
+        }
+    }
+    out
+}
+
+fn decisions(info: &ModuleInfo<'_>, analysis: &UnwindAnalysis, names: &[String]) -> Vec<Decision> {
+    (info.num_imported_funcs()..info.num_funcs())
+        .map(|f| Decision {
+            index: f,
+            name: names[f as usize].clone(),
+            instrumented: analysis.instrumented[f as usize],
+            reason: analysis
+                .explain(names, info.imports.len(), f, 1)
+                .into_iter()
+                .next()
+                .unwrap_or_default(),
+        })
+        .collect()
+}

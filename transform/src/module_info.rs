@@ -1,0 +1,423 @@
+//! Parse phase: validate the input and collect the module-level facts the
+//! analysis and the rewrite need (types, imports, tables, memories, globals,
+//! exports, element segments, names, function bodies).
+//!
+//! Function bodies are not parsed here; each comes with the validator that the
+//! scan phase runs over it, so validation of bodies happens in parallel.
+
+use crate::error::{Error, ErrorKind, Result};
+use std::collections::HashMap;
+use wasmparser::{
+    CompositeInnerType, ElementItems, ElementKind, ExternalKind, FuncToValidate, FuncType,
+    FunctionBody, GlobalType, MemoryType, Name, Operator, Parser, Payload, TableType, TypeRef,
+    Validator, ValidatorResources, WasmFeatures,
+};
+
+/// Which features we accept in the input: everything wasmparser knows about for
+/// core modules. Constructs the rewrite cannot handle are refused later, by name.
+pub fn features() -> WasmFeatures {
+    WasmFeatures::all()
+}
+
+/// One function import.
+#[derive(Clone, Debug)]
+pub struct FuncImport {
+    /// The import's module name.
+    pub module: String,
+    /// The import's field name.
+    pub name: String,
+}
+
+impl FuncImport {
+    /// `module.name`, the form import lists use.
+    pub fn qualified(&self) -> String {
+        format!("{}.{}", self.module, self.name)
+    }
+}
+
+/// A table and whether code outside the module can see or change it.
+#[derive(Clone, Debug)]
+pub struct TableInfo {
+    /// Its type.
+    pub ty: TableType,
+    /// Imported or exported: the host may put anything in it.
+    pub open: bool,
+}
+
+/// An active element segment: functions placed in a table at instantiation.
+#[derive(Clone, Debug, Default)]
+pub struct TableInit {
+    /// Function indices placed in the table by active segments.
+    pub funcs: Vec<u32>,
+}
+
+/// Everything the later phases need to know about the input module.
+pub struct ModuleInfo<'a> {
+    /// The input bytes.
+    pub wasm: &'a [u8],
+    /// Function types by type index (`None` for struct, array and other types).
+    pub types: Vec<Option<FuncType>>,
+    /// Whether any type declares a supertype (GC subtyping), which makes
+    /// signature-based narrowing of indirect calls unsound; we then stop narrowing.
+    pub has_subtyping: bool,
+    /// Type index of every function, imports first.
+    pub func_types: Vec<u32>,
+    /// Function imports, in index order (function `i` for `i < imports.len()`).
+    pub imports: Vec<FuncImport>,
+    /// Tables, imports first.
+    pub tables: Vec<TableInfo>,
+    /// Functions placed in each table by active element segments.
+    pub table_inits: Vec<TableInit>,
+    /// Functions in passive or declarative element segments (they can reach any
+    /// table through `table.init`, or become `funcref` values).
+    pub passive_elem_funcs: Vec<u32>,
+    /// Memory types, imports first.
+    pub memories: Vec<MemoryType>,
+    /// Memory names from exports and the name section.
+    pub memory_names: Vec<Vec<String>>,
+    /// Global types, imports first.
+    pub globals: Vec<GlobalType>,
+    /// Number of imported globals.
+    pub imported_globals: u32,
+    /// Global names from the name section (and exports).
+    pub global_names: HashMap<u32, String>,
+    /// Exports: name, kind, index.
+    pub exports: Vec<(String, ExternalKind, u32)>,
+    /// Function names from the name section.
+    pub func_names: HashMap<u32, String>,
+    /// Bodies of defined functions, in order, with their validators.
+    pub bodies: Vec<FunctionBody<'a>>,
+    /// What it takes to validate each body (see [`ModuleInfo::validator_for`]).
+    pub body_validators: Vec<FuncToValidate<ValidatorResources>>,
+    /// Whether any import or export moves a `funcref` (or other reference) across
+    /// the module boundary, which makes the set of possible `call_ref` targets open.
+    pub refs_cross_boundary: bool,
+    /// Names of custom sections, with their order.
+    pub custom_sections: Vec<String>,
+}
+
+impl<'a> ModuleInfo<'a> {
+    /// Number of imported functions.
+    pub fn num_imported_funcs(&self) -> u32 {
+        self.imports.len() as u32
+    }
+
+    /// Total number of functions, imported and defined.
+    pub fn num_funcs(&self) -> u32 {
+        self.func_types.len() as u32
+    }
+
+    /// The signature of function `f`.
+    pub fn func_sig(&self, f: u32) -> &FuncType {
+        self.types[self.func_types[f as usize] as usize]
+            .as_ref()
+            .expect("validated: functions have function types")
+    }
+
+    /// The signature with type index `ty`.
+    pub fn sig(&self, ty: u32) -> &FuncType {
+        self.types[ty as usize]
+            .as_ref()
+            .expect("validated: type is a function type")
+    }
+
+    /// A name for function `f` fit for messages: the name section's, else the
+    /// import's `module.name`, else `$<index>`.
+    pub fn func_display_name(&self, f: u32) -> String {
+        if let Some(n) = self.func_names.get(&f) {
+            return n.clone();
+        }
+        if let Some(imp) = self.imports.get(f as usize) {
+            return imp.qualified();
+        }
+        format!("${f}")
+    }
+
+    /// Whether the module exports a function with this name.
+    pub fn exports_name(&self, name: &str) -> bool {
+        self.exports.iter().any(|(n, _, _)| n == name)
+    }
+
+    /// A fresh validator for defined function number `i` (0 is the first
+    /// defined function): the scan and the rewrite each decode the body once.
+    pub fn validator_for(&self, i: usize) -> FuncToValidate<ValidatorResources> {
+        let v = &self.body_validators[i];
+        FuncToValidate {
+            resources: v.resources.clone(),
+            index: v.index,
+            ty: v.ty,
+            features: v.features,
+        }
+    }
+
+    /// Resolves `--memory NAME`: an export name, a name-section name or an index.
+    pub fn find_memory(&self, name: &str) -> Result<u32> {
+        if let Some(i) = self
+            .memory_names
+            .iter()
+            .position(|names| names.iter().any(|n| n == name))
+        {
+            return Ok(i as u32);
+        }
+        if let Ok(i) = name.parse::<u32>() {
+            if (i as usize) < self.memories.len() {
+                return Ok(i);
+            }
+        }
+        Err(Error::new(
+            ErrorKind::BadOptions,
+            format!(
+                "--memory `{name}`: the module has no memory of that name or index ({} memories)",
+                self.memories.len()
+            ),
+        ))
+    }
+}
+
+/// Validates the module structure of `wasm` and collects its facts.
+pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
+    let mut validator = Validator::new_with_features(features());
+    let mut info = ModuleInfo {
+        wasm,
+        types: Vec::new(),
+        has_subtyping: false,
+        func_types: Vec::new(),
+        imports: Vec::new(),
+        tables: Vec::new(),
+        table_inits: Vec::new(),
+        passive_elem_funcs: Vec::new(),
+        memories: Vec::new(),
+        memory_names: Vec::new(),
+        globals: Vec::new(),
+        imported_globals: 0,
+        global_names: HashMap::new(),
+        exports: Vec::new(),
+        func_names: HashMap::new(),
+        bodies: Vec::new(),
+        body_validators: Vec::new(),
+        refs_cross_boundary: false,
+        custom_sections: Vec::new(),
+    };
+    let mut exported_tables = Vec::new();
+    let mut name_section = None;
+    for payload in Parser::new(0).parse_all(wasm) {
+        let payload = payload?;
+        match validator.payload(&payload)? {
+            wasmparser::ValidPayload::Func(func, body) => {
+                info.body_validators.push(func);
+                info.bodies.push(body);
+                continue;
+            }
+            wasmparser::ValidPayload::End(_) => {}
+            _ => {}
+        }
+        match payload {
+            Payload::Version {
+                encoding, range, ..
+            } => {
+                if encoding != wasmparser::Encoding::Module {
+                    return Err(Error::new(
+                        ErrorKind::Unsupported,
+                        "the input is a component; wasm-rewind instruments core modules",
+                    )
+                    .at(range.start));
+                }
+            }
+            Payload::TypeSection(reader) => {
+                for group in reader {
+                    for sub in group?.into_types() {
+                        if sub.supertype_idx.is_some() {
+                            info.has_subtyping = true;
+                        }
+                        info.types.push(match sub.composite_type.inner {
+                            CompositeInnerType::Func(f) => Some(f),
+                            _ => None,
+                        });
+                    }
+                }
+            }
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import?;
+                    match import.ty {
+                        TypeRef::Func(ty) | TypeRef::FuncExact(ty) => {
+                            info.func_types.push(ty);
+                            info.imports.push(FuncImport {
+                                module: import.module.to_string(),
+                                name: import.name.to_string(),
+                            });
+                            if sig_has_refs(info.types[ty as usize].as_ref()) {
+                                info.refs_cross_boundary = true;
+                            }
+                        }
+                        TypeRef::Table(ty) => {
+                            info.tables.push(TableInfo { ty, open: true });
+                            info.table_inits.push(TableInit::default());
+                            info.refs_cross_boundary = true;
+                        }
+                        TypeRef::Memory(ty) => {
+                            info.memories.push(ty);
+                            info.memory_names.push(Vec::new());
+                        }
+                        TypeRef::Global(ty) => {
+                            if ty.content_type.is_reference_type() {
+                                info.refs_cross_boundary = true;
+                            }
+                            info.globals.push(ty);
+                            info.imported_globals += 1;
+                        }
+                        TypeRef::Tag(_) => {}
+                    }
+                }
+            }
+            Payload::FunctionSection(reader) => {
+                for ty in reader {
+                    info.func_types.push(ty?);
+                }
+            }
+            Payload::TableSection(reader) => {
+                for table in reader {
+                    info.tables.push(TableInfo {
+                        ty: table?.ty,
+                        open: false,
+                    });
+                    info.table_inits.push(TableInit::default());
+                }
+            }
+            Payload::MemorySection(reader) => {
+                for mem in reader {
+                    info.memories.push(mem?);
+                    info.memory_names.push(Vec::new());
+                }
+            }
+            Payload::GlobalSection(reader) => {
+                for global in reader {
+                    info.globals.push(global?.ty);
+                }
+            }
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let export = export?;
+                    match export.kind {
+                        ExternalKind::Table => exported_tables.push(export.index),
+                        ExternalKind::Memory => {
+                            info.memory_names[export.index as usize].push(export.name.to_string())
+                        }
+                        ExternalKind::Global => {
+                            if info.globals[export.index as usize]
+                                .content_type
+                                .is_reference_type()
+                            {
+                                info.refs_cross_boundary = true;
+                            }
+                        }
+                        ExternalKind::Func | ExternalKind::FuncExact => {
+                            let ty = info.func_types[export.index as usize];
+                            if sig_has_refs(info.types[ty as usize].as_ref()) {
+                                info.refs_cross_boundary = true;
+                            }
+                        }
+                        ExternalKind::Tag => {}
+                    }
+                    info.exports
+                        .push((export.name.to_string(), export.kind, export.index));
+                }
+            }
+            Payload::ElementSection(reader) => {
+                for element in reader {
+                    let element = element?;
+                    let funcs = element_funcs(&element.items)?;
+                    match element.kind {
+                        ElementKind::Active { table_index, .. } => {
+                            let t = table_index.unwrap_or(0) as usize;
+                            info.table_inits[t].funcs.extend(funcs);
+                        }
+                        ElementKind::Passive | ElementKind::Declared => {
+                            info.passive_elem_funcs.extend(funcs)
+                        }
+                    }
+                }
+            }
+            Payload::CustomSection(reader) => {
+                info.custom_sections.push(reader.name().to_string());
+                if let wasmparser::KnownCustom::Name(names) = reader.as_known() {
+                    name_section = Some(names);
+                }
+            }
+            _ => {}
+        }
+    }
+    for t in exported_tables {
+        info.tables[t as usize].open = true;
+        info.refs_cross_boundary = true;
+    }
+    if let Some(names) = name_section {
+        // A malformed name section is not worth refusing the module for: the
+        // engine ignores it too. We keep what parses.
+        let _ = read_names(&mut info, names);
+    }
+    Ok(info)
+}
+
+fn sig_has_refs(sig: Option<&FuncType>) -> bool {
+    sig.is_some_and(|s| {
+        s.params()
+            .iter()
+            .chain(s.results())
+            .any(|t| t.is_reference_type())
+    })
+}
+
+/// The functions an element segment names, through indices or `ref.func`.
+fn element_funcs(items: &ElementItems<'_>) -> Result<Vec<u32>> {
+    let mut out = Vec::new();
+    match items {
+        ElementItems::Functions(funcs) => {
+            for f in funcs.clone() {
+                out.push(f?);
+            }
+        }
+        ElementItems::Expressions(_, exprs) => {
+            for expr in exprs.clone() {
+                let mut ops = expr?.get_operators_reader();
+                while !ops.eof() {
+                    if let Operator::RefFunc { function_index } = ops.read()? {
+                        out.push(function_index);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn read_names(info: &mut ModuleInfo<'_>, names: wasmparser::NameSectionReader<'_>) -> Result<()> {
+    for name in names {
+        match name? {
+            Name::Function(map) => {
+                for naming in map {
+                    let naming = naming?;
+                    info.func_names
+                        .insert(naming.index, naming.name.to_string());
+                }
+            }
+            Name::Global(map) => {
+                for naming in map {
+                    let naming = naming?;
+                    info.global_names
+                        .insert(naming.index, naming.name.to_string());
+                }
+            }
+            Name::Memory(map) => {
+                for naming in map {
+                    let naming = naming?;
+                    if let Some(names) = info.memory_names.get_mut(naming.index as usize) {
+                        names.push(naming.name.to_string());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,119 @@
+//! The options of the pass, shared by the library and the command line.
+//!
+//! Every field mirrors one of Binaryen's `asyncify-*` pass arguments (see
+//! `REFERENCE.md`), so a post-link line written for `wasm-opt --asyncify` maps onto
+//! this struct one to one. Lists are already split: the CLI expands `@file`
+//! response files and commas before they get here.
+
+/// How the pass decides what can unwind and how it lays out its runtime.
+///
+/// `Options::default()` is Binaryen's default: every import and every indirect
+/// call may unwind, the buffer lives in memory 0, the state globals are internal.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Imports that may unwind, as `module.name` patterns where `*` matches any
+    /// run of characters. `None` means every import may unwind. Defaults to `None`.
+    pub imports: Option<Vec<String>>,
+    /// No import may unwind (only the in-module `asyncify.*` runtime, the add list
+    /// and indirect calls can make a function unwind). Defaults to `false`.
+    pub ignore_imports: bool,
+    /// Indirect calls (`call_indirect`, `call_ref`) never unwind. Defaults to `false`.
+    pub ignore_indirect: bool,
+    /// Instrument exactly these functions (name patterns) and nothing else; the add
+    /// and remove lists must then be empty. Defaults to `None`.
+    pub only: Option<Vec<String>>,
+    /// Instrument these functions (name patterns) even when the analysis proves they
+    /// cannot unwind. Defaults to empty.
+    pub add: Vec<String>,
+    /// Never instrument these functions (name patterns); they are assumed not to
+    /// unwind, so they do not make their callers unwind either. Defaults to empty.
+    pub remove: Vec<String>,
+    /// Functions in the add list also make their callers unwind. Defaults to `false`.
+    pub propagate_add: bool,
+    /// Trap (`unreachable` in `__wasm_rewind_assert_failed`) when a call the analysis
+    /// assumed could not unwind returns while unwinding. Defaults to `false`.
+    pub asserts: bool,
+    /// Which memory holds the `{pos, end}` structure and the buffer: an export name,
+    /// a name from the name section, or a decimal index. Defaults to memory 0.
+    pub memory: Option<String>,
+    /// Put the buffer in a new memory of this many 64 KiB pages, exported as
+    /// `asyncify_memory`, instead of the program's memory. Defaults to `None`.
+    pub secondary_memory: Option<u32>,
+    /// Import `__asyncify_state` and `__asyncify_data` from `env` instead of
+    /// defining them. Defaults to `false`.
+    pub import_globals: bool,
+    /// Export `__asyncify_state` and `__asyncify_data`. Defaults to `false`.
+    pub export_globals: bool,
+    /// Export the globals a stack-switching host needs to find the C stack
+    /// (`__stack_pointer`, and `__data_end`, `__heap_base`, `__stack_low`,
+    /// `__stack_high` when present) under their own names, found through the name
+    /// section when the module does not export them. Set by `--preset wasix`.
+    /// Defaults to `false`.
+    pub export_stack_globals: bool,
+}
+
+/// The import list of `--preset wasix`: the WASIX stack calls, in both the 32-bit
+/// and the 64-bit module, under both names of the restore call.
+pub const WASIX_STACK_IMPORTS: &[&str] = &[
+    "wasix_32v1.stack_checkpoint",
+    "wasix_32v1.stack_restore",
+    "wasix_32v1.stack_rewind",
+    "wasix_64v1.stack_checkpoint",
+    "wasix_64v1.stack_restore",
+    "wasix_64v1.stack_rewind",
+];
+
+impl Options {
+    /// The options of `--preset wasix`: only the WASIX stack imports unwind, and
+    /// the stack globals the shim needs are exported.
+    pub fn wasix() -> Options {
+        Options {
+            imports: Some(WASIX_STACK_IMPORTS.iter().map(|s| s.to_string()).collect()),
+            export_stack_globals: true,
+            ..Options::default()
+        }
+    }
+}
+
+/// Whether `name` matches `pattern`, where `*` in the pattern matches any run of
+/// characters (including none) and every other character matches itself.
+///
+/// Linear in practice: the classic greedy matcher with one backtrack point.
+pub fn wildcard_match(pattern: &str, name: &str) -> bool {
+    let (p, n) = (pattern.as_bytes(), name.as_bytes());
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if pi < p.len() && p[pi] == n[ni] {
+            pi += 1;
+            ni += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wildcard_match;
+
+    #[test]
+    fn wildcards() {
+        assert!(wildcard_match("env.sleep", "env.sleep"));
+        assert!(!wildcard_match("env.sleep", "env.sleeps"));
+        assert!(wildcard_match("env.*", "env.sleep"));
+        assert!(wildcard_match("*.sleep", "env.sleep"));
+        assert!(wildcard_match("e*v.s*p", "env.sleep"));
+        assert!(wildcard_match("*", ""));
+        assert!(!wildcard_match("a*b", "acbd"));
+        assert!(wildcard_match("a*b*", "acbd"));
+    }
+}
