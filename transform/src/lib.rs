@@ -278,6 +278,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         funcs,
         types,
         asserts: options.asserts,
+        runtime_import: removed.clone(),
         info: &info,
     };
     let rewritten = instrument::emit_functions(&ctx, &analysis, planned)?;

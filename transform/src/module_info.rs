@@ -121,16 +121,22 @@ impl<'a> ModuleInfo<'a> {
             .expect("validated: type is a function type")
     }
 
-    /// A name for function `f` fit for messages: the name section's, else the
-    /// import's `module.name`, else `$<index>`.
+    /// A name for function `f` fit for messages: an import's `module.name`, else
+    /// the name section's, else its export name, else `$<index>`.
     pub fn func_display_name(&self, f: u32) -> String {
-        if let Some(n) = self.func_names.get(&f) {
-            return n.clone();
-        }
         if let Some(imp) = self.imports.get(f as usize) {
             return imp.qualified();
         }
-        format!("${f}")
+        if let Some(n) = self.func_names.get(&f) {
+            return n.clone();
+        }
+        let exported = self.exports.iter().find(|(_, kind, index)| {
+            matches!(kind, ExternalKind::Func | ExternalKind::FuncExact) && *index == f
+        });
+        match exported {
+            Some((name, _, _)) => name.clone(),
+            None => format!("${f}"),
+        }
     }
 
     /// Whether the module exports a function with this name.

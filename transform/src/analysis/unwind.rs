@@ -117,6 +117,15 @@ pub struct CallClass {
 }
 
 impl UnwindAnalysis {
+    /// Whether defined function `f` is part of the in-module runtime (it calls
+    /// `asyncify.*` controls itself).
+    pub fn is_runtime(&self, f: u32) -> bool {
+        matches!(
+            self.reasons[f as usize],
+            Reason::RuntimeBottom | Reason::RuntimeTop
+        )
+    }
+
     /// Classifies a direct call to `callee`.
     pub fn direct(&self, callee: u32) -> CallClass {
         let can_unwind = self.can_unwind[callee as usize];
@@ -261,14 +270,16 @@ pub fn analyze(
                     reasons[i] = Reason::ImportIgnored;
                     continue;
                 }
-                None => return Err(Error::new(
-                    ErrorKind::InvalidInput,
-                    format!(
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::InvalidInput,
+                        format!(
                         "unknown in-module runtime import `asyncify.{}` (expected start_unwind, \
                              stop_unwind, start_rewind, stop_rewind or get_state)",
                         imp.name
                     ),
-                )),
+                    ))
+                }
             }
         }
         let qualified = imp.qualified();

@@ -65,6 +65,8 @@ struct Emitter<'c, 'a> {
     prespills: HashMap<u32, &'c Prespill>,
     /// The function's result types.
     results: &'c [ValType],
+    /// Whether to check after each call that nothing started unwinding.
+    asserts: bool,
 }
 
 /// Emits the rewritten body of a function. With `plan == None` the function is
@@ -75,6 +77,7 @@ pub fn emit(
     plan: &Plan,
     results: &[ValType],
     instrumented: bool,
+    asserts: bool,
 ) -> Result<Vec<u8>> {
     let mut locals: Vec<(u32, wasm_encoder::ValType)> = Vec::new();
     let declared = body.locals[body.num_params as usize..]
@@ -104,6 +107,7 @@ pub fn emit(
             .map(|p| (p.end, p))
             .collect(),
         results,
+        asserts,
     };
     if instrumented {
         e.instrumented_body()?;
@@ -486,7 +490,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 _ => {
                     let ins = self.convert(op)?;
                     self.ins(ins);
-                    if self.ctx.asserts && is_call(op) {
+                    if self.asserts && self.can_assert_after(op) {
                         self.assert_normal();
                     }
                 }
@@ -528,6 +532,16 @@ impl<'c, 'a> Emitter<'c, 'a> {
             let _ = bt;
         }
         Ok(ins)
+    }
+
+    /// Calls after which `--asserts` checks the state: all but calls to the
+    /// in-module runtime imports, whose purpose is to change it.
+    fn can_assert_after(&self, op: &Operator<'_>) -> bool {
+        match op {
+            Operator::Call { function_index } => !self.ctx.runtime_import[*function_index as usize],
+            Operator::CallIndirect { .. } | Operator::CallRef { .. } => true,
+            _ => false,
+        }
     }
 
     fn assert_normal(&mut self) {
@@ -596,13 +610,6 @@ impl<'c, 'a> Emitter<'c, 'a> {
         }
         Ok(())
     }
-}
-
-fn is_call(op: &Operator<'_>) -> bool {
-    matches!(
-        op,
-        Operator::Call { .. } | Operator::CallIndirect { .. } | Operator::CallRef { .. }
-    )
 }
 
 fn reencode_error(e: wasm_encoder::reencode::Error<std::convert::Infallible>) -> Error {

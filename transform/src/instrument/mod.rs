@@ -147,6 +147,9 @@ pub struct Ctx<'m> {
     pub types: TypeInterner,
     /// `--asserts`.
     pub asserts: bool,
+    /// Per input function: an `asyncify.*` runtime import (no assert after
+    /// calls to it: changing the state is its purpose).
+    pub runtime_import: Vec<bool>,
     /// The module.
     pub info: &'m ModuleInfo<'m>,
 }
@@ -338,7 +341,9 @@ pub fn emit_functions(
                 return Ok(None);
             };
             let instrumented = analysis.instrumented[f as usize] && !plan.sites.is_empty();
-            function::emit(ctx, &body, &plan, &results, instrumented)
+            // The in-module runtime changes the state on purpose: no asserts there.
+            let asserts = ctx.asserts && !analysis.is_runtime(f);
+            function::emit(ctx, &body, &plan, &results, instrumented, asserts)
                 .map(Some)
                 .map_err(|e| e.in_function(ctx.info.func_display_name(f)))
         })

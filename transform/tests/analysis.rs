@@ -1,0 +1,291 @@
+//! What the analysis decides: which functions are instrumented, why, and what
+//! the pass refuses. Each test builds a module where the answer is known by
+//! construction and checks the decision the library reports.
+
+use wasm_rewind_transform::{instrument, ErrorKind, Instrumented, Options};
+
+fn run(wat: &str, options: &Options) -> Instrumented {
+    let wasm = wat::parse_str(wat).expect("test module parses");
+    instrument(&wasm, options).expect("instrumentation succeeds")
+}
+
+fn instrumented(out: &Instrumented) -> Vec<&str> {
+    out.decisions
+        .iter()
+        .filter(|d| d.instrumented)
+        .map(|d| d.name.as_str())
+        .collect()
+}
+
+const TABLE_MODULE: &str = r#"(module
+  (import "env" "sleep" (func $sleep))
+  (import "env" "log" (func $log))
+  (memory 1)
+  (type $t (func (param i32) (result i32)))
+  (table $tab 2 funcref)
+  (elem (table $tab) (i32.const 0) func $pure $pure2)
+  (func $sleepy (type $t) (call $sleep) (local.get 0))
+  (func $pure (type $t) (local.get 0))
+  (func $pure2 (type $t) (call $log) (local.get 0))
+  (func $run (export "run") (result i32) (call_indirect $tab (type $t) (i32.const 1) (i32.const 0))))"#;
+
+#[test]
+fn indirect_call_is_narrowed_to_what_the_private_table_holds() {
+    let out = run(
+        TABLE_MODULE,
+        &Options {
+            imports: Some(vec!["env.sleep".into()]),
+            ..Options::default()
+        },
+    );
+    // $sleepy is not in the table: `run` cannot reach it.
+    assert_eq!(instrumented(&out), vec!["sleepy"]);
+}
+
+#[test]
+fn indirect_call_through_an_exported_table_may_reach_anything() {
+    let wat = TABLE_MODULE.replace(
+        "(table $tab 2 funcref)",
+        "(table $tab (export \"t\") 2 funcref)",
+    );
+    let opts = Options {
+        imports: Some(vec!["env.sleep".into()]),
+        ..Options::default()
+    };
+    let out = run(&wat, &opts);
+    assert_eq!(instrumented(&out), vec!["sleepy", "run"]);
+    let why = out.explain("run").unwrap();
+    assert!(why[0].contains("from outside the module"), "{why:?}");
+    // --ignore-indirect trusts indirect calls not to unwind.
+    let out = run(
+        &wat,
+        &Options {
+            ignore_indirect: true,
+            ..opts
+        },
+    );
+    assert_eq!(instrumented(&out), vec!["sleepy"]);
+}
+
+#[test]
+fn table_holding_an_unwinding_function_makes_the_caller_unwind() {
+    let wat = TABLE_MODULE.replace("func $pure $pure2", "func $pure $sleepy");
+    let out = run(
+        &wat,
+        &Options {
+            imports: Some(vec!["env.sleep".into()]),
+            ..Options::default()
+        },
+    );
+    assert_eq!(instrumented(&out), vec!["sleepy", "run"]);
+    let why = out.explain("run").unwrap();
+    assert_eq!(why.len(), 3, "{why:?}");
+    assert!(why[0].starts_with("`run` is instrumented because its indirect call at offset 0x"));
+    assert!(why[0].ends_with("can reach `sleepy`"), "{why:?}");
+    assert!(why[1].starts_with("`sleepy` is instrumented because it calls `env.sleep`"));
+    assert!(why[2].starts_with("`env.sleep` is an import that may unwind"));
+}
+
+#[test]
+fn default_import_list_is_every_import() {
+    let out = run(TABLE_MODULE, &Options::default());
+    assert_eq!(instrumented(&out), vec!["sleepy", "pure2", "run"]);
+    let out = run(
+        TABLE_MODULE,
+        &Options {
+            imports: Some(vec!["env.s*".into()]),
+            ..Options::default()
+        },
+    );
+    assert_eq!(instrumented(&out), vec!["sleepy"]);
+    let out = run(
+        TABLE_MODULE,
+        &Options {
+            ignore_imports: true,
+            ..Options::default()
+        },
+    );
+    assert!(instrumented(&out).is_empty());
+}
+
+const CHAIN: &str = r#"(module
+  (import "env" "sleep" (func $sleep))
+  (memory 1)
+  (func $leaf (call $sleep))
+  (func $mid (call $leaf))
+  (func $top (export "top") (call $mid))
+  (func $other (export "other") (nop)))"#;
+
+#[test]
+fn remove_list_stops_propagation() {
+    let out = run(
+        CHAIN,
+        &Options {
+            remove: vec!["mid".into()],
+            ..Options::default()
+        },
+    );
+    assert_eq!(instrumented(&out), vec!["leaf"]);
+}
+
+#[test]
+fn add_list_instruments_without_propagating_unless_asked() {
+    let opts = Options {
+        ignore_imports: true,
+        add: vec!["leaf".into()],
+        ..Options::default()
+    };
+    assert_eq!(instrumented(&run(CHAIN, &opts)), vec!["leaf"]);
+    let opts = Options {
+        propagate_add: true,
+        ..opts
+    };
+    assert_eq!(instrumented(&run(CHAIN, &opts)), vec!["leaf", "mid", "top"]);
+}
+
+#[test]
+fn only_list_decides_everything() {
+    let out = run(
+        CHAIN,
+        &Options {
+            only: Some(vec!["top".into(), "other".into()]),
+            ..Options::default()
+        },
+    );
+    assert_eq!(instrumented(&out), vec!["top", "other"]);
+    let err = instrument(
+        &wat::parse_str(CHAIN).unwrap(),
+        &Options {
+            only: Some(vec!["top".into()]),
+            add: vec!["leaf".into()],
+            ..Options::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::BadOptions);
+}
+
+#[test]
+fn in_module_runtime_roles() {
+    let out = run(
+        r#"(module
+          (import "asyncify" "start_unwind" (func $start_unwind (param i32)))
+          (import "asyncify" "stop_unwind" (func $stop_unwind))
+          (import "asyncify" "start_rewind" (func $start_rewind (param i32)))
+          (import "asyncify" "stop_rewind" (func $stop_rewind))
+          (memory 1)
+          (func $sleep (call $start_unwind (i32.const 16)))
+          (func $work (call $sleep))
+          (func $main_loop (export "main") (call $work) (call $stop_unwind) (call $start_rewind (i32.const 16)) (call $work)))"#,
+        &Options::default(),
+    );
+    // The bottom ($sleep) and the top ($main_loop) are runtime, not instrumented.
+    assert_eq!(instrumented(&out), vec!["work"]);
+    let imports: Vec<String> = wasmparser::Parser::new(0)
+        .parse_all(&out.wasm)
+        .filter_map(|p| match p.unwrap() {
+            wasmparser::Payload::ImportSection(r) => Some(
+                r.into_imports()
+                    .map(|i| i.unwrap().module.to_string())
+                    .collect::<Vec<_>>(),
+            ),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        imports.is_empty(),
+        "asyncify.* imports are gone: {imports:?}"
+    );
+}
+
+#[test]
+fn refuses_already_instrumented_input() {
+    let out = run(CHAIN, &Options::default());
+    let err = instrument(&out.wasm, &Options::default()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::AlreadyInstrumented);
+    assert!(err.to_string().contains("already instrumented"), "{err}");
+}
+
+#[test]
+fn invalid_and_truncated_input_report_offsets() {
+    let wasm = wat::parse_str(CHAIN).unwrap();
+    for cut in [3, 9, wasm.len() / 2, wasm.len() - 1] {
+        let err = instrument(&wasm[..cut], &Options::default()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "cut at {cut}");
+        assert!(err.to_string().contains("(at offset 0x"), "{err}");
+    }
+}
+
+#[test]
+fn refuses_reference_values_live_across_an_unwind_with_the_function_name() {
+    let err = instrument(
+        &wat::parse_str(
+            r#"(module
+              (import "env" "sleep" (func $sleep))
+              (memory 1)
+              (func $keeps_ref (export "f") (param $r externref) (result externref)
+                (call $sleep) (local.get $r)))"#,
+        )
+        .unwrap(),
+        &Options::default(),
+    )
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("keeps_ref") && msg.contains("externref"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn call_ref_that_can_unwind_is_refused_not_ignored() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep))
+      (memory 1)
+      (type $v (func))
+      (elem declare func $sleepy)
+      (func $sleepy (type $v) (call $sleep))
+      (func $calls_ref (export "f") (call_ref $v (ref.func $sleepy))))"#;
+    let err = instrument(&wat::parse_str(wat).unwrap(), &Options::default()).unwrap_err();
+    assert!(err.to_string().contains("call_ref") && err.to_string().contains("calls_ref"));
+    // With the target narrowed to functions that cannot unwind, it passes.
+    let out = run(
+        wat,
+        &Options {
+            imports: Some(vec!["env.none".into()]),
+            ..Options::default()
+        },
+    );
+    assert!(instrumented(&out).is_empty());
+}
+
+#[test]
+fn tail_calls_outside_unwinding_paths_are_untouched() {
+    let out = run(
+        r#"(module
+          (import "env" "sleep" (func $sleep))
+          (memory 1)
+          (func $a (param i32) (result i32) (return_call $b (local.get 0)))
+          (func $b (param i32) (result i32) (local.get 0))
+          (func $s (export "s") (call $sleep)))"#,
+        &Options::default(),
+    );
+    assert_eq!(instrumented(&out), vec!["s"]);
+}
+
+#[test]
+fn no_memory_needs_a_secondary_memory() {
+    let wat = r#"(module (import "env" "sleep" (func $sleep)) (func (export "f") (call $sleep)))"#;
+    let err = instrument(&wat::parse_str(wat).unwrap(), &Options::default()).unwrap_err();
+    assert!(err.to_string().contains("--secondary-memory"), "{err}");
+    let out = run(
+        wat,
+        &Options {
+            secondary_memory: Some(1),
+            ..Options::default()
+        },
+    );
+    assert_eq!(instrumented(&out), vec!["f"]);
+}
