@@ -4,33 +4,37 @@
 //!
 //! ```wat
 //! (func $f (param ...) (result ...)
-//!   ;; rewinding: pop the call index, then this site's saved locals
+//!   ;; rewinding: pop the call index, then the saved locals of its layout
 //!   (if (i32.eq (global.get $__asyncify_state) (i32.const 2))
 //!     (then (local.set $resume (call $pop_index))
-//!           (br_table (K -> layout) ...) ;; each layout: pop_frame(size), loads)))
+//!           ;; one layout: restore it; several: br_table (K -> layout)
+//!           (local.set $p (call $pop_frame (i32.const SIZE))) loads...))
 //!   (block $unwound
-//!     (block $save_layout_n ... (block $save_layout_1
+//!     (block $save_layout_n (result i32) ... (block $save_layout_1 (result i32)
 //!       (block $body (result ...)
-//!         ;; every frame holding resume points starts with nested blocks that
-//!         ;; end just before each of them, and one dispatch:
+//!         ;; a frame (block, loop body, if arm) holding resume points starts
+//!         ;; with nested blocks ending just before each of them, and a dispatch
+//!         ;; that runs only while rewinding ($resume != 0):
 //!         (block $r2 (block $r1
-//!             (if (local.get $resume) (then (br_table ... cases: push the
-//!                 saved operand values, zero arguments, br $rN)))
+//!             (if (local.get $resume) (then ...push saved stack values,
+//!                 (local.set $resume (i32.const 0)) (br $r1 or $r2)))
 //!             ...code before site 1...)
-//!           (call $g) ;; site 1
-//!           (if (global.get $__asyncify_state)   ;; unwinding: save and leave
-//!             (then (local.set $resume (i32.const 1)) (br $save_layout_1)))
+//!           (call $g)                                          ;; site 1
+//!           (br_if $save_layout_1 (i32.const 1) (global.get $__asyncify_state))
+//!           (drop)
 //!           ...code before site 2...)
 //!         (call $h) ...)
 //!       (return))
-//!     ;; save_layout_1: p = push_frame(size, K); stores; (br $unwound)
+//!     ;; save_layout_1: $resume = K; p = push_frame(SIZE, K); stores; (br $unwound)
 //!     ...)
 //!   zeros of the result types)
 //! ```
 //!
-//! On the normal path this costs one state test at entry, one `local.get`+`if`
-//! per entry into a frame holding resume points, and one `global.get`+`if` after
-//! each call that can unwind. Nothing else in the function changes.
+//! A construct that opens its frame is entered by falling through, so chains of
+//! nested blocks (common in compiler output) cost nothing. On the normal path an
+//! instrumented function pays one state test at entry, one `local.get`+`if` per
+//! entry into a frame with a dispatch, and a `global.get`+`br_if` after each call
+//! that can unwind. Nothing else changes.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::instrument::body::Body;
@@ -59,18 +63,21 @@ struct Emitter<'c, 'a> {
     next_id: u32,
     /// Label ids of the save blocks, per layout.
     save_labels: Vec<u32>,
-    /// For each open frame holding items: the resume block ids, per item.
-    resume_labels: Vec<(FrameId, Vec<u32>)>,
-    /// Prespilled constructs by the op index of their `end`.
-    prespills: HashMap<u32, &'c Prespill>,
+    /// Resume blocks still open: the op where each ends, and its label id.
+    resume_ends: HashMap<u32, u32>,
+    /// Sites by the op index of their call.
+    site_at: HashMap<u32, usize>,
+    /// Prespilled constructs by the op index of their opener and of their `end`.
+    prespill_open: HashMap<u32, &'c Prespill>,
+    prespill_close: HashMap<u32, &'c Prespill>,
     /// The function's result types.
     results: &'c [ValType],
     /// Whether to check after each call that nothing started unwinding.
     asserts: bool,
 }
 
-/// Emits the rewritten body of a function. With `plan == None` the function is
-/// not instrumented and only gets `--asserts` checks after its calls.
+/// Emits the rewritten body of a function: instrumented per `plan` when
+/// `instrumented`, else unchanged but for `--asserts` checks after its calls.
 pub fn emit(
     ctx: &Ctx<'_>,
     body: &Body<'_>,
@@ -90,6 +97,12 @@ pub fn emit(
             _ => locals.push((1, t)),
         }
     }
+    let prespills: Vec<&Prespill> = plan
+        .frames
+        .values()
+        .flat_map(|f| &f.items)
+        .filter_map(|it| it.prespill.as_ref())
+        .collect();
     let mut e = Emitter {
         ctx,
         body,
@@ -98,14 +111,20 @@ pub fn emit(
         labels: vec![Label::Synth(u32::MAX)],
         next_id: 0,
         save_labels: Vec::new(),
-        resume_labels: Vec::new(),
-        prespills: plan
+        resume_ends: HashMap::new(),
+        site_at: plan
+            .sites
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.op, i))
+            .collect(),
+        prespill_open: plan
             .frames
             .values()
             .flat_map(|f| &f.items)
-            .filter_map(|it| it.prespill.as_ref())
-            .map(|p| (p.end, p))
+            .filter_map(|it| it.prespill.as_ref().map(|p| (it.op, p)))
             .collect(),
+        prespill_close: prespills.iter().map(|p| (p.end, *p)).collect(),
         results,
         asserts,
     };
@@ -113,7 +132,7 @@ pub fn emit(
         e.instrumented_body()?;
     } else {
         e.labels = vec![Label::Orig];
-        e.ops(0)?;
+        e.ops()?;
     }
     Ok(e.out.into_raw_body())
 }
@@ -162,10 +181,6 @@ impl<'c, 'a> Emitter<'c, 'a> {
         unreachable!("validated: branch depth within the function")
     }
 
-    fn block_type(&self, params: &[ValType], results: &[ValType]) -> Result<BlockType> {
-        self.ctx.block_type(params, results)
-    }
-
     fn zero(&mut self, t: ValType) -> Result<()> {
         let i = match t {
             ValType::I32 => Instruction::I32Const(0),
@@ -202,62 +217,54 @@ impl<'c, 'a> Emitter<'c, 'a> {
         self.ins(Instruction::Call(self.ctx.funcs.pop_index));
         self.ins(Instruction::LocalSet(plan.resume_local));
         let n_layouts = plan.layouts.len();
-        let layout_ids: Vec<u32> = (0..n_layouts).map(|_| self.fresh()).collect();
-        for &id in layout_ids.iter().rev() {
-            self.open(Instruction::Block(BlockType::Empty), Label::Synth(id));
-        }
-        let bad = self.fresh();
-        self.open(Instruction::Block(BlockType::Empty), Label::Synth(bad));
-        self.ins(Instruction::LocalGet(plan.resume_local));
-        self.ins(Instruction::I32Const(1));
-        self.ins(Instruction::I32Sub);
-        let targets: Vec<u32> = plan
-            .sites
-            .iter()
-            .map(|s| self.depth_of(layout_ids[s.layout]))
-            .collect();
-        self.ins(Instruction::BrTable(Cow::Owned(targets), 0));
-        self.close();
-        self.ins(Instruction::Unreachable);
-        for (l, layout) in plan.layouts.iter().enumerate() {
-            self.close();
-            self.addr_const(layout.size);
-            self.ins(Instruction::Call(self.ctx.funcs.pop_frame));
-            self.ins(Instruction::LocalSet(plan.frame_ptr_local));
-            for &(local, ty, offset) in &layout.slots {
-                self.ins(Instruction::LocalGet(plan.frame_ptr_local));
-                self.ins(self.ctx.load(ty, offset));
-                self.ins(Instruction::LocalSet(local));
+        if n_layouts > 1 {
+            let layout_ids: Vec<u32> = (0..n_layouts).map(|_| self.fresh()).collect();
+            for &id in layout_ids.iter().rev() {
+                self.open(Instruction::Block(BlockType::Empty), Label::Synth(id));
             }
+            self.ins(Instruction::LocalGet(plan.resume_local));
+            self.ins(Instruction::I32Const(1));
+            self.ins(Instruction::I32Sub);
+            let targets: Vec<u32> = plan
+                .sites
+                .iter()
+                .map(|s| self.depth_of(layout_ids[s.layout]))
+                .collect();
+            // Call indices come from our own frames; anything else is a
+            // corrupted buffer, which lands on the last layout.
+            let default = self.depth_of(layout_ids[n_layouts - 1]);
+            self.ins(Instruction::BrTable(Cow::Owned(targets), default));
+        }
+        for l in 0..n_layouts {
+            if n_layouts > 1 {
+                self.close();
+            }
+            self.restore_layout(l);
             if l + 1 < n_layouts {
                 self.ins(Instruction::Br(self.depth_of(restored)));
             }
         }
         self.close();
 
-        // The body, wrapped in the save blocks.
+        // The body, wrapped in the save blocks, which receive the call index.
         let unwound = self.fresh();
         self.open(Instruction::Block(BlockType::Empty), Label::Synth(unwound));
         self.save_labels = (0..n_layouts).map(|_| self.fresh()).collect();
         for &id in self.save_labels.clone().iter().rev() {
-            self.open(Instruction::Block(BlockType::Empty), Label::Synth(id));
+            self.open(
+                Instruction::Block(BlockType::Result(wasm_encoder::ValType::I32)),
+                Label::Synth(id),
+            );
         }
-        let bt = self.block_type(&[], results)?;
+        let bt = self.ctx.block_type(&[], results)?;
         self.open(Instruction::Block(bt), Label::Orig);
         self.frame_header((u32::MAX, 0))?;
-        self.ops(0)?;
+        self.ops()?;
         self.ins(Instruction::Return);
-        for (l, layout) in plan.layouts.iter().enumerate() {
+        for l in 0..n_layouts {
             self.close();
-            self.addr_const(layout.size);
-            self.ins(Instruction::LocalGet(plan.resume_local));
-            self.ins(Instruction::Call(self.ctx.funcs.push_frame));
-            self.ins(Instruction::LocalSet(plan.frame_ptr_local));
-            for &(local, ty, offset) in &layout.slots {
-                self.ins(Instruction::LocalGet(plan.frame_ptr_local));
-                self.ins(Instruction::LocalGet(local));
-                self.ins(self.ctx.store(ty, offset));
-            }
+            self.ins(Instruction::LocalSet(plan.resume_local));
+            self.save_layout(l);
             if l + 1 < n_layouts {
                 self.ins(Instruction::Br(self.depth_of(unwound)));
             }
@@ -270,33 +277,67 @@ impl<'c, 'a> Emitter<'c, 'a> {
         Ok(())
     }
 
+    /// `p = pop_frame(size)`, then each saved local from its slot.
+    fn restore_layout(&mut self, l: usize) {
+        let (plan, layout) = (self.plan, &self.plan.layouts[l]);
+        self.addr_const(layout.size);
+        self.ins(Instruction::Call(self.ctx.funcs.pop_frame));
+        self.ins(Instruction::LocalSet(plan.frame_ptr_local));
+        for &(local, ty, offset) in &layout.slots {
+            self.ins(Instruction::LocalGet(plan.frame_ptr_local));
+            self.ins(self.ctx.load(ty, offset));
+            self.ins(Instruction::LocalSet(local));
+        }
+    }
+
+    /// `p = push_frame(size, K)`, then each saved local into its slot.
+    fn save_layout(&mut self, l: usize) {
+        let (plan, layout) = (self.plan, &self.plan.layouts[l]);
+        self.addr_const(layout.size);
+        self.ins(Instruction::LocalGet(plan.resume_local));
+        self.ins(Instruction::Call(self.ctx.funcs.push_frame));
+        self.ins(Instruction::LocalSet(plan.frame_ptr_local));
+        for &(local, ty, offset) in &layout.slots {
+            self.ins(Instruction::LocalGet(plan.frame_ptr_local));
+            self.ins(Instruction::LocalGet(local));
+            self.ins(self.ctx.store(ty, offset));
+        }
+    }
+
     /// Opens the resume blocks of a frame and emits its dispatch.
     fn frame_header(&mut self, id: FrameId) -> Result<()> {
-        let Some(frame) = self.plan.frames.get(&id) else {
+        let plan = self.plan;
+        let Some(frame) = plan.frames.get(&id) else {
             return Ok(());
         };
-        let ids: Vec<u32> = frame.items.iter().map(|_| self.fresh()).collect();
-        for (item, &rid) in frame.items.iter().zip(&ids).rev() {
-            let bt = self.block_type(&frame.params, &item.entry_types)?;
-            self.open(Instruction::Block(bt), Label::Synth(rid));
+        // Resume blocks for every item but one entered by falling through.
+        let rids: Vec<Option<u32>> = frame
+            .items
+            .iter()
+            .map(|it| (!it.direct_entry).then(|| self.fresh()))
+            .collect();
+        for (item, rid) in frame.items.iter().zip(&rids).rev() {
+            if let Some(rid) = *rid {
+                let bt = self.ctx.block_type(&frame.params, &item.entry_types)?;
+                self.open(Instruction::Block(bt), Label::Synth(rid));
+                self.resume_ends.insert(item.entry_op, rid);
+            }
         }
-        self.resume_labels.push((id, ids.clone()));
 
-        // Dispatch: only while rewinding ($resume != 0).
-        let dispatch = self.fresh();
-        self.ins(Instruction::LocalGet(self.plan.resume_local));
-        self.open(Instruction::If(BlockType::Empty), Label::Synth(dispatch));
         // One case per site, or per arm of a construct item.
         struct Case<'p> {
             item: &'p Item,
             resume: u32,
             then_arm: bool,
+            lo: u32,
         }
         let mut cases: Vec<Case<'_>> = Vec::new();
         let lo = frame.items[0].lo;
         let hi = frame.items.last().unwrap().hi;
-        let mut case_of_k = vec![0u32; (hi - lo + 1) as usize];
-        for (item, &rid) in frame.items.iter().zip(&ids) {
+        // Case number per call index; 0 means "fall through into the first item".
+        let mut case_of_k = vec![0usize; (hi - lo + 1) as usize];
+        for (item, rid) in frame.items.iter().zip(&rids) {
+            let Some(rid) = *rid else { continue };
             let arms: Vec<(u32, u32, bool)> = match item.else_lo {
                 Some(e) if e > item.lo => vec![(item.lo, e - 1, true), (e, item.hi, false)],
                 Some(_) => vec![(item.lo, item.hi, false)],
@@ -307,103 +348,118 @@ impl<'c, 'a> Emitter<'c, 'a> {
                     item,
                     resume: rid,
                     then_arm,
+                    lo: a,
                 });
                 for k in a..=b {
-                    case_of_k[(k - lo) as usize] = cases.len() as u32;
+                    case_of_k[(k - lo) as usize] = cases.len();
                 }
             }
         }
-        let case_ids: Vec<u32> = cases.iter().map(|_| self.fresh()).collect();
-        for &cid in case_ids.iter().rev() {
-            self.open(Instruction::Block(BlockType::Empty), Label::Synth(cid));
+        if cases.is_empty() {
+            return Ok(());
         }
-        let bad = self.fresh();
-        self.open(Instruction::Block(BlockType::Empty), Label::Synth(bad));
+        let falls_through = frame.items[0].direct_entry;
+
+        // Dispatch, only while rewinding ($resume != 0, and past the items
+        // entered by falling through).
+        let dispatch = self.fresh();
         self.ins(Instruction::LocalGet(self.plan.resume_local));
-        if lo != 0 {
-            self.ins(Instruction::I32Const(lo as i32));
-            self.ins(Instruction::I32Sub);
+        if falls_through {
+            self.ins(Instruction::I32Const(cases[0].lo as i32));
+            self.ins(Instruction::I32GeU);
         }
-        // Depth of case c (1-based) is c below `bad` at depth 0.
-        self.ins(Instruction::BrTable(Cow::Owned(case_of_k), 0));
-        self.close();
-        self.ins(Instruction::Unreachable);
-        for case in &cases {
-            self.close();
-            let item = case.item;
-            if let Some(s) = item.site {
-                let site = &self.plan.sites[s];
-                for &l in &site.below_locals {
-                    self.ins(Instruction::LocalGet(l));
-                }
-                let n_saved = site.operand_locals.len();
-                let n_zero = site.operands.len() - n_saved;
-                for &t in &site.operands[..n_zero] {
-                    self.zero(t)?;
-                }
-                for &l in &site.operand_locals {
-                    self.ins(Instruction::LocalGet(l));
-                }
-                // This frame is where the rewind ends up: clear the index so
-                // later entries into frames of this function run normally.
-                self.ins(Instruction::I32Const(0));
-                self.ins(Instruction::LocalSet(self.plan.resume_local));
-            } else {
-                for &t in &item.construct_params {
-                    self.zero(t)?;
-                }
-                if matches!(self.body.ops[item.op as usize], Operator::If { .. }) {
-                    self.ins(Instruction::I32Const(i32::from(case.then_arm)));
-                }
+        self.open(Instruction::If(BlockType::Empty), Label::Synth(dispatch));
+        if cases.len() == 1 {
+            self.case(cases[0].item, cases[0].resume, cases[0].then_arm)?;
+        } else {
+            let case_ids: Vec<u32> = cases.iter().map(|_| self.fresh()).collect();
+            for &cid in case_ids.iter().rev() {
+                self.open(Instruction::Block(BlockType::Empty), Label::Synth(cid));
             }
-            self.ins(Instruction::Br(self.depth_of(case.resume)));
+            self.ins(Instruction::LocalGet(self.plan.resume_local));
+            if lo != 0 {
+                self.ins(Instruction::I32Const(lo as i32));
+                self.ins(Instruction::I32Sub);
+            }
+            // Case c sits at depth c - 1; "fall through" leaves the dispatch.
+            let targets: Vec<u32> = case_of_k
+                .iter()
+                .map(|&c| {
+                    if c == 0 {
+                        self.depth_of(dispatch)
+                    } else {
+                        c as u32 - 1
+                    }
+                })
+                .collect();
+            let default = cases.len() as u32 - 1;
+            self.ins(Instruction::BrTable(Cow::Owned(targets), default));
+            for case in &cases {
+                self.close();
+                self.case(case.item, case.resume, case.then_arm)?;
+            }
         }
         self.close();
         Ok(())
     }
 
-    /// Emits the ops of the body from `start` to the end.
-    fn ops(&mut self, start: usize) -> Result<()> {
+    /// One dispatch case: push what the resume block must produce, branch to it.
+    fn case(&mut self, item: &Item, resume: u32, then_arm: bool) -> Result<()> {
+        if let Some(s) = item.site {
+            let site = &self.plan.sites[s];
+            for &l in &site.below_locals {
+                self.ins(Instruction::LocalGet(l));
+            }
+            let n_zero = site.operands.len() - site.rerun - site.operand_locals.len();
+            for &t in &site.operands[..n_zero] {
+                self.zero(t)?;
+            }
+            for &l in &site.operand_locals {
+                self.ins(Instruction::LocalGet(l));
+            }
+            // This frame is where the rewind ends up: clear the index so later
+            // entries into frames of this function run normally.
+            self.ins(Instruction::I32Const(0));
+            self.ins(Instruction::LocalSet(self.plan.resume_local));
+        } else {
+            for &t in &item.construct_params {
+                self.zero(t)?;
+            }
+            if matches!(self.body.ops[item.op as usize], Operator::If { .. }) {
+                self.ins(Instruction::I32Const(i32::from(then_arm)));
+            }
+        }
+        self.ins(Instruction::Br(self.depth_of(resume)));
+        Ok(())
+    }
+
+    /// Emits the ops of the body.
+    fn ops(&mut self) -> Result<()> {
         let body = self.body;
         let n = body.ops.len();
-        // Items of open frames are consumed in order: the position per open
-        // frame in `resume_labels`.
-        let mut item_pos: Vec<usize> = self.resume_labels.iter().map(|_| 0).collect();
-        for i in start..n {
+        for i in 0..n {
             let op = &body.ops[i];
-            let i32_ = i as u32;
-            // Is this op the next item of the innermost frame with items?
-            if let Some((fid, rids)) = self.resume_labels.last().cloned() {
-                let pos = *item_pos.last().unwrap();
-                let frame = &self.plan.frames[&fid];
-                if pos < frame.items.len() && frame.items[pos].op == i32_ {
-                    *item_pos.last_mut().unwrap() += 1;
-                    let item = &frame.items[pos];
-                    if let Some(p) = &item.prespill {
-                        for &(l, _) in p.inputs.iter().rev() {
-                            self.ins(Instruction::LocalSet(l));
-                        }
-                        for &(l, _) in p.below.iter().rev() {
-                            self.ins(Instruction::LocalSet(l));
-                        }
-                        for &(l, _) in &p.inputs {
-                            self.ins(Instruction::LocalGet(l));
-                        }
+            let iu = i as u32;
+            // A rewind re-enters here: close the resume block (after moving the
+            // values below a prespilled construct into locals).
+            if let Some(rid) = self.resume_ends.remove(&iu) {
+                if let Some(p) = self.prespill_open.get(&iu).copied() {
+                    for &(l, _) in p.inputs.iter().rev() {
+                        self.ins(Instruction::LocalSet(l));
                     }
-                    debug_assert_eq!(*self.labels.last().unwrap(), Label::Synth(rids[pos]));
-                    self.close();
-                    if pos + 1 == frame.items.len() {
-                        // All items of this frame are placed; later code of the
-                        // frame sits outside every resume block.
-                        self.resume_labels.pop();
-                        item_pos.pop();
+                    for &(l, _) in p.below.iter().rev() {
+                        self.ins(Instruction::LocalSet(l));
                     }
-                    if let Some(s) = item.site {
-                        self.site(s)?;
-                        continue;
+                    for &(l, _) in &p.inputs {
+                        self.ins(Instruction::LocalGet(l));
                     }
-                    // A construct: fall through to emit its opener below.
                 }
+                debug_assert_eq!(self.labels.last(), Some(&Label::Synth(rid)));
+                self.close();
+            }
+            if let Some(&s) = self.site_at.get(&iu) {
+                self.site(s)?;
+                continue;
             }
             match op {
                 Operator::Block { .. }
@@ -413,30 +469,18 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 | Operator::Try { .. } => {
                     let ins = self.convert(op)?;
                     self.open(ins, Label::Orig);
-                    let before = self.resume_labels.len();
-                    self.frame_header((i32_, 0))?;
-                    if self.resume_labels.len() > before {
-                        item_pos.push(0);
-                    }
+                    self.frame_header((iu, 0))?;
                 }
                 Operator::Else => {
                     self.ins(Instruction::Else);
-                    let before = self.resume_labels.len();
                     // For an `else`, `else_of` points back at its `if`.
                     self.frame_header((body.else_of[i], 1))?;
-                    if self.resume_labels.len() > before {
-                        item_pos.push(0);
-                    }
                 }
                 Operator::End => {
-                    if i + 1 == n {
-                        // The function's final `end` closes the `$body` block (or
-                        // the function itself when not instrumented).
-                        self.close();
-                        continue;
-                    }
+                    // The function's final `end` closes `$body` (or the function
+                    // itself when not instrumented).
                     self.close();
-                    if let Some(p) = self.prespill_ending_at(i32_) {
+                    if let Some(p) = self.prespill_close.get(&iu).copied() {
                         for &(l, _) in p.results.iter().rev() {
                             self.ins(Instruction::LocalSet(l));
                         }
@@ -475,7 +519,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
                     match &mut ins {
                         Instruction::BrOnCast { relative_depth, .. }
                         | Instruction::BrOnCastFail { relative_depth, .. } => *relative_depth = d,
-                        _ => unreachable!(),
+                        _ => unreachable!("converted from a br_on_cast"),
                     }
                     self.ins(ins);
                 }
@@ -499,15 +543,11 @@ impl<'c, 'a> Emitter<'c, 'a> {
         Ok(())
     }
 
-    fn prespill_ending_at(&self, end: u32) -> Option<&'c Prespill> {
-        self.prespills.get(&end).copied()
-    }
-
     /// Converts an input operator that needs no label remapping.
     fn convert(&self, op: &Operator<'a>) -> Result<Instruction<'a>> {
         let mut re = self.ctx.remap();
         let mut ins = re.instruction(op.clone()).map_err(reencode_error)?;
-        if let Instruction::TryTable(bt, catches) = &mut ins {
+        if let Instruction::TryTable(_, catches) = &mut ins {
             // Catch labels are relative to the enclosing context of the try_table.
             let fixed: Vec<wasm_encoder::Catch> = catches
                 .iter()
@@ -529,7 +569,6 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 })
                 .collect();
             *catches = Cow::Owned(fixed);
-            let _ = bt;
         }
         Ok(ins)
     }
@@ -582,29 +621,30 @@ impl<'c, 'a> Emitter<'c, 'a> {
         };
         let ins = self.convert(&call)?;
         self.ins(ins);
-        // Unwinding? Pop the values below into locals and leave for the save block.
-        self.ins(Instruction::GlobalGet(self.ctx.state_global));
-        let mut kept = site.below.clone();
-        kept.extend(&site.results);
-        let bt = if site.below.is_empty() {
-            BlockType::Empty
+        // Unwinding? Leave for the save block with the call index.
+        let save = self.save_labels[site.layout];
+        if site.below.is_empty() {
+            self.ins(Instruction::I32Const(site.k as i32));
+            self.ins(Instruction::GlobalGet(self.ctx.state_global));
+            self.ins(Instruction::BrIf(self.depth_of(save)));
+            self.ins(Instruction::Drop);
         } else {
-            self.block_type(&kept, &kept)?
-        };
-        self.open(Instruction::If(bt), Label::Synth(0));
-        if !site.below.is_empty() {
+            // The values below the call are out of reach of a branch: pop them
+            // into locals first (only on this path).
+            self.ins(Instruction::GlobalGet(self.ctx.state_global));
+            let kept = super::kept_across(site);
+            let bt = self.ctx.block_type(&kept, &kept)?;
+            self.open(Instruction::If(bt), Label::Synth(0));
             for _ in &site.results {
                 self.ins(Instruction::Drop);
             }
             for &l in site.below_locals.iter().rev() {
                 self.ins(Instruction::LocalSet(l));
             }
+            self.ins(Instruction::I32Const(site.k as i32));
+            self.ins(Instruction::Br(self.depth_of(save)));
+            self.close();
         }
-        self.ins(Instruction::I32Const(site.k as i32));
-        self.ins(Instruction::LocalSet(self.plan.resume_local));
-        let save = self.save_labels[site.layout];
-        self.ins(Instruction::Br(self.depth_of(save)));
-        self.close();
         if site.tail {
             self.ins(Instruction::Return);
         }

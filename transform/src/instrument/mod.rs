@@ -295,7 +295,7 @@ pub fn intern_block_types(types: &mut TypeInterner, planned: &[Planned<'_>]) {
         let mut frames: Vec<_> = plan.frames.iter().collect();
         frames.sort_by_key(|(id, _)| **id);
         for (_, frame) in frames {
-            for item in &frame.items {
+            for item in frame.items.iter().filter(|it| !it.direct_entry) {
                 want(&frame.params, &item.entry_types);
             }
         }

@@ -46,6 +46,9 @@ pub struct Site {
     pub operands: Vec<ValType>,
     /// The call's result types.
     pub results: Vec<ValType>,
+    /// Operand producers right before the call that a rewind runs again: pure,
+    /// cannot trap, and feed only placeholder arguments.
+    pub rerun: usize,
     /// Locals holding `below` on the unwind path and during rewind.
     pub below_locals: Vec<u32>,
     /// Locals holding the operands, when the real ones are needed at rewind
@@ -68,7 +71,14 @@ pub struct Item {
     pub lo: u32,
     /// See `lo`.
     pub hi: u32,
-    /// Types the resume block must produce: the frame's stack when the item starts.
+    /// Op index where the item's resume block ends: where a rewind re-enters the
+    /// frame. For a site, pure operand producers before the call (`local.get`,
+    /// constants) are re-run instead of being pushed as placeholders.
+    pub entry_op: u32,
+    /// The construct opens its frame (no code before it): a rewind simply falls
+    /// into it, so it needs no resume block and no dispatch case.
+    pub direct_entry: bool,
+    /// Types the resume block must produce: the frame's stack at `entry_op`.
     pub entry_types: Vec<ValType>,
     /// For a construct: the construct's parameter types (dummy zeros at rewind).
     pub construct_params: Vec<ValType>,
@@ -219,6 +229,22 @@ fn is_nullable(t: ValType) -> bool {
         ValType::Ref(r) => r.is_nullable(),
         _ => true,
     }
+}
+
+/// Operators that push one value, read nothing but locals, globals or
+/// immediates, and cannot trap: safe to run again during a rewind.
+fn is_pure_push(op: &Operator<'_>) -> bool {
+    matches!(
+        op,
+        Operator::LocalGet { .. }
+            | Operator::GlobalGet { .. }
+            | Operator::I32Const { .. }
+            | Operator::I64Const { .. }
+            | Operator::F32Const { .. }
+            | Operator::F64Const { .. }
+            | Operator::RefNull { .. }
+            | Operator::RefFunc { .. }
+    )
 }
 
 /// Whether a value of this type can be written to linear memory and zero-filled.
@@ -372,12 +398,21 @@ pub fn plan(
             .iter()
             .map(|t| pool.shared(*t, &mut used))
             .collect();
+        // Arguments of an instrumented callee are placeholders at rewind, so
+        // the pure ops producing them can run again instead of being skipped.
+        let mut rerun = 0;
+        if !class.needs_real_args && kind == CallKind::Direct {
+            while rerun < operands.len() && i > rerun && is_pure_push(&body.ops[i - 1 - rerun]) {
+                rerun += 1;
+            }
+        }
         sites.push(Site {
             op: i as u32,
             k: sites.len() as u32 + 1,
             kind,
             needs_real_args: class.needs_real_args,
             tail,
+            rerun,
             below,
             operands,
             results: sig.results().to_vec(),
@@ -408,13 +443,15 @@ pub fn plan(
             let site = &sites[next_site];
             let parent = open.last().unwrap().id;
             let mut entry_types = site.below.clone();
-            entry_types.extend(&site.operands);
+            entry_types.extend(&site.operands[..site.operands.len() - site.rerun]);
             frames.entry(parent).or_insert_with(|| Frame {
                 params: Vec::new(),
                 items: Vec::new(),
             });
             frames.get_mut(&parent).unwrap().items.push(Item {
                 op: i,
+                entry_op: i - site.rerun as u32,
+                direct_entry: false,
                 lo: site.k,
                 hi: site.k,
                 entry_types,
@@ -509,6 +546,8 @@ pub fn plan(
                 });
                 frames.get_mut(&parent).unwrap().items.push(Item {
                     op: opener,
+                    entry_op: opener,
+                    direct_entry: false,
                     lo: sites[closed.first_site].k,
                     hi: sites[next_site - 1].k,
                     entry_types: inputs,
@@ -529,8 +568,23 @@ pub fn plan(
             let (params, _) = block_sig(info, opener_block_type(&body.ops[id.0 as usize]).unwrap());
             frame.params = params;
         }
+        let frame_start = match *id {
+            (u32::MAX, _) => 0,
+            (opener, 0) => opener + 1,
+            (opener, _) => body.else_of[opener as usize] + 1,
+        };
+        let first = &mut frame.items[0];
+        first.direct_entry = first.site.is_none()
+            && first.prespill.is_none()
+            && first.op == frame_start
+            && matches!(
+                body.ops[first.op as usize],
+                Operator::Block { .. }
+                    | Operator::Loop { .. }
+                    | Operator::TryTable { .. }
+                    | Operator::Try { .. }
+            );
     }
-    frames.retain(|_, f| !f.items.is_empty());
 
     // 3. Liveness and layouts.
     let points: Vec<u32> = sites.iter().map(|s| s.op).collect();
