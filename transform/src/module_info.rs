@@ -220,14 +220,12 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
         match payload {
             Payload::Version {
                 encoding, range, ..
-            } => {
-                if encoding != wasmparser::Encoding::Module {
-                    return Err(Error::new(
-                        ErrorKind::Unsupported,
-                        "the input is a component; wasm-rewind instruments core modules",
-                    )
-                    .at(range.start));
-                }
+            } if encoding != wasmparser::Encoding::Module => {
+                return Err(Error::new(
+                    ErrorKind::Unsupported,
+                    "the input is a component; wasm-rewind instruments core modules",
+                )
+                .at(range.start));
             }
             Payload::TypeSection(reader) => {
                 for group in reader {

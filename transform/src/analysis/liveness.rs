@@ -137,8 +137,7 @@ pub fn live_after(body: &Body<'_>, points: &[u32]) -> Vec<LocalSet> {
     for b in 0..n_blocks {
         // Keep the label stack in step over all ops of the block.
         let (start, end) = (block_start[b], block_end(b));
-        for i in start..end {
-            let op = &ops[i];
+        for (i, op) in ops.iter().enumerate().take(end).skip(start) {
             let last = i + 1 == end;
             let label =
                 |labels: &Vec<Option<usize>>, depth: u32| labels[labels.len() - 1 - depth as usize];

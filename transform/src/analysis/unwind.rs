@@ -316,10 +316,10 @@ pub fn analyze(
         let mut hits = vec![false; n];
         for p in list {
             let mut any = false;
-            for f in n_imports..n {
+            for (f, hit) in hits.iter_mut().enumerate().skip(n_imports) {
                 if let Some(name) = info.func_names.get(&(f as u32)) {
                     if wildcard_match(p, name) {
-                        hits[f] = true;
+                        *hit = true;
                         any = true;
                     }
                 }
@@ -349,10 +349,10 @@ pub fn analyze(
         let f = n_imports + i;
         for &(callee, _) in &scan.calls {
             match runtime_imports.get(callee as usize).copied().flatten() {
-                Some(RuntimeImport::StartUnwind | RuntimeImport::StopRewind) => {
-                    if role[f] == Role::Plain {
-                        role[f] = Role::Bottom
-                    }
+                Some(RuntimeImport::StartUnwind | RuntimeImport::StopRewind)
+                    if role[f] == Role::Plain =>
+                {
+                    role[f] = Role::Bottom
                 }
                 Some(RuntimeImport::StopUnwind | RuntimeImport::StartRewind) => role[f] = Role::Top,
                 _ => {}
@@ -481,11 +481,7 @@ pub fn analyze(
     };
 
     let mut queue = VecDeque::new();
-    for f in 0..n {
-        if can_unwind[f] {
-            queue.push_back(f as u32);
-        }
-    }
+    queue.extend((0..n as u32).filter(|&f| can_unwind[f as usize]));
     for f in n_imports..n {
         if role[f] == Role::Bottom && !remove[f] {
             can_unwind[f] = true;

@@ -534,8 +534,8 @@ pub fn plan(
                         results: results.iter().map(|t| (pool.fresh(*t), *t)).collect(),
                         end: i,
                     };
-                    for s in closed.first_site..next_site {
-                        extra_live[s].extend(p.below.iter().map(|(l, _)| *l));
+                    for live in &mut extra_live[closed.first_site..next_site] {
+                        live.extend(p.below.iter().map(|(l, _)| *l));
                     }
                     Some(p)
                 };
