@@ -138,9 +138,10 @@ impl<'c, 'a> Writer<'c, 'a> {
 
     fn added_memories(&self, mems: &mut MemorySection) {
         if let Some(pages) = self.add.secondary_memory {
+            // Fixed size, as Binaryen's `asyncify-in-secondary-memory`.
             mems.memory(MemoryType {
                 minimum: pages as u64,
-                maximum: None,
+                maximum: Some(pages as u64),
                 memory64: false,
                 shared: false,
                 page_size_log2: None,

@@ -82,6 +82,14 @@ pub enum Targets {
     Known(Vec<u32>),
 }
 
+/// Identifies a target set: `call_indirect` by (signature, table), or
+/// `call_ref` by signature.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum TargetKey {
+    Indirect(u32, u32),
+    Ref(u32),
+}
+
 /// The result of the analysis.
 #[derive(Debug)]
 pub struct UnwindAnalysis {
@@ -434,8 +442,15 @@ pub fn analyze(
         }
     }
 
-    // Reverse edges: callee -> (caller, how).
+    // Reverse edges: callee -> (caller, how). Indirect calls go through one
+    // node per target set ("key"), so the edges stay linear in sites plus
+    // targets rather than their product.
     let mut callers: Vec<Vec<(u32, Reason)>> = vec![Vec::new(); n];
+    let mut key_ids: HashMap<TargetKey, usize> = HashMap::new();
+    // Per key: the sites (caller, offset) that call through it.
+    let mut key_callers: Vec<Vec<(u32, usize)>> = Vec::new();
+    // Per function: the keys whose targets include it.
+    let mut func_keys: Vec<Vec<usize>> = vec![Vec::new(); n];
     // Functions with an indirect call whose targets are unknown.
     let mut unknown_indirect: Vec<(u32, usize)> = Vec::new();
     for (i, scan) in scans.iter().enumerate() {
@@ -450,26 +465,29 @@ pub fn analyze(
             .indirect_calls
             .iter()
             .map(|&(ty, table, offset)| {
-                (indirect_targets.get(&(canon[ty as usize], table)), offset)
+                let key = TargetKey::Indirect(canon[ty as usize], table);
+                (
+                    key,
+                    indirect_targets.get(&(canon[ty as usize], table)),
+                    offset,
+                )
             })
-            .chain(
-                scan.ref_calls
-                    .iter()
-                    .map(|&(ty, offset)| (ref_targets.get(&canon[ty as usize]), offset)),
-            );
-        for (targets, offset) in sites {
+            .chain(scan.ref_calls.iter().map(|&(ty, offset)| {
+                let key = TargetKey::Ref(canon[ty as usize]);
+                (key, ref_targets.get(&canon[ty as usize]), offset)
+            }));
+        for (key, targets, offset) in sites {
             match targets {
                 None | Some(Targets::Unknown) => unknown_indirect.push((f, offset)),
                 Some(Targets::Known(funcs)) => {
-                    for &t in funcs {
-                        callers[t as usize].push((
-                            f,
-                            Reason::Indirect {
-                                target: Some(t),
-                                offset,
-                            },
-                        ));
-                    }
+                    let key = *key_ids.entry(key).or_insert_with(|| {
+                        key_callers.push(Vec::new());
+                        for &t in funcs {
+                            func_keys[t as usize].push(key_callers.len() - 1);
+                        }
+                        key_callers.len() - 1
+                    });
+                    key_callers[key].push((f, offset));
                 }
             }
         }
@@ -506,13 +524,29 @@ pub fn analyze(
             queue.push_back(f);
         }
     }
+    let mut key_fired = vec![false; key_callers.len()];
     while let Some(g) = queue.pop_front() {
-        for (caller, how) in &callers[g as usize] {
-            let c = *caller as usize;
+        let mut reached: Vec<(u32, Reason)> = callers[g as usize].clone();
+        for &key in &func_keys[g as usize] {
+            if std::mem::replace(&mut key_fired[key], true) {
+                continue;
+            }
+            reached.extend(key_callers[key].iter().map(|&(f, offset)| {
+                (
+                    f,
+                    Reason::Indirect {
+                        target: Some(g),
+                        offset,
+                    },
+                )
+            }));
+        }
+        for (caller, how) in reached {
+            let c = caller as usize;
             if !can_unwind[c] && propagates_into(c) {
                 can_unwind[c] = true;
-                reasons[c] = how.clone();
-                queue.push_back(*caller);
+                reasons[c] = how;
+                queue.push_back(caller);
             }
         }
     }

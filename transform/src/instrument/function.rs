@@ -54,12 +54,72 @@ enum Label {
     Synth(u32),
 }
 
+/// The emitter's control stack, with O(1) lookups of both kinds of label so
+/// deep nesting costs nothing per branch.
+#[derive(Default)]
+struct Labels {
+    stack: Vec<Label>,
+    /// Positions in `stack` of the input's own labels, bottom first.
+    orig: Vec<usize>,
+    /// Position in `stack` of each open synthetic label.
+    synth: HashMap<u32, usize>,
+}
+
+impl Labels {
+    fn push(&mut self, label: Label) {
+        match label {
+            Label::Orig => self.orig.push(self.stack.len()),
+            Label::Synth(id) => {
+                self.synth.insert(id, self.stack.len());
+            }
+        }
+        self.stack.push(label);
+    }
+
+    fn pop(&mut self) {
+        match self.stack.pop() {
+            Some(Label::Orig) => {
+                self.orig.pop();
+            }
+            Some(Label::Synth(id)) => {
+                self.synth.remove(&id);
+            }
+            None => unreachable!("more ends than blocks"),
+        }
+    }
+
+    fn top(&self) -> Option<&Label> {
+        self.stack.last()
+    }
+
+    /// Depth of the synthetic label `id` from the top.
+    fn depth_of(&self, id: u32) -> u32 {
+        let pos = self.synth[&id];
+        (self.stack.len() - 1 - pos) as u32
+    }
+
+    /// Maps a relative depth of the input onto the rewritten control stack.
+    fn remap(&self, depth: u32) -> u32 {
+        let pos = self.orig[self.orig.len() - 1 - depth as usize];
+        (self.stack.len() - 1 - pos) as u32
+    }
+}
+
+/// One dispatch case: a site, or one arm of a construct item, with the call
+/// indices from `lo` that lead to it.
+struct Case<'p> {
+    item: &'p Item,
+    resume: u32,
+    then_arm: bool,
+    lo: u32,
+}
+
 struct Emitter<'c, 'a> {
     ctx: &'c Ctx<'c>,
     body: &'c Body<'a>,
     plan: &'c Plan,
     out: Function,
-    labels: Vec<Label>,
+    labels: Labels,
     next_id: u32,
     /// Label ids of the save blocks, per layout.
     save_labels: Vec<u32>,
@@ -108,7 +168,7 @@ pub fn emit(
         body,
         plan,
         out: Function::new(locals),
-        labels: vec![Label::Synth(u32::MAX)],
+        labels: Labels::default(),
         next_id: 0,
         save_labels: Vec::new(),
         resume_ends: HashMap::new(),
@@ -129,9 +189,10 @@ pub fn emit(
         asserts,
     };
     if instrumented {
+        e.labels.push(Label::Synth(0));
         e.instrumented_body()?;
     } else {
-        e.labels = vec![Label::Orig];
+        e.labels.push(Label::Orig);
         e.ops()?;
     }
     Ok(e.out.into_raw_body())
@@ -159,26 +220,12 @@ impl<'c, 'a> Emitter<'c, 'a> {
 
     /// Depth of the synthetic label `id` from the top of the control stack.
     fn depth_of(&self, id: u32) -> u32 {
-        let pos = self
-            .labels
-            .iter()
-            .rposition(|l| *l == Label::Synth(id))
-            .expect("branch to an open synthetic label");
-        (self.labels.len() - 1 - pos) as u32
+        self.labels.depth_of(id)
     }
 
     /// Maps a relative depth of the input onto the rewritten control stack.
     fn remap_depth(&self, depth: u32) -> u32 {
-        let mut seen = 0;
-        for (d, l) in self.labels.iter().rev().enumerate() {
-            if *l == Label::Orig {
-                if seen == depth {
-                    return d as u32;
-                }
-                seen += 1;
-            }
-        }
-        unreachable!("validated: branch depth within the function")
+        self.labels.remap(depth)
     }
 
     fn zero(&mut self, t: ValType) -> Result<()> {
@@ -324,13 +371,6 @@ impl<'c, 'a> Emitter<'c, 'a> {
             }
         }
 
-        // One case per site, or per arm of a construct item.
-        struct Case<'p> {
-            item: &'p Item,
-            resume: u32,
-            then_arm: bool,
-            lo: u32,
-        }
         let mut cases: Vec<Case<'_>> = Vec::new();
         let lo = frame.items[0].lo;
         let hi = frame.items.last().unwrap().hi;
@@ -369,8 +409,14 @@ impl<'c, 'a> Emitter<'c, 'a> {
             self.ins(Instruction::I32GeU);
         }
         self.open(Instruction::If(BlockType::Empty), Label::Synth(dispatch));
+        // A br_table costs one entry per call index in range; when the range is
+        // much larger than the number of cases (a frame whose later item is a
+        // big construct), a binary search on the interval bounds stays linear.
+        let range = (hi - cases[0].lo + 1) as usize;
         if cases.len() == 1 {
             self.case(cases[0].item, cases[0].resume, cases[0].then_arm)?;
+        } else if range > 4 * cases.len() + 4 {
+            self.search(&cases)?;
         } else {
             let case_ids: Vec<u32> = cases.iter().map(|_| self.fresh()).collect();
             for &cid in case_ids.iter().rev() {
@@ -399,6 +445,25 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 self.case(case.item, case.resume, case.then_arm)?;
             }
         }
+        self.close();
+        Ok(())
+    }
+
+    /// Dispatches among `cases` (ascending, contiguous intervals) by comparing
+    /// the call index with interval bounds.
+    fn search(&mut self, cases: &[Case<'_>]) -> Result<()> {
+        if let [case] = cases {
+            return self.case(case.item, case.resume, case.then_arm);
+        }
+        let mid = cases.len() / 2;
+        self.ins(Instruction::LocalGet(self.plan.resume_local));
+        self.ins(Instruction::I32Const(cases[mid].lo as i32));
+        self.ins(Instruction::I32LtU);
+        let id = self.fresh();
+        self.open(Instruction::If(BlockType::Empty), Label::Synth(id));
+        self.search(&cases[..mid])?;
+        self.ins(Instruction::Else);
+        self.search(&cases[mid..])?;
         self.close();
         Ok(())
     }
@@ -454,7 +519,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
                         self.ins(Instruction::LocalGet(l));
                     }
                 }
-                debug_assert_eq!(self.labels.last(), Some(&Label::Synth(rid)));
+                debug_assert_eq!(self.labels.top(), Some(&Label::Synth(rid)));
                 self.close();
             }
             if let Some(&s) = self.site_at.get(&iu) {
@@ -634,7 +699,8 @@ impl<'c, 'a> Emitter<'c, 'a> {
             self.ins(Instruction::GlobalGet(self.ctx.state_global));
             let kept = super::kept_across(site);
             let bt = self.ctx.block_type(&kept, &kept)?;
-            self.open(Instruction::If(bt), Label::Synth(0));
+            let check = self.fresh();
+            self.open(Instruction::If(bt), Label::Synth(check));
             for _ in &site.results {
                 self.ins(Instruction::Drop);
             }
