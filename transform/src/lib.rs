@@ -265,9 +265,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
 
     let mut types = TypeInterner::new(&info);
     runtime::intern_types(&mut types, addr);
-    let planned = instrument::plan_functions(&info, &analysis, options.asserts, addr)?;
-    instrument::intern_block_types(&mut types, &planned);
-    let ctx = Ctx {
+    let mut ctx = Ctx {
         func_map,
         globals_from,
         globals_by,
@@ -281,7 +279,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         runtime_import: removed.clone(),
         info: &info,
     };
-    let rewritten = instrument::emit_functions(&ctx, &analysis, planned)?;
+    let rewritten = instrument::rewrite_functions(&mut ctx, &analysis)?;
     let added = runtime::build(&ctx);
 
     let mut exports: Vec<(String, ExportKind, u32)> = added

@@ -240,18 +240,45 @@ pub struct Rewritten {
 
 type Planned<'a> = Option<(body::Body<'a>, Plan, Vec<ValType>)>;
 
-/// Plans every function that changes (instrumented, or any with `--asserts`).
-pub fn plan_functions<'a>(
-    info: &ModuleInfo<'a>,
+/// Defined functions planned, interned and emitted together: bounds the
+/// decoded bodies held at once while keeping type numbering deterministic.
+const CHUNK: usize = 256;
+
+/// Rewrites every function that changes (instrumented, or any with `--asserts`):
+/// per chunk of functions, plan in parallel, intern the block types in function
+/// order, emit in parallel.
+pub fn rewrite_functions(ctx: &mut Ctx<'_>, analysis: &UnwindAnalysis) -> Result<Rewritten> {
+    let info = ctx.info;
+    let mut all = Rewritten {
+        bodies: Vec::with_capacity(info.bodies.len()),
+        sites: 0,
+        layouts: 0,
+    };
+    for start in (0..info.bodies.len()).step_by(CHUNK) {
+        let range = start..(start + CHUNK).min(info.bodies.len());
+        let planned = plan_functions(ctx, analysis, range)?;
+        intern_block_types(&mut ctx.types, &planned);
+        let chunk = emit_functions(ctx, analysis, start, planned)?;
+        all.bodies.extend(chunk.bodies);
+        all.sites += chunk.sites;
+        all.layouts += chunk.layouts;
+    }
+    Ok(all)
+}
+
+/// Plans the defined functions in `range` that change.
+fn plan_functions<'a>(
+    ctx: &Ctx<'a>,
     analysis: &UnwindAnalysis,
-    asserts: bool,
-    address_type: ValType,
+    range: std::ops::Range<usize>,
 ) -> Result<Vec<Planned<'a>>> {
+    let info = ctx.info;
+    let (asserts, address_type) = (ctx.asserts, ctx.address_type());
     let imported = info.num_imported_funcs();
-    info.bodies
+    info.bodies[range.clone()]
         .par_iter()
-        .enumerate()
-        .map_init(FuncValidatorAllocations::default, |allocs, (i, b)| {
+        .zip(range)
+        .map_init(FuncValidatorAllocations::default, |allocs, (b, i)| {
             let f = imported + i as u32;
             let instrumented = analysis.instrumented[f as usize];
             if !instrumented && !asserts {
@@ -281,7 +308,7 @@ pub fn plan_functions<'a>(
 }
 
 /// Interns every block type the emitter will ask for, in function order.
-pub fn intern_block_types(types: &mut TypeInterner, planned: &[Planned<'_>]) {
+fn intern_block_types(types: &mut TypeInterner, planned: &[Planned<'_>]) {
     let mut want = |params: &[ValType], results: &[ValType]| {
         if !params.is_empty() || results.len() > 1 {
             types.intern(params, results);
@@ -315,10 +342,11 @@ pub fn kept_across(site: &Site) -> Vec<ValType> {
     kept
 }
 
-/// Emits the planned functions.
-pub fn emit_functions(
+/// Emits planned functions; `first` is the defined-function number of the first.
+fn emit_functions(
     ctx: &Ctx<'_>,
     analysis: &UnwindAnalysis,
+    first: usize,
     planned: Vec<Planned<'_>>,
 ) -> Result<Rewritten> {
     let imported = ctx.info.num_imported_funcs();
@@ -336,7 +364,7 @@ pub fn emit_functions(
         .into_par_iter()
         .enumerate()
         .map(|(i, planned)| {
-            let f = imported + i as u32;
+            let f = imported + (first + i) as u32;
             let Some((body, plan, results)) = planned else {
                 return Ok(None);
             };
