@@ -52,7 +52,7 @@
 //! - Rewinding jumps straight to the resume point: every frame (block, loop
 //!   body, if arm) holding resume points starts with nested blocks ending just
 //!   before each of them and one `br_table` dispatch, so no code before the
-//!   resume point runs again, and the normal path pays one `local.get`+`if` per
+//!   resume point runs again, and the normal path pays one state test per
 //!   entry into such a frame rather than a check around every stretch of code.
 //! - Arguments of the resumed call are zeros when the callee is instrumented
 //!   (it restores its own locals), and the real, saved values when the callee

@@ -5,7 +5,7 @@
 //! ```wat
 //! (func $f (param ...) (result ...)
 //!   ;; rewinding: pop the call index, then the saved locals of its layout
-//!   (if (i32.eq (global.get $__asyncify_state) (i32.const 2))
+//!   (if (global.get $__asyncify_state)          ;; 0 or 2 at entry
 //!     (then (local.set $resume (call $pop_index))
 //!           ;; one layout: restore it; several: br_table (K -> layout)
 //!           (local.set $p (call $pop_frame (i32.const SIZE))) loads...))
@@ -14,10 +14,11 @@
 //!       (block $body (result ...)
 //!         ;; a frame (block, loop body, if arm) holding resume points starts
 //!         ;; with nested blocks ending just before each of them, and a dispatch
-//!         ;; that runs only while rewinding ($resume != 0):
+//!         ;; that runs only while rewinding (state 2, which ends inside the
+//!         ;; resumed call):
 //!         (block $r2 (block $r1
-//!             (if (local.get $resume) (then ...push saved stack values,
-//!                 (local.set $resume (i32.const 0)) (br $r1 or $r2)))
+//!             (if (global.get $__asyncify_state) (then ...by $resume: push the
+//!                 saved stack values, (br $r1 or $r2)))
 //!             ...code before site 1...)
 //!           (call $g)                                          ;; site 1
 //!           (br_if $save_layout_1 (i32.const 1) (global.get $__asyncify_state))
@@ -25,14 +26,14 @@
 //!           ...code before site 2...)
 //!         (call $h) ...)
 //!       (return))
-//!     ;; save_layout_1: $resume = K; p = push_frame(SIZE, K); stores; (br $unwound)
+//!     ;; save_layout_1: p = push_frame(K, SIZE); stores; (br $unwound)
 //!     ...)
 //!   zeros of the result types)
 //! ```
 //!
 //! A construct that opens its frame is entered by falling through, so chains of
 //! nested blocks (common in compiler output) cost nothing. On the normal path an
-//! instrumented function pays one state test at entry, one `local.get`+`if` per
+//! instrumented function pays one state test at entry, one `global.get`+`if` per
 //! entry into a frame with a dispatch, and a `global.get`+`br_if` after each call
 //! that can unwind. Nothing else changes.
 
@@ -256,9 +257,9 @@ impl<'c, 'a> Emitter<'c, 'a> {
         let plan = self.plan;
         let results = self.results;
         // Prologue: when rewinding, pop the call index and restore its layout.
+        // At entry the state is 0 or 2 (nothing calls into code while it
+        // unwinds), so testing it for non-zero is enough.
         self.ins(Instruction::GlobalGet(self.ctx.state_global));
-        self.ins(Instruction::I32Const(2));
-        self.ins(Instruction::I32Eq);
         let restored = self.fresh();
         self.open(Instruction::If(BlockType::Empty), Label::Synth(restored));
         self.ins(Instruction::Call(self.ctx.funcs.pop_index));
@@ -310,7 +311,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
         self.ins(Instruction::Return);
         for l in 0..n_layouts {
             self.close();
-            self.ins(Instruction::LocalSet(plan.resume_local));
+            // The call index arrives on the stack.
             self.save_layout(l);
             if l + 1 < n_layouts {
                 self.ins(Instruction::Br(self.depth_of(unwound)));
@@ -337,11 +338,11 @@ impl<'c, 'a> Emitter<'c, 'a> {
         }
     }
 
-    /// `p = push_frame(size, K)`, then each saved local into its slot.
+    /// `p = push_frame(K, size)` (K is on the stack), then each saved local
+    /// into its slot.
     fn save_layout(&mut self, l: usize) {
         let (plan, layout) = (self.plan, &self.plan.layouts[l]);
         self.addr_const(layout.size);
-        self.ins(Instruction::LocalGet(plan.resume_local));
         self.ins(Instruction::Call(self.ctx.funcs.push_frame));
         self.ins(Instruction::LocalSet(plan.frame_ptr_local));
         for &(local, ty, offset) in &layout.slots {
@@ -400,13 +401,17 @@ impl<'c, 'a> Emitter<'c, 'a> {
         }
         let falls_through = frame.items[0].direct_entry;
 
-        // Dispatch, only while rewinding ($resume != 0, and past the items
-        // entered by falling through).
+        // Dispatch, only while rewinding, and past the items entered by falling
+        // through. At a frame entry the state is 0 or 2: the rewind ends (state
+        // 0) inside the call it resumes, so frames entered after it, in a loop
+        // say, run normally although $resume still holds the index.
         let dispatch = self.fresh();
-        self.ins(Instruction::LocalGet(self.plan.resume_local));
+        self.ins(Instruction::GlobalGet(self.ctx.state_global));
         if falls_through {
+            self.ins(Instruction::LocalGet(self.plan.resume_local));
             self.ins(Instruction::I32Const(cases[0].lo as i32));
             self.ins(Instruction::I32GeU);
+            self.ins(Instruction::I32Mul);
         }
         self.open(Instruction::If(BlockType::Empty), Label::Synth(dispatch));
         // A br_table costs one entry per call index in range; when the range is
@@ -482,10 +487,6 @@ impl<'c, 'a> Emitter<'c, 'a> {
             for &l in &site.operand_locals {
                 self.ins(Instruction::LocalGet(l));
             }
-            // This frame is where the rewind ends up: clear the index so later
-            // entries into frames of this function run normally.
-            self.ins(Instruction::I32Const(0));
-            self.ins(Instruction::LocalSet(self.plan.resume_local));
         } else {
             for &t in &item.construct_params {
                 self.zero(t)?;

@@ -34,7 +34,7 @@ pub struct RuntimeFuncs {
     pub stop_rewind: u32,
     /// `asyncify_get_state() -> i32`
     pub get_state: u32,
-    /// `push_frame(size, k) -> p`: reserve a frame, trap if it does not fit.
+    /// `push_frame(k, size) -> p`: reserve a frame, trap if it does not fit.
     pub push_frame: u32,
     /// `pop_index() -> k`
     pub pop_index: u32,

@@ -56,7 +56,7 @@ pub fn intern_types(types: &mut TypeInterner, addr: ValType) {
     types.intern(&[addr], &[]);
     types.intern(&[], &[]);
     types.intern(&[], &[ValType::I32]);
-    types.intern(&[addr, ValType::I32], &[addr]);
+    types.intern(&[ValType::I32, addr], &[addr]);
     types.intern(&[addr], &[addr]);
 }
 
@@ -67,7 +67,7 @@ pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
     let ptr_to_unit = t(&[addr], &[]);
     let unit = t(&[], &[]);
     let to_i32 = t(&[], &[ValType::I32]);
-    let push_ty = t(&[addr, ValType::I32], &[addr]);
+    let push_ty = t(&[ValType::I32, addr], &[addr]);
     let pop_ty = t(&[addr], &[addr]);
     let b = Builder { ctx };
     let mut funcs = vec![
@@ -252,14 +252,14 @@ impl Builder<'_> {
         )
     }
 
-    /// `push_frame(size, k) -> p`: checks `end - pos >= size + 4` (no overflow
+    /// `push_frame(k, size) -> p`: checks `end - pos >= size + 4` (no overflow
     /// possible: `pos <= end` holds, the controls check it), stores `k` at
     /// `pos + size`, advances `pos` past it and returns the old `pos`. A frame
     /// that does not fit calls the overflow function, which traps before any
     /// byte past `end` is written.
     fn push_frame(&self) -> Vec<u8> {
         let c = self.ctx;
-        let (size, k, pos) = (0, 1, 2);
+        let (k, size, pos) = (0, 1, 2);
         let lt = if c.memory64 {
             Instruction::I64LtU
         } else {
