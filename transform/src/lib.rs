@@ -61,8 +61,11 @@
 //! - Values on the operand stack below an unwinding call stay on the stack on
 //!   the normal path; only the unwind path pops them into locals.
 //! - `return_call*` that can unwind, in an instrumented function, becomes a
-//!   call followed by `return` (the frame must survive to be saved). Tail calls
-//!   elsewhere are untouched.
+//!   call followed by `return` (the frame must survive to be saved), so deep
+//!   tail recursion through such calls uses stack. Inside a `try_table` the
+//!   call is wrapped in `try_table (catch_all_ref)` and rethrown past the
+//!   function's handlers, which a tail call would have left behind; inside a
+//!   legacy `try` it is refused. Tail calls elsewhere are untouched.
 //! - Reference-typed values live across an unwinding call cannot be stored in
 //!   linear memory: the function is refused with its name and the reason, as is
 //!   a `call_ref` that can unwind. Everything else (multi-value, v128, memory64,

@@ -124,6 +124,9 @@ struct Emitter<'c, 'a> {
     next_id: u32,
     /// Label ids of the save blocks, per layout.
     save_labels: Vec<u32>,
+    /// Label of the block that rethrows exceptions caught around converted
+    /// tail calls, outside every handler of the function.
+    rethrow_label: Option<u32>,
     /// Resume blocks still open: the op where each ends, and its label id.
     resume_ends: HashMap<u32, u32>,
     /// Sites by the op index of their call.
@@ -172,6 +175,7 @@ pub fn emit(
         labels: Labels::default(),
         next_id: 0,
         save_labels: Vec::new(),
+        rethrow_label: None,
         resume_ends: HashMap::new(),
         site_at: plan
             .sites
@@ -304,11 +308,25 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 Label::Synth(id),
             );
         }
+        if plan.needs_rethrow() {
+            // (block $rethrow (result exnref) ...body... (return)) (throw_ref)
+            let id = self.fresh();
+            self.rethrow_label = Some(id);
+            let exnref = wasm_encoder::ValType::Ref(wasm_encoder::RefType::EXNREF);
+            self.open(
+                Instruction::Block(BlockType::Result(exnref)),
+                Label::Synth(id),
+            );
+        }
         let bt = self.ctx.block_type(&[], results)?;
         self.open(Instruction::Block(bt), Label::Orig);
         self.frame_header((u32::MAX, 0))?;
         self.ops()?;
         self.ins(Instruction::Return);
+        if self.rethrow_label.is_some() {
+            self.close();
+            self.ins(Instruction::ThrowRef);
+        }
         for l in 0..n_layouts {
             self.close();
             // The call index arrives on the stack.
@@ -686,7 +704,24 @@ impl<'c, 'a> Emitter<'c, 'a> {
             ref other => other.clone(),
         };
         let ins = self.convert(&call)?;
-        self.ins(ins);
+        if site.escapes_handlers {
+            // A tail call left this function's handlers behind; the plain call
+            // must too: catch everything right around it and rethrow outside.
+            let rethrow = self.rethrow_label.expect("planned with needs_rethrow");
+            let bt = self.ctx.block_type(&site.operands, &site.results)?;
+            let catch = wasm_encoder::Catch::AllRef {
+                label: self.depth_of(rethrow),
+            };
+            let id = self.fresh();
+            self.open(
+                Instruction::TryTable(bt, Cow::Owned(vec![catch])),
+                Label::Synth(id),
+            );
+            self.ins(ins);
+            self.close();
+        } else {
+            self.ins(ins);
+        }
         // Unwinding? Leave for the save block with the call index.
         let save = self.save_labels[site.layout];
         if site.below.is_empty() {

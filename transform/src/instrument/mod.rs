@@ -327,6 +327,9 @@ fn intern_block_types(types: &mut TypeInterner, planned: &[Planned<'_>]) {
             }
         }
         for site in &plan.sites {
+            if site.escapes_handlers {
+                want(&site.operands, &site.results);
+            }
             if !site.below.is_empty() {
                 let kept = kept_across(site);
                 want(&kept, &kept);

@@ -40,6 +40,10 @@ pub struct Site {
     pub needs_real_args: bool,
     /// A `return_call*` turned into a call followed by `return`.
     pub tail: bool,
+    /// The tail call sits inside a `try_table`: the call is wrapped so that the
+    /// callee's exceptions still skip this function's handlers, as they did
+    /// when the call was a tail call.
+    pub escapes_handlers: bool,
     /// Types on the frame's operand stack below the call's operands.
     pub below: Vec<ValType>,
     /// Types of the call's operands (arguments, then the table index if indirect).
@@ -141,6 +145,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether a tail call inside a `try_table` needs the function-level
+    /// `catch_all_ref` target that rethrows past the function's handlers.
+    pub fn needs_rethrow(&self) -> bool {
+        self.sites.iter().any(|s| s.escapes_handlers)
+    }
+
     /// The plan of a function that is not instrumented.
     pub fn empty() -> Plan {
         Plan {
@@ -286,6 +296,8 @@ pub fn plan(
     // the validator starts every new block as reachable.
     let mut sites = Vec::new();
     let mut dead = vec![false];
+    // Innermost enclosing exception handler scope: none, `try_table`, legacy `try`.
+    let mut handlers: Vec<Option<bool>> = vec![None];
     for (i, op) in body.ops.iter().enumerate() {
         match op {
             Operator::Block { .. }
@@ -295,10 +307,17 @@ pub fn plan(
             | Operator::Try { .. } => {
                 let parent_dead = *dead.last().unwrap();
                 dead.push(parent_dead || stacks[&(i as u32)].unreachable);
+                let scope = match op {
+                    Operator::TryTable { .. } => Some(false),
+                    Operator::Try { .. } => Some(true),
+                    _ => *handlers.last().unwrap(),
+                };
+                handlers.push(scope);
                 continue;
             }
             Operator::End | Operator::Delegate { .. } => {
                 dead.pop();
+                handlers.pop();
                 continue;
             }
             _ => {}
@@ -398,6 +417,14 @@ pub fn plan(
             .iter()
             .map(|t| pool.shared(*t, &mut used))
             .collect();
+        let escapes_handlers = tail && handlers.last().copied().flatten().is_some();
+        if tail && handlers.last().copied().flatten() == Some(true) {
+            return Err(Error::unsupported(
+                "a `return_call` that can unwind inside a legacy `try` block: as a plain \
+                 call its exceptions would reach this function's handlers",
+            )
+            .at(body.offsets[i]));
+        }
         // Arguments of an instrumented callee are placeholders at rewind, so
         // the pure ops producing them can run again instead of being skipped.
         let mut rerun = 0;
@@ -412,6 +439,7 @@ pub fn plan(
             kind,
             needs_real_args: class.needs_real_args,
             tail,
+            escapes_handlers,
             rerun,
             below,
             operands,
