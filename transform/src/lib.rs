@@ -28,8 +28,11 @@
 //! Each instrumented function on the unwinding stack pushes
 //! `[saved locals][call index k: i32]`, innermost function first. Rewinding
 //! enters the outermost function first and pops: it reads `k`, which selects
-//! the layout (the set of saved locals) below it. Only the locals live after
-//! call `k` are saved, plus the operand-stack values below the call.
+//! the layout (the set of saved locals) below it. A layout holds the locals
+//! live after call `k` and the operand-stack values below the call; sites whose
+//! sets are close share one layout (a superset) to keep code small, within a
+//! budget per function (`instrument/plan.rs`, `choose_layouts`). `--stats`
+//! reports how many sites save exactly their own set.
 //!
 //! Overflow: a frame that does not fit before `end` calls
 //! `__wasm_rewind_buffer_overflow`, which traps (`unreachable`) before writing
@@ -110,6 +113,9 @@ pub struct Stats {
     pub resumable_call_sites: usize,
     /// Distinct frame layouts (sets of saved locals), summed over functions.
     pub frame_layouts: usize,
+    /// Resume points whose frame holds exactly the locals live after the call
+    /// (the others share a layout that is a superset, to keep code small).
+    pub exact_frames: usize,
     /// Size of the input in bytes.
     pub input_size: usize,
     /// Size of the output in bytes.
@@ -354,6 +360,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         instrumented_functions: decisions.iter().filter(|d| d.instrumented).count(),
         resumable_call_sites: rewritten.sites,
         frame_layouts: rewritten.layouts,
+        exact_frames: rewritten.exact_sites,
         input_size: wasm.len(),
         output_size: out.len(),
         dropped_sections: dropped,

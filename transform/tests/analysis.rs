@@ -289,3 +289,47 @@ fn no_memory_needs_a_secondary_memory() {
     );
     assert_eq!(instrumented(&out), vec!["f"]);
 }
+
+#[test]
+fn sites_with_different_live_sets_save_different_frames() {
+    // After the first call only $a is live; after the second, six others are.
+    let out = run(
+        r#"(module
+          (import "env" "sleep" (func $sleep))
+          (memory 1)
+          (func (export "f") (param $a i32) (result i64)
+            (local $b i64) (local $c i64) (local $d i64) (local $e i64) (local $g i64) (local $h i64)
+            (call $sleep)
+            (local.set $b (i64.extend_i32_u (local.get $a)))
+            (local.set $c (i64.mul (local.get $b) (i64.const 3)))
+            (local.set $d (i64.add (local.get $c) (i64.const 1)))
+            (local.set $e (i64.xor (local.get $d) (local.get $b)))
+            (local.set $g (i64.sub (local.get $e) (local.get $c)))
+            (local.set $h (i64.rotl (local.get $g) (local.get $d)))
+            (call $sleep)
+            (i64.add (i64.add (local.get $b) (local.get $c))
+                     (i64.add (i64.add (local.get $d) (local.get $e))
+                              (i64.add (local.get $g) (local.get $h))))))"#,
+        &Options::default(),
+    );
+    assert_eq!(out.stats.resumable_call_sites, 2);
+    assert_eq!(out.stats.frame_layouts, 2);
+    assert_eq!(out.stats.exact_frames, 2);
+}
+
+#[test]
+fn preset_wasix_does_not_warn_about_the_other_word_size() {
+    let out = run(
+        r#"(module
+          (import "wasix_32v1" "stack_checkpoint" (func $cp (param i32 i32) (result i32)))
+          (memory 1)
+          (func (export "f") (result i32) (call $cp (i32.const 0) (i32.const 8))))"#,
+        &Options::wasix(),
+    );
+    assert_eq!(instrumented(&out), vec!["f"]);
+    assert!(
+        out.stats.warnings.iter().all(|w| !w.contains("wasix_64v1")),
+        "{:?}",
+        out.stats.warnings
+    );
+}

@@ -313,7 +313,10 @@ pub fn analyze(
     }
     if let Some(patterns) = import_patterns {
         for (k, p) in patterns.iter().enumerate() {
-            if !import_pattern_used[k] {
+            // The preset names both the 32- and 64-bit WASIX modules; a module
+            // only ever imports one of them, so those entries stay quiet.
+            if !import_pattern_used[k] && !crate::options::WASIX_STACK_IMPORTS.contains(&p.as_str())
+            {
                 warnings.push(format!("--imports entry `{p}` matches no import"));
             }
         }

@@ -236,6 +236,8 @@ pub struct Rewritten {
     pub sites: usize,
     /// Frame layouts over all functions.
     pub layouts: usize,
+    /// Resume points whose frame holds exactly the locals live there.
+    pub exact_sites: usize,
 }
 
 type Planned<'a> = Option<(body::Body<'a>, Plan, Vec<ValType>)>;
@@ -253,6 +255,7 @@ pub fn rewrite_functions(ctx: &mut Ctx<'_>, analysis: &UnwindAnalysis) -> Result
         bodies: Vec::with_capacity(info.bodies.len()),
         sites: 0,
         layouts: 0,
+        exact_sites: 0,
     };
     for start in (0..info.bodies.len()).step_by(CHUNK) {
         let range = start..(start + CHUNK).min(info.bodies.len());
@@ -262,6 +265,7 @@ pub fn rewrite_functions(ctx: &mut Ctx<'_>, analysis: &UnwindAnalysis) -> Result
         all.bodies.extend(chunk.bodies);
         all.sites += chunk.sites;
         all.layouts += chunk.layouts;
+        all.exact_sites += chunk.exact_sites;
     }
     Ok(all)
 }
@@ -358,6 +362,11 @@ fn emit_functions(
         .flatten()
         .map(|(_, p, _)| p.sites.len())
         .sum();
+    let exact_sites = planned
+        .iter()
+        .flatten()
+        .map(|(_, p, _)| p.sites.iter().filter(|s| s.exact).count())
+        .sum();
     let layouts = planned
         .iter()
         .flatten()
@@ -383,5 +392,6 @@ fn emit_functions(
         bodies,
         sites,
         layouts,
+        exact_sites,
     })
 }
