@@ -1,0 +1,256 @@
+//! `wasm-rewind instrument`: the pass as a post-link step, a drop-in for
+//! `wasm-opt --asyncify`.
+//!
+//! Only argument handling lives here; every decision about the module is the
+//! library's (`wasm_rewind_transform::instrument`), so the CLI cannot drift
+//! from what build scripts get.
+
+use crate::files::{Input, Output};
+use crate::lists;
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use std::io::Write;
+use std::path::PathBuf;
+use wasm_rewind_transform::{Instrumented, Options};
+
+/// Examples and exit statuses, shown at the end of `instrument --help`.
+const AFTER_HELP: &str = "\
+Lists (--imports, --only, --add, --remove) are comma-separated, except for commas
+inside brackets, so C++ signatures like `foo(int, char)` stay whole; `*` matches any
+run of characters; `@FILE` reads one entry per line. Each list flag can be repeated.
+
+Examples:
+  # Post-link step after clang: only env.sleep can unwind.
+  clang --target=wasm32-wasip1 -O2 -o app.wasm app.c
+  wasm-rewind instrument app.wasm -o app.async.wasm --imports env.sleep
+
+  # For the WASIX stack_checkpoint/stack_restore shim (setjmp/longjmp).
+  wasm-rewind instrument app.wasm app.rewind.wasm --preset wasix
+
+  # What did the pass do, and why is `main` instrumented?
+  wasm-rewind instrument app.wasm -o out.wasm --stats --explain main
+
+Exit status:
+  0  the output was written
+  1  an error (unreadable or invalid input, refused module, bad list file, I/O);
+     no output file is created or changed
+  2  a usage error (unknown flag, missing or conflicting arguments)";
+
+/// Presets for common hosts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Preset {
+    /// Only the WASIX stack calls (`wasix_32v1`/`wasix_64v1` `stack_checkpoint`,
+    /// `stack_restore`, `stack_rewind`) unwind, and `__stack_pointer` and the
+    /// other stack globals are exported for the shim.
+    Wasix,
+}
+
+/// Rewrite a module so its call stack can be unwound and rewound (the Asyncify
+/// ABI of `wasm-opt --asyncify`).
+#[derive(Args, Debug)]
+#[command(after_help = AFTER_HELP)]
+pub struct Opts {
+    /// Input module: `.wasm` or `.wat`, or `-` for stdin.
+    #[arg(value_name = "IN")]
+    input: PathBuf,
+
+    /// Output module; `-` or absent writes to stdout (never to a terminal).
+    #[arg(value_name = "OUT", conflicts_with = "output")]
+    out: Option<PathBuf>,
+
+    /// Output module (same as the OUT argument).
+    #[arg(short = 'o', long = "output", value_name = "OUT")]
+    output: Option<PathBuf>,
+
+    /// Imports that may unwind, as `module.name` patterns (`*` wildcards);
+    /// every other import is assumed not to. Default: every import may unwind.
+    #[arg(long, value_name = "LIST", conflicts_with = "ignore_imports")]
+    imports: Vec<String>,
+
+    /// No import unwinds (only the add list, indirect calls and the in-module
+    /// `asyncify.*` runtime can make a function unwind).
+    #[arg(long)]
+    ignore_imports: bool,
+
+    /// Indirect calls (`call_indirect`, `call_ref`) never unwind.
+    #[arg(long)]
+    ignore_indirect: bool,
+
+    /// Instrument exactly these functions and no others (excludes --add and
+    /// --remove).
+    #[arg(long, value_name = "LIST", conflicts_with_all = ["add", "remove"])]
+    only: Vec<String>,
+
+    /// Instrument these functions too, even when they cannot unwind.
+    #[arg(long, value_name = "LIST")]
+    add: Vec<String>,
+
+    /// Never instrument these functions; they are assumed not to unwind, so
+    /// their callers do not inherit anything from them.
+    #[arg(long, value_name = "LIST")]
+    remove: Vec<String>,
+
+    /// Functions in the --add list also make their callers unwind.
+    #[arg(long)]
+    propagate_add: bool,
+
+    /// Trap when a call assumed not to unwind returns while unwinding.
+    #[arg(long)]
+    asserts: bool,
+
+    /// Memory holding `{pos, end}` and the buffer: export name, name-section
+    /// name or index. Default: memory 0.
+    #[arg(long, value_name = "NAME", conflicts_with = "secondary_memory")]
+    memory: Option<String>,
+
+    /// Put the buffer in a new memory of PAGES 64 KiB pages (1 when bare),
+    /// exported as `asyncify_memory`.
+    #[arg(
+        long,
+        value_name = "PAGES",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "1"
+    )]
+    secondary_memory: Option<u32>,
+
+    /// Import `env.__asyncify_state` and `env.__asyncify_data` instead of
+    /// defining the two globals.
+    #[arg(long)]
+    import_globals: bool,
+
+    /// Export the globals `__asyncify_state` and `__asyncify_data`.
+    #[arg(long)]
+    export_globals: bool,
+
+    /// Settings for a host; --imports adds to the preset's import list.
+    #[arg(long, value_enum, value_name = "PRESET")]
+    preset: Option<Preset>,
+
+    /// Print what the pass did to stderr: functions, call sites, frame
+    /// layouts, sizes, dropped sections.
+    #[arg(long)]
+    stats: bool,
+
+    /// Print to stdout why FUNC is (or is not) instrumented: the chain of
+    /// calls down to the import, indirect call or list entry that decided it.
+    #[arg(long, value_name = "FUNC")]
+    explain: Vec<String>,
+
+    /// Do not print warnings (--stats and --explain still print).
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+impl Opts {
+    /// Runs the subcommand.
+    pub fn run(self) -> Result<()> {
+        let output = Output(self.output.clone().or_else(|| self.out.clone()));
+        if output.is_stdout() && !self.explain.is_empty() {
+            // One stream cannot carry both; refuse rather than interleave.
+            bail!("--explain prints to stdout, which is taken by the module; give an output file (OUT or -o OUT)");
+        }
+        output.check()?;
+        let options = self.options()?;
+        let input = Input(self.input.clone());
+        let wasm = input.read_module()?;
+        let done = wasm_rewind_transform::instrument(&wasm, &options)
+            .with_context(|| format!("failed to instrument `{}`", input.display()))?;
+
+        // Everything that can fail is checked before the output appears.
+        let explanations = self
+            .explain
+            .iter()
+            .map(|name| {
+                done.explain(name).with_context(|| {
+                    format!(
+                        "--explain `{name}`: `{}` has no function of that name",
+                        input.display()
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+
+        output.write(&done.wasm)?;
+
+        if !self.quiet {
+            for w in &done.stats.warnings {
+                eprintln!("warning: {w}");
+            }
+        }
+        if self.stats {
+            print_stats(&done)?;
+        }
+        let mut stdout = std::io::stdout().lock();
+        for (i, lines) in explanations.iter().enumerate() {
+            if i > 0 {
+                writeln!(stdout)?;
+            }
+            for line in lines {
+                writeln!(stdout, "{line}")?;
+            }
+        }
+        stdout.flush()?;
+        Ok(())
+    }
+
+    /// Builds the library's options from the flags, expanding the lists.
+    fn options(&self) -> Result<Options> {
+        let read = |p: &std::path::Path| std::fs::read_to_string(p);
+        let mut options = match self.preset {
+            Some(Preset::Wasix) => Options::wasix(),
+            None => Options::default(),
+        };
+        let imports = lists::expand("--imports", &self.imports, read)?;
+        if !imports.is_empty() {
+            // Explicit imports extend a preset's list rather than replace it,
+            // so `--preset wasix --imports env.sleep` keeps the WASIX calls.
+            options.imports.get_or_insert_with(Vec::new).extend(imports);
+        }
+        options.ignore_imports = self.ignore_imports;
+        options.ignore_indirect = self.ignore_indirect;
+        if !self.only.is_empty() {
+            options.only = Some(lists::expand("--only", &self.only, read)?);
+        }
+        options.add = lists::expand("--add", &self.add, read)?;
+        options.remove = lists::expand("--remove", &self.remove, read)?;
+        options.propagate_add = self.propagate_add;
+        options.asserts = self.asserts;
+        options.memory = self.memory.clone();
+        options.secondary_memory = self.secondary_memory;
+        options.import_globals = self.import_globals;
+        options.export_globals = self.export_globals;
+        Ok(options)
+    }
+}
+
+/// Prints `--stats` to stderr, one `key: value` per line so scripts can grep it.
+fn print_stats(done: &Instrumented) -> Result<()> {
+    let s = &done.stats;
+    let ratio = s.output_size as f64 / s.input_size.max(1) as f64;
+    let dropped = if s.dropped_sections.is_empty() {
+        "none".to_string()
+    } else {
+        s.dropped_sections.join(", ")
+    };
+    let mut err = std::io::stderr().lock();
+    writeln!(
+        err,
+        "functions instrumented: {}/{}",
+        s.instrumented_functions, s.functions
+    )?;
+    writeln!(err, "resumable call sites: {}", s.resumable_call_sites)?;
+    writeln!(err, "frame layouts: {}", s.frame_layouts)?;
+    writeln!(
+        err,
+        "call sites saving exactly their live locals: {}/{}",
+        s.exact_frames, s.resumable_call_sites
+    )?;
+    writeln!(
+        err,
+        "size: {} -> {} bytes ({ratio:.2}x)",
+        s.input_size, s.output_size
+    )?;
+    writeln!(err, "dropped sections: {dropped}")?;
+    Ok(())
+}
