@@ -1,0 +1,41 @@
+;; Indirect calls through one table of seven functions of two types: some call
+;; imports, some do not, one makes a further indirect call.
+(module
+  (import "env" "f" (func $f (param i32) (result i32)))
+  (import "env" "g" (func $g (param i64 f64) (result i64)))
+  (memory (export "memory") 1)
+  (type $unary (func (param i32) (result i32)))
+  (type $wide (func (param i64 f64) (result i64)))
+  (table 8 funcref)
+  (elem (i32.const 0) $double $ask $ask_twice $pure_mix $via_table $wide_ask $wide_pure)
+  (func $double (type $unary) (i32.shl (local.get 0) (i32.const 1)))
+  (func $ask (type $unary) (call $f (local.get 0)))
+  (func $ask_twice (type $unary)
+    (i32.sub (call $f (local.get 0)) (call $f (i32.add (local.get 0) (i32.const 1)))))
+  (func $pure_mix (type $unary)
+    (i32.xor (i32.rotl (local.get 0) (i32.const 7)) (i32.const 0x12345)))
+  ;; calls entry (arg & 3) of the table: an indirect call inside an indirect call
+  (func $via_table (type $unary)
+    (i32.add (i32.const 11)
+      (call_indirect (type $unary) (local.get 0) (i32.and (local.get 0) (i32.const 3)))))
+  (func $wide_ask (type $wide)
+    (i64.add (call $g (local.get 0) (local.get 1)) (i64.trunc_sat_f64_s (local.get 1))))
+  (func $wide_pure (type $wide)
+    (i64.mul (local.get 0) (i64.const 0x9e3779b97f4a7c15)))
+  (func (export "run") (result i64)
+    (local $i i32) (local $acc i32) (local $wacc i64)
+    (loop $l
+      (local.set $acc
+        (i32.add (local.get $acc)
+          (call_indirect (type $unary)
+            (i32.add (local.get $acc) (local.get $i))
+            (i32.rem_u (local.get $i) (i32.const 5)))))
+      (local.set $wacc
+        (i64.xor (local.get $wacc)
+          (call_indirect (type $wide)
+            (i64.extend_i32_u (local.get $acc))
+            (f64.convert_i32_s (local.get $i))
+            (i32.add (i32.const 5) (i32.and (local.get $i) (i32.const 1))))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 15))))
+    (i64.add (local.get $wacc) (i64.extend_i32_u (local.get $acc)))))
