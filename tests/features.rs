@@ -1,0 +1,1784 @@
+//! Instrumented modules that use WebAssembly proposals and pass options beyond
+//! the defaults, run under wasmtime with the Asyncify ABI driven from the host.
+//!
+//! Every test instruments a small inline module with our pass
+//! (`wasm_rewind_transform::instrument`), runs the instrumented module with a host
+//! that unwinds at chosen imports (the sleep protocol: in state 0 the import calls
+//! `asyncify_start_unwind(ptr)` and returns zeros; the driver sees the export
+//! return, calls `asyncify_stop_unwind`, then `asyncify_start_rewind(ptr)` and
+//! calls the same export with the same arguments; the import, re-entered in state
+//! 2, calls `asyncify_stop_rewind` and returns its real answer), and compares with
+//! the ORIGINAL module run by a host that never unwinds. Expected values always
+//! come from that original run, never from the instrumented output.
+//!
+//! The host in `common/` assumes memory 0, i32 pointers and function imports
+//! only, so this file has its own small host: it knows which memory holds the
+//! `{pos, end}` structure and how wide its fields are, it can satisfy the
+//! imported `env.__asyncify_state` / `env.__asyncify_data` globals, and it
+//! records the state and data globals whenever an unwind starts. Its engine
+//! enables memory64, multi-memory, tail calls and exceptions.
+//!
+//! Covered: memory64 (i64 pointers, 16-byte `{pos, end}`, a buffer above
+//! 4 GiB, overflow checks), `secondary_memory` (with and without a memory of
+//! the program's own, and on a memory64 program), `import_globals` and
+//! `export_globals` (also on memory64 and next to the module's own globals),
+//! tail calls (`return_call` / `return_call_indirect` that can unwind, one that
+//! cannot and must stay a tail call, one inside a `try_table`), exceptions
+//! (`try_table` with `catch`, `catch_all`, `catch_ref` and `throw_ref` around
+//! sleeping calls and throws), `asserts` (a wrong import list, and an
+//! in-module scheduler where it must not fire), `memory` naming a second
+//! memory (by export name, and by index with mixed address types), and
+//! operand-stack values below blocks, block / loop / `if` parameters and
+//! branches out of blocks holding sleeping calls.
+
+mod common;
+
+use common::{
+    backtrace_names, hash_answer, instrument_ours, to_wasm, values, Answer, ImportCall, Value,
+};
+use wasm_rewind_transform::Options;
+use wasmtime::{
+    bail, format_err, Caller, Config, Engine, Extern, Func, Global, Instance, Module, Result,
+    Store, Val, ValType,
+};
+
+// ---------------------------------------------------------------------------
+// A host that knows where the buffer lives
+// ---------------------------------------------------------------------------
+
+/// Where the `{pos, end}` structure lives: the exported memory that holds it,
+/// its address there, the buffer size after it, and whether the memory is
+/// memory64 (pointers and both fields are i64, the structure is 16 bytes).
+#[derive(Clone, Copy, Debug)]
+struct Buffer {
+    memory: &'static str,
+    ptr: u64,
+    size: u64,
+    wide: bool,
+}
+
+impl Buffer {
+    /// Size of the `{pos, end}` structure.
+    fn header(&self) -> u64 {
+        if self.wide {
+            16
+        } else {
+            8
+        }
+    }
+
+    /// The pointer argument of `asyncify_start_unwind` / `asyncify_start_rewind`.
+    fn ptr_val(&self) -> Val {
+        if self.wide {
+            Val::I64(self.ptr as i64)
+        } else {
+            Val::I32(self.ptr as i32)
+        }
+    }
+}
+
+/// Where the host reads the state and data globals from.
+enum Watch {
+    /// It does not.
+    Nothing,
+    /// The module imports them; these are the host's own globals.
+    Imported(Global, Global),
+    /// The module exports them as `__asyncify_state` / `__asyncify_data`.
+    Exported,
+}
+
+/// The store data.
+struct Host {
+    answer: Answer,
+    /// Imports (`module.name`) at whose every call the host unwinds.
+    unwinding: Vec<String>,
+    buffer: Option<Buffer>,
+    /// Import calls made in state 0, in order.
+    log: Vec<ImportCall>,
+    /// The call that unwound and waits for the rewind.
+    pending: Option<ImportCall>,
+    /// Re-entries in state 2 that stopped a rewind.
+    rewinds: usize,
+    watch: Watch,
+    /// `(where, state global, data global)` read at interesting moments.
+    seen: Vec<(&'static str, i32, i64)>,
+}
+
+impl Host {
+    fn new(unwinding: &[&str], buffer: Option<Buffer>) -> Host {
+        Host {
+            answer: hash_answer(),
+            unwinding: unwinding.iter().map(|s| s.to_string()).collect(),
+            buffer,
+            log: Vec::new(),
+            pending: None,
+            rewinds: 0,
+            watch: Watch::Nothing,
+            seen: Vec::new(),
+        }
+    }
+}
+
+/// Every test engine enables the proposals these modules use.
+fn feature_engine() -> Engine {
+    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let mut config = Config::new();
+            config
+                .wasm_memory64(true)
+                .wasm_multi_memory(true)
+                .wasm_tail_call(true)
+                .wasm_exceptions(true)
+                .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
+            Engine::new(&config).expect("wasmtime engine with memory64, tail calls, exceptions")
+        })
+        .clone()
+}
+
+fn export_func(caller: &mut Caller<'_, Host>, name: &str) -> Option<Func> {
+    caller.get_export(name).and_then(Extern::into_func)
+}
+
+fn call_export(caller: &mut Caller<'_, Host>, name: &str, args: &[Val]) -> Result<Vec<Val>> {
+    let f = export_func(caller, name).ok_or_else(|| format_err!("no export `{name}`"))?;
+    let ty = f.ty(&*caller);
+    let mut out: Vec<Val> = ty.results().map(|t| Value::zero_val(&t)).collect();
+    f.call(&mut *caller, args, &mut out)?;
+    Ok(out)
+}
+
+/// Reads the watched globals from inside an import.
+fn watch_in_caller(caller: &mut Caller<'_, Host>) -> Option<(i32, i64)> {
+    let (state, data) = match caller.data().watch {
+        Watch::Nothing => return None,
+        Watch::Imported(s, d) => (s, d),
+        Watch::Exported => (
+            caller.get_export("__asyncify_state")?.into_global()?,
+            caller.get_export("__asyncify_data")?.into_global()?,
+        ),
+    };
+    Some(read_globals(&mut *caller, state, data))
+}
+
+fn read_globals(mut store: impl wasmtime::AsContextMut, state: Global, data: Global) -> (i32, i64) {
+    let s = state.get(&mut store).unwrap_i32();
+    let d = match data.get(&mut store) {
+        Val::I32(x) => x as u32 as i64,
+        Val::I64(x) => x,
+        other => panic!("__asyncify_data holds {other:?}"),
+    };
+    (s, d)
+}
+
+/// The body of every host function import.
+fn host_import(
+    caller: &mut Caller<'_, Host>,
+    name: &str,
+    result_types: &[ValType],
+    params: &[Val],
+    results: &mut [Val],
+) -> Result<()> {
+    let state = match export_func(caller, "asyncify_get_state") {
+        Some(_) => call_export(caller, "asyncify_get_state", &[])?[0].unwrap_i32(),
+        None => 0,
+    };
+    let call = ImportCall {
+        name: name.to_string(),
+        args: values(params),
+    };
+    if name.starts_with("asyncify.") {
+        // The original of a module with an in-module runtime: the runtime
+        // imports do nothing and the state is always normal.
+        for (slot, ty) in results.iter_mut().zip(result_types) {
+            *slot = Value::zero_val(ty);
+        }
+        return Ok(());
+    }
+    let answer = caller.data().answer.clone();
+    match state {
+        0 => {
+            caller.data_mut().log.push(call.clone());
+            let unwind = caller.data().unwinding.iter().any(|n| n == name);
+            if unwind {
+                let buffer = caller
+                    .data()
+                    .buffer
+                    .ok_or_else(|| format_err!("`{name}` wants to unwind without a buffer"))?;
+                if caller.data().pending.is_some() {
+                    bail!("`{name}` unwinds while another call is pending");
+                }
+                caller.data_mut().pending = Some(call);
+                call_export(caller, "asyncify_start_unwind", &[buffer.ptr_val()])?;
+                if let Some((s, d)) = watch_in_caller(caller) {
+                    caller
+                        .data_mut()
+                        .seen
+                        .push(("import, unwind started", s, d));
+                }
+                for (slot, ty) in results.iter_mut().zip(result_types) {
+                    *slot = Value::zero_val(ty);
+                }
+            } else {
+                for (slot, v) in results.iter_mut().zip(answer(&call, result_types)) {
+                    *slot = v.to_val();
+                }
+            }
+            Ok(())
+        }
+        2 => {
+            if let Some((s, d)) = watch_in_caller(caller) {
+                caller.data_mut().seen.push(("import, rewinding", s, d));
+            }
+            call_export(caller, "asyncify_stop_rewind", &[])?;
+            let pending =
+                caller.data_mut().pending.take().ok_or_else(|| {
+                    format_err!("`{name}` re-entered in state 2, nothing pending")
+                })?;
+            if pending != call {
+                bail!("rewind re-entered {call:?}, but the call that unwound was {pending:?}");
+            }
+            caller.data_mut().rewinds += 1;
+            for (slot, v) in results.iter_mut().zip(answer(&pending, result_types)) {
+                *slot = v.to_val();
+            }
+            Ok(())
+        }
+        s => bail!("`{name}` called in asyncify state {s}"),
+    }
+}
+
+/// One instance with the host's imports.
+struct Guest {
+    store: Store<Host>,
+    instance: Instance,
+}
+
+impl Guest {
+    /// Instantiates `wasm`: function imports call [`host_import`]; the globals
+    /// `env.__asyncify_state` and `env.__asyncify_data` are host globals of the
+    /// imported type starting at 0, and the host watches them.
+    fn new(wasm: &[u8], host: Host) -> Result<Guest> {
+        let engine = feature_engine();
+        let module = Module::new(&engine, wasm)?;
+        let mut store = Store::new(&engine, host);
+        let mut imports: Vec<Extern> = Vec::new();
+        let (mut state, mut data) = (None, None);
+        for import in module.imports() {
+            let name = format!("{}.{}", import.module(), import.name());
+            let ty = import.ty();
+            if let Some(fty) = ty.func() {
+                let result_types: Vec<ValType> = fty.results().collect();
+                let func = Func::new(
+                    &mut store,
+                    fty.clone(),
+                    move |mut caller, params, results| {
+                        host_import(&mut caller, &name, &result_types, params, results)
+                    },
+                );
+                imports.push(func.into());
+            } else if let Some(gty) = ty.global() {
+                let asyncify = name.starts_with("env.__asyncify_");
+                // Other imported globals get a fixed non-zero value, so that
+                // reading the wrong global shows.
+                let init = match gty.content() {
+                    _ if asyncify => Value::zero_val(gty.content()),
+                    ValType::I32 => Val::I32(77),
+                    ValType::I64 => Val::I64(7_700_000_000),
+                    other => bail!("global import `{name}` of type {other}"),
+                };
+                let global = Global::new(&mut store, gty.clone(), init)?;
+                match name.as_str() {
+                    "env.__asyncify_state" => state = Some(global),
+                    "env.__asyncify_data" => data = Some(global),
+                    _ => {}
+                }
+                imports.push(global.into());
+            } else {
+                bail!("unexpected import `{name}`");
+            }
+        }
+        if let (Some(s), Some(d)) = (state, data) {
+            store.data_mut().watch = Watch::Imported(s, d);
+        }
+        let instance = Instance::new(&mut store, &module, &imports)?;
+        Ok(Guest { store, instance })
+    }
+
+    fn host(&mut self) -> &mut Host {
+        self.store.data_mut()
+    }
+
+    fn call(&mut self, name: &str, args: &[Value]) -> Result<Vec<Value>> {
+        let f = self
+            .instance
+            .get_func(&mut self.store, name)
+            .ok_or_else(|| format_err!("no exported function `{name}`"))?;
+        let ty = f.ty(&self.store);
+        let args: Vec<Val> = args.iter().map(|v| v.to_val()).collect();
+        let mut out: Vec<Val> = ty.results().map(|t| Value::zero_val(&t)).collect();
+        f.call(&mut self.store, &args, &mut out)?;
+        Ok(values(&out))
+    }
+
+    fn call_vals(&mut self, name: &str, args: &[Val]) -> Result<()> {
+        let f = self
+            .instance
+            .get_func(&mut self.store, name)
+            .ok_or_else(|| format_err!("no exported function `{name}`"))?;
+        f.call(&mut self.store, args, &mut [])
+    }
+
+    fn state(&mut self) -> Result<i32> {
+        match self.call("asyncify_get_state", &[])?[..] {
+            [Value::I32(s)] => Ok(s),
+            ref other => bail!("asyncify_get_state returned {other:?}"),
+        }
+    }
+
+    fn memory(&mut self, name: &str) -> wasmtime::Memory {
+        self.instance
+            .get_memory(&mut self.store, name)
+            .unwrap_or_else(|| panic!("no exported memory `{name}`"))
+    }
+
+    /// A copy of the whole exported memory `name`.
+    fn memory_bytes(&mut self, name: &str) -> Vec<u8> {
+        let m = self.memory(name);
+        m.data(&self.store).to_vec()
+    }
+
+    fn read_word(&mut self, buffer: Buffer, addr: u64) -> u64 {
+        let m = self.memory(buffer.memory);
+        let mut b = [0; 8];
+        let n = if buffer.wide { 8 } else { 4 };
+        m.read(&self.store, addr as usize, &mut b[..n])
+            .expect("read in bounds");
+        u64::from_le_bytes(b)
+    }
+
+    fn write_word(&mut self, buffer: Buffer, addr: u64, value: u64) {
+        let m = self.memory(buffer.memory);
+        let n = if buffer.wide { 8 } else { 4 };
+        m.write(&mut self.store, addr as usize, &value.to_le_bytes()[..n])
+            .expect("write in bounds");
+    }
+
+    /// Reads the watched globals from the host side.
+    fn watch(&mut self) -> Option<(i32, i64)> {
+        let (state, data) = match self.store.data().watch {
+            Watch::Nothing => return None,
+            Watch::Imported(s, d) => (s, d),
+            Watch::Exported => (
+                self.instance
+                    .get_global(&mut self.store, "__asyncify_state")?,
+                self.instance
+                    .get_global(&mut self.store, "__asyncify_data")?,
+            ),
+        };
+        Some(read_globals(&mut self.store, state, data))
+    }
+
+    fn note(&mut self, what: &'static str) {
+        if let Some((s, d)) = self.watch() {
+            self.host().seen.push((what, s, d));
+        }
+    }
+
+    /// Runs `export(args)` to completion through the driver loop with the host's
+    /// buffer: `pos = ptr + header`, `end = pos + size`.
+    fn drive(&mut self, export: &str, args: &[Value]) -> Result<Run> {
+        let buffer = self.host().buffer.expect("a buffer to drive with");
+        let start = buffer.ptr + buffer.header();
+        self.write_word(buffer, buffer.ptr, start);
+        self.write_word(
+            buffer,
+            buffer.ptr + buffer.header() / 2,
+            start + buffer.size,
+        );
+        let mut unwinds = 0;
+        let mut max_used = 0;
+        loop {
+            let results = self.call(export, args)?;
+            match self.state()? {
+                0 => {
+                    if let Some(call) = self.host().pending.take() {
+                        bail!("`{export}` returned normally without resuming {call:?}");
+                    }
+                    return Ok(Run {
+                        results,
+                        unwinds,
+                        log: std::mem::take(&mut self.host().log),
+                        max_buffer_used: max_used,
+                    });
+                }
+                1 => {
+                    self.note("export returned, unwinding");
+                    self.call_vals("asyncify_stop_unwind", &[])?;
+                    let pos = self.read_word(buffer, buffer.ptr);
+                    let end = self.read_word(buffer, buffer.ptr + buffer.header() / 2);
+                    if pos < start || pos > end || end != start + buffer.size {
+                        bail!("after an unwind pos = {pos:#x}, end = {end:#x}, start {start:#x}");
+                    }
+                    max_used = max_used.max(pos - start);
+                    unwinds += 1;
+                    if self.host().pending.is_none() {
+                        bail!("`{export}` unwound but no host import started it");
+                    }
+                    self.call_vals("asyncify_start_rewind", &[buffer.ptr_val()])?;
+                    self.note("rewind started");
+                }
+                s => bail!("`{export}` returned in state {s}"),
+            }
+        }
+    }
+}
+
+/// What one driven call did.
+#[derive(Debug)]
+struct Run {
+    results: Vec<Value>,
+    unwinds: usize,
+    log: Vec<ImportCall>,
+    max_buffer_used: u64,
+}
+
+/// The reference: the original module, whose imports never unwind.
+fn run_original(wasm: &[u8], export: &str, args: &[Value]) -> (Guest, Vec<Value>, Vec<ImportCall>) {
+    let mut guest = Guest::new(wasm, Host::new(&[], None)).expect("original instantiates");
+    let results = guest
+        .call(export, args)
+        .unwrap_or_else(|e| panic!("original {export}{args:?}: {e:?}"));
+    let log = std::mem::take(&mut guest.host().log);
+    (guest, results, log)
+}
+
+/// Instruments `wat` with `options`; checks that `export(args)` of the
+/// instrumented module gives the original's results with nothing unwinding,
+/// and again when the host unwinds at every call of each import in
+/// `unwinding`, resuming once per such call of the original with the same
+/// import log. Returns the original's guest and the unwinding guest (for
+/// memory comparisons) and the run.
+fn check(
+    wat: &str,
+    options: &Options,
+    buffer: Buffer,
+    unwinding: &[&str],
+    export: &str,
+    args: &[Value],
+) -> (Guest, Guest, Run) {
+    let wasm = to_wasm(wat);
+    let (original, expected, log) = run_original(&wasm, export, args);
+    let instrumented = instrument_ours(&wasm, options);
+
+    let mut quiet =
+        Guest::new(&instrumented, Host::new(&[], Some(buffer))).expect("output instantiates");
+    assert_eq!(
+        quiet.call(export, args).unwrap(),
+        expected,
+        "nothing unwinds, {export}{args:?}"
+    );
+    assert_eq!(quiet.state().unwrap(), 0);
+
+    let mut guest = Guest::new(&instrumented, Host::new(unwinding, Some(buffer))).unwrap();
+    let run = guest
+        .drive(export, args)
+        .unwrap_or_else(|e| panic!("unwinding at {unwinding:?}, {export}{args:?}: {e:?}"));
+    assert_eq!(run.results, expected, "unwinding, {export}{args:?}");
+    let calls = log
+        .iter()
+        .filter(|c| unwinding.contains(&c.name.as_str()))
+        .count();
+    assert_eq!(run.unwinds, calls, "one unwind per call of {unwinding:?}");
+    assert_eq!(guest.host().rewinds, calls);
+    assert_eq!(run.log, log, "import log of {export}{args:?}");
+    (original, guest, run)
+}
+
+fn i32s(xs: &[i32]) -> Vec<Value> {
+    xs.iter().map(|&x| Value::I32(x)).collect()
+}
+
+/// A buffer in exported memory `memory` at `ptr`, i32 fields.
+fn buffer32(memory: &'static str, ptr: u64, size: u64) -> Buffer {
+    Buffer {
+        memory,
+        ptr,
+        size,
+        wide: false,
+    }
+}
+
+/// The names of the output's functions from its name section, by index.
+fn function_names(wasm: &[u8]) -> std::collections::HashMap<u32, String> {
+    let mut names = std::collections::HashMap::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        if let wasmparser::Payload::CustomSection(c) = payload.unwrap() {
+            if let wasmparser::KnownCustom::Name(reader) = c.as_known() {
+                for name in reader {
+                    if let wasmparser::Name::Function(map) = name.unwrap() {
+                        for n in map {
+                            let n = n.unwrap();
+                            names.insert(n.index, n.name.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    names
+}
+
+/// The operators of the body of the function named `name` in `wasm`, printed
+/// with `{:?}` (enough to look for one opcode).
+fn body_ops(wasm: &[u8], name: &str) -> Vec<String> {
+    let names = function_names(wasm);
+    let index = *names
+        .iter()
+        .find(|(_, n)| n.as_str() == name)
+        .unwrap_or_else(|| panic!("no function named `{name}` in {names:?}"))
+        .0;
+    let mut imported = 0;
+    let mut defined = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.unwrap() {
+            wasmparser::Payload::ImportSection(reader) => {
+                for imports in reader {
+                    for import in imports.unwrap() {
+                        let (_, import) = import.unwrap();
+                        if matches!(import.ty, wasmparser::TypeRef::Func(_)) {
+                            imported += 1;
+                        }
+                    }
+                }
+            }
+            wasmparser::Payload::CodeSectionEntry(body) => {
+                if imported + defined == index {
+                    let mut ops = Vec::new();
+                    let mut reader = body.get_operators_reader().unwrap();
+                    while !reader.eof() {
+                        ops.push(format!("{:?}", reader.read().unwrap()));
+                    }
+                    return ops;
+                }
+                defined += 1;
+            }
+            _ => {}
+        }
+    }
+    panic!("function {index} (`{name}`) has no body");
+}
+
+// ---------------------------------------------------------------------------
+// 1. memory64
+// ---------------------------------------------------------------------------
+
+/// On a memory64 module the controls take an i64 pointer and `{pos, end}` is
+/// two i64: sleeping at every level of a recursion and in a loop, with i64 and
+/// f64 locals and params live across the sleeps and memory64 stores between
+/// them, gives the original's results and memory, with one unwind per sleep.
+#[test]
+fn memory64_recursion_and_loop() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i64) (result i64)))
+      (import "env" "sleepf" (func $sleepf (param f64) (result f64)))
+      (memory (export "memory") i64 1)
+      (func $rec (param $n i64) (param $x f64) (result f64)
+        (local $i i64) (local $acc f64) (local $big i64)
+        (local.set $big (i64.mul (local.get $n) (i64.const 0x1_0000_0001)))
+        (if (i64.eqz (local.get $n))
+          (then (return (call $sleepf (local.get $x)))))
+        (loop $l
+          (local.set $acc
+            (f64.add (f64.mul (local.get $acc) (f64.const 0.5))
+              (f64.convert_i64_s
+                (i64.shr_s (call $sleep (i64.add (local.get $big) (local.get $i)))
+                           (i64.const 40)))))
+          (i64.store (i64.mul (i64.add (i64.mul (local.get $n) (i64.const 4)) (local.get $i))
+                              (i64.const 8))
+                     (i64.add (local.get $big) (local.get $i)))
+          (local.set $i (i64.add (local.get $i) (i64.const 1)))
+          (br_if $l (i64.lt_u (local.get $i) (i64.const 3))))
+        (f64.add
+          (f64.add (local.get $acc) (local.get $x))
+          (f64.add (f64.convert_i64_u (local.get $big))
+                   (call $rec (i64.sub (local.get $n) (i64.const 1))
+                              (f64.mul (local.get $x) (f64.const 1.5))))))
+      (func (export "run") (param $n i64) (param $x f64) (result f64 i64)
+        (call $rec (local.get $n) (local.get $x))
+        (i64.load (i64.const 16))))"#;
+    let instrumented = instrument_ours(wat, &Options::default());
+    // The controls take an i64 pointer.
+    let engine = feature_engine();
+    let module = Module::new(&engine, &instrumented).unwrap();
+    for name in ["asyncify_start_unwind", "asyncify_start_rewind"] {
+        let ty = module.get_export(name).unwrap().func().unwrap().clone();
+        assert_eq!(
+            ty.params().map(|t| t.to_string()).collect::<Vec<_>>(),
+            ["i64"],
+            "{name} on memory64"
+        );
+    }
+    let buffer = Buffer {
+        memory: "memory",
+        ptr: 0x8000,
+        size: 0x4000,
+        wide: true,
+    };
+    for n in [0i64, 1, 6] {
+        let args = [Value::I64(n), Value::f64(2.25)];
+        let (mut original, mut guest, run) = check(
+            wat,
+            &Options::default(),
+            buffer,
+            &["env.sleep", "env.sleepf"],
+            "run",
+            &args,
+        );
+        assert_eq!(run.unwinds, 3 * n as usize + 1);
+        assert!(run.max_buffer_used > 0);
+        // The program's bytes below the buffer are the original's.
+        let mine = guest.memory_bytes("memory");
+        let theirs = original.memory_bytes("memory");
+        assert_eq!(mine[..0x8000], theirs[..0x8000], "memory below the buffer");
+        // `end` is an i64 at ptr + 8, untouched by the pass.
+        let end = u64::from_le_bytes(mine[0x8008..0x8010].try_into().unwrap());
+        assert_eq!(end, 0x8000 + 16 + 0x4000);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 2. secondary memory
+// ---------------------------------------------------------------------------
+
+/// With `secondary_memory`, the module gains a memory exported as
+/// `asyncify_memory` that holds `{pos, end}` and the buffer (the pointer is an
+/// address there, here 0, which the program also uses in its own memory); the
+/// program's memory 0 ends byte-for-byte equal to the original run's.
+#[test]
+fn secondary_memory_holds_the_buffer() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (func $fill (param $n i32) (result i32)
+        (local $i i32) (local $sum i32)
+        (loop $l
+          (i32.store (i32.mul (local.get $i) (i32.const 4))
+                     (call $sleep (i32.add (local.get $i) (local.get $n))))
+          (local.set $sum (i32.add (local.get $sum)
+                                   (i32.load (i32.mul (local.get $i) (i32.const 4)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (local.get $sum))
+      (func (export "run") (param $n i32) (result i32)
+        (i32.xor (call $fill (local.get $n)) (i32.load (i32.const 0)))))"#;
+    let options = Options {
+        secondary_memory: Some(1),
+        ..Options::default()
+    };
+    let out = wasm_rewind_transform::instrument(&to_wasm(wat), &options).unwrap();
+    let engine = feature_engine();
+    let module = Module::new(&engine, &out.wasm).unwrap();
+    assert!(module
+        .get_export("asyncify_memory")
+        .unwrap()
+        .memory()
+        .is_some());
+
+    let buffer = buffer32("asyncify_memory", 0, 0x1000);
+    let (mut original, mut guest, run) =
+        check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[12]));
+    assert_eq!(run.unwinds, 12);
+    assert!(run.max_buffer_used > 0);
+    assert_eq!(
+        guest.memory_bytes("memory"),
+        original.memory_bytes("memory"),
+        "memory 0 after the run"
+    );
+    // The frames were written in asyncify_memory.
+    let side = guest.memory_bytes("asyncify_memory");
+    assert_eq!(side.len(), 0x1_0000, "one page, as asked");
+    assert!(side[8..8 + run.max_buffer_used as usize]
+        .iter()
+        .any(|&b| b != 0));
+}
+
+/// `secondary_memory` also works on a module that has no memory at all.
+#[test]
+fn secondary_memory_without_a_memory_of_its_own() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (func $rec (param $n i32) (result i32)
+        (local $here i32)
+        (local.set $here (i32.mul (local.get $n) (i32.const 7)))
+        (if (result i32) (i32.eqz (local.get $n))
+          (then (call $sleep (i32.const 0)))
+          (else (i32.add (local.get $here)
+                  (i32.sub (call $rec (i32.sub (local.get $n) (i32.const 1)))
+                           (call $sleep (local.get $n)))))))
+      (func (export "run") (param i32) (result i32) (call $rec (local.get 0))))"#;
+    // Without the option there is nowhere to put the buffer.
+    assert!(wasm_rewind_transform::instrument(&to_wasm(wat), &Options::default()).is_err());
+    let options = Options {
+        secondary_memory: Some(2),
+        ..Options::default()
+    };
+    let buffer = buffer32("asyncify_memory", 0x100, 0x2000);
+    for n in [0, 5] {
+        let (_, mut guest, run) = check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[n]));
+        assert_eq!(run.unwinds, n as usize + 1);
+        assert_eq!(guest.memory_bytes("asyncify_memory").len(), 2 * 0x1_0000);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 3. imported and exported state globals
+// ---------------------------------------------------------------------------
+
+const GLOBALS_WAT: &str = r#"(module
+  (import "env" "sleep" (func $sleep (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "run") (param $n i32) (result i32)
+    (local $i i32) (local $acc i32)
+    (loop $l
+      (local.set $acc (i32.add (i32.rotl (local.get $acc) (i32.const 5))
+                               (call $sleep (local.get $i))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (local.get $acc)))"#;
+
+/// The states the host sees in the globals while driving three sleeps with the
+/// structure at `ptr`: 1 and `ptr` when the import starts the unwind and when
+/// the export returns, 2 when the rewind starts and when the import is
+/// re-entered.
+fn expected_sightings(ptr: i64, sleeps: usize) -> Vec<(&'static str, i32, i64)> {
+    let one = [
+        ("import, unwind started", 1, ptr),
+        ("export returned, unwinding", 1, ptr),
+        ("rewind started", 2, ptr),
+        ("import, rewinding", 2, ptr),
+    ];
+    one.iter().copied().cycle().take(4 * sleeps).collect()
+}
+
+/// With `import_globals` the output imports `env.__asyncify_state` and
+/// `env.__asyncify_data` (mutable i32) and defines neither; the host provides
+/// them and sees the state turn 1 and the data pointer appear when an unwind
+/// starts, and 2 while rewinding; results equal the original's.
+#[test]
+fn import_globals_are_the_hosts() {
+    let options = Options {
+        import_globals: true,
+        ..Options::default()
+    };
+    let instrumented = instrument_ours(GLOBALS_WAT, &options);
+    let engine = feature_engine();
+    let module = Module::new(&engine, &instrumented).unwrap();
+    let globals: Vec<String> = module
+        .imports()
+        .filter(|i| i.ty().global().is_some())
+        .map(|i| format!("{}.{}", i.module(), i.name()))
+        .collect();
+    assert_eq!(globals, ["env.__asyncify_state", "env.__asyncify_data"]);
+    assert!(
+        !module.exports().any(|e| e.name().starts_with("__asyncify")),
+        "imported, not exported"
+    );
+    for import in module.imports() {
+        if let Some(g) = import.ty().global() {
+            assert!(matches!(g.content(), ValType::I32), "{}", import.name());
+            assert_eq!(
+                g.mutability(),
+                wasmtime::Mutability::Var,
+                "{}",
+                import.name()
+            );
+        }
+    }
+
+    let buffer = buffer32("memory", 0xF000, 0x800);
+    let (_, mut guest, run) = check(
+        GLOBALS_WAT,
+        &options,
+        buffer,
+        &["env.sleep"],
+        "run",
+        &i32s(&[3]),
+    );
+    assert_eq!(run.unwinds, 3);
+    assert!(matches!(guest.host().watch, Watch::Imported(..)));
+    assert_eq!(guest.host().seen, expected_sightings(0xF000, 3));
+    // After the run the state is back to 0 in the host's own global.
+    assert_eq!(guest.watch().unwrap().0, 0);
+}
+
+/// With `export_globals` the output exports `__asyncify_state` and
+/// `__asyncify_data`; the host reads them from the instance during the unwind
+/// (1 and the pointer) and the rewind (2).
+#[test]
+fn export_globals_are_readable() {
+    let options = Options {
+        export_globals: true,
+        ..Options::default()
+    };
+    let buffer = buffer32("memory", 0xF000, 0x800);
+    let wasm = to_wasm(GLOBALS_WAT);
+    let (_, expected, _) = run_original(&wasm, "run", &i32s(&[4]));
+    let instrumented = instrument_ours(&wasm, &options);
+    let mut host = Host::new(&["env.sleep"], Some(buffer));
+    host.watch = Watch::Exported;
+    let mut guest = Guest::new(&instrumented, host).unwrap();
+    assert_eq!(guest.watch(), Some((0, 0)), "before anything runs");
+    let run = guest.drive("run", &i32s(&[4])).unwrap();
+    assert_eq!(run.results, expected);
+    assert_eq!(run.unwinds, 4);
+    assert_eq!(guest.host().seen, expected_sightings(0xF000, 4));
+    assert_eq!(guest.watch().unwrap().0, 0);
+    // The same numbers through the general check.
+    check(
+        GLOBALS_WAT,
+        &options,
+        buffer,
+        &["env.sleep"],
+        "run",
+        &i32s(&[4]),
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 4. tail calls
+// ---------------------------------------------------------------------------
+
+/// A countdown that recurses with `return_call`, sleeps at every level (once
+/// directly, once through a function whose body is `return_call $sleep`) and
+/// accumulates in a parameter gives the original's result with one unwind per
+/// sleep, also through `return_call_indirect`.
+#[test]
+fn return_call_chain_that_sleeps() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (type $count_t (func (param i32 i32) (result i32)))
+      (table funcref (elem $count))
+      (func $tail_sleep (param i32) (result i32)
+        (return_call $sleep (i32.mul (local.get 0) (i32.const 3))))
+      (func $count (type $count_t) (param $n i32) (param $acc i32) (result i32)
+        (if (i32.eqz (local.get $n)) (then (return (local.get $acc))))
+        (local.set $acc (i32.add (i32.rotl (local.get $acc) (i32.const 3))
+                                 (call $sleep (local.get $n))))
+        (local.set $acc (i32.xor (local.get $acc) (call $tail_sleep (local.get $n))))
+        (if (i32.and (local.get $n) (i32.const 1))
+          (then
+            (return_call_indirect (type $count_t)
+              (i32.sub (local.get $n) (i32.const 1)) (local.get $acc) (i32.const 0))))
+        (return_call $count (i32.sub (local.get $n) (i32.const 1)) (local.get $acc)))
+      (func (export "run") (param $n i32) (result i32)
+        (return_call $count (local.get $n) (i32.const 17))))"#;
+    for n in [0, 1, 7] {
+        let (_, _, run) = check(
+            wat,
+            &Options::default(),
+            buffer32("memory", 0xF000, 0x800),
+            &["env.sleep"],
+            "run",
+            &i32s(&[n]),
+        );
+        assert_eq!(run.unwinds, 2 * n as usize);
+    }
+}
+
+/// A `return_call` in a function that cannot unwind stays a tail call: the
+/// output's body of that function still holds `return_call`, and a million
+/// levels of it run in constant stack next to a sleeping caller.
+#[test]
+fn return_call_that_cannot_unwind_stays_a_tail_call() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (func $spin (param $n i64) (param $acc i64) (result i64)
+        (if (i64.eqz (local.get $n)) (then (return (local.get $acc))))
+        (return_call $spin (i64.sub (local.get $n) (i64.const 1))
+                           (i64.add (i64.mul (local.get $acc) (i64.const 3)) (local.get $n))))
+      (func $run (export "run") (param $n i32) (result i64)
+        (local $s i32)
+        (local.set $s (call $sleep (local.get $n)))
+        (i64.add (call $spin (i64.extend_i32_u (local.get $n)) (i64.const 1))
+                 (i64.extend_i32_u (call $sleep (local.get $s)))))
+      (func $run_tail (export "run_tail") (param $n i32) (result i64)
+        (local $s i32)
+        (local.set $s (call $sleep (local.get $n)))
+        (return_call $spin (i64.extend_i32_u (local.get $n))
+                           (i64.extend_i32_u (call $sleep (local.get $s))))))"#;
+    let instrumented = instrument_ours(wat, &Options::default());
+    let spin = body_ops(&instrumented, "spin");
+    assert!(
+        spin.iter().any(|op| op.starts_with("ReturnCall {")),
+        "spin lost its tail call: {spin:?}"
+    );
+    let run = body_ops(&instrumented, "run");
+    assert!(!run.iter().any(|op| op.starts_with("ReturnCall")));
+    // An instrumented function keeps a tail call whose callee cannot unwind.
+    let run_tail = body_ops(&instrumented, "run_tail");
+    assert!(
+        run_tail.iter().any(|op| op.starts_with("ReturnCall {")),
+        "run_tail lost its tail call: {run_tail:?}"
+    );
+    for export in ["run", "run_tail"] {
+        for n in [3, 1_000_000] {
+            let (_, _, run) = check(
+                wat,
+                &Options::default(),
+                buffer32("memory", 0xF000, 0x800),
+                &["env.sleep"],
+                export,
+                &i32s(&[n]),
+            );
+            assert_eq!(run.unwinds, 2);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. exceptions
+// ---------------------------------------------------------------------------
+
+/// A `try_table` whose body sleeps, then calls a function that sleeps and
+/// throws a tag caught by the `try_table`'s `catch` clause (and, every other
+/// round, a `catch_all` one level out after sleeping in the handler), in a
+/// loop: the original's result with one unwind per sleep.
+#[test]
+fn try_table_around_sleeps_and_throws() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (tag $boom (param i32))
+      (tag $bang)
+      (func $thrower (param $x i32)
+        (local $v i32)
+        (local.set $v (i32.add (call $sleep (local.get $x)) (local.get $x)))
+        (throw $boom (local.get $v)))
+      (func (export "run") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32) (local $caught i32)
+        (loop $l
+          (block $all
+            (local.set $caught
+              (block $h (result i32)
+                (try_table (catch $boom $h)
+                  (local.set $acc (i32.add (local.get $acc)
+                                           (call $sleep (i32.add (local.get $i) (i32.const 100)))))
+                  (call $thrower (local.get $i))
+                  (unreachable))
+                (unreachable)))
+            (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 3))
+                                     (local.get $caught)))
+            (try_table (catch_all $all)
+              (if (i32.and (local.get $i) (i32.const 1))
+                (then
+                  (local.set $acc (i32.xor (local.get $acc) (call $sleep (local.get $acc))))
+                  (throw $bang))))
+            (local.set $acc (i32.add (local.get $acc) (i32.const 1))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (local.get $acc)))"#;
+    for n in [1, 6] {
+        let (_, _, run) = check(
+            wat,
+            &Options::default(),
+            buffer32("memory", 0xF000, 0x800),
+            &["env.sleep"],
+            "run",
+            &i32s(&[n]),
+        );
+        assert_eq!(run.unwinds, 2 * n as usize + n as usize / 2);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 6. asserts
+// ---------------------------------------------------------------------------
+
+const ASSERTS_WAT: &str = r#"(module
+  (import "env" "sleep" (func $sleep (param i32) (result i32)))
+  (import "env" "other" (func $other (param i32) (result i32)))
+  (memory (export "memory") 1)
+  (func $helper (param $x i32) (result i32)
+    (i32.add (call $other (local.get $x)) (i32.const 1)))
+  (func (export "run") (param $x i32) (result i32)
+    (local $a i32)
+    (local.set $a (call $sleep (local.get $x)))
+    (i32.add (local.get $a) (i32.mul (call $helper (local.get $x)) (i32.const 3)))))"#;
+
+fn asserts_options(asserts: bool) -> Options {
+    Options {
+        imports: Some(vec!["env.sleep".to_string()]),
+        asserts,
+        ..Options::default()
+    }
+}
+
+/// With `asserts` and an import list naming only `env.sleep`, a host that
+/// unwinds in `env.other` anyway makes the call trap in
+/// `__wasm_rewind_assert_failed` right after the unexpected unwind (called
+/// from the function that made the call); unwinding only where the list says
+/// still gives the original's result.
+#[test]
+fn asserts_catch_an_unwind_the_import_list_did_not_allow() {
+    let buffer = buffer32("memory", 0xF000, 0x800);
+    let args = i32s(&[5]);
+    let instrumented = instrument_ours(ASSERTS_WAT, &asserts_options(true));
+    let mut guest = Guest::new(&instrumented, Host::new(&["env.other"], Some(buffer))).unwrap();
+    let err = guest
+        .drive("run", &args)
+        .expect_err("an unwind in env.other must trip the assert");
+    let names = backtrace_names(&err);
+    assert_eq!(
+        names.first().map(String::as_str),
+        Some("__wasm_rewind_assert_failed"),
+        "{err:?}"
+    );
+    assert_eq!(
+        names.get(1).map(String::as_str),
+        Some("helper"),
+        "{names:?}"
+    );
+    assert_eq!(guest.host().log.len(), 2, "sleep, then the unwinding other");
+
+    // The correct configuration runs through with asserts on.
+    check(
+        ASSERTS_WAT,
+        &asserts_options(true),
+        buffer,
+        &["env.sleep"],
+        "run",
+        &args,
+    );
+}
+
+/// Without `asserts` the same misconfiguration does not trap at that point: the
+/// export returns to the host in state 1, and nothing named
+/// `__wasm_rewind_assert_failed` exists.
+#[test]
+fn without_asserts_the_unexpected_unwind_goes_unnoticed() {
+    let buffer = buffer32("memory", 0xF000, 0x800);
+    let instrumented = instrument_ours(ASSERTS_WAT, &asserts_options(false));
+    assert!(!function_names(&instrumented)
+        .values()
+        .any(|n| n == "__wasm_rewind_assert_failed"));
+    let mut guest = Guest::new(&instrumented, Host::new(&["env.other"], Some(buffer))).unwrap();
+    let start = buffer.ptr + 8;
+    guest.write_word(buffer, buffer.ptr, start);
+    guest.write_word(buffer, buffer.ptr + 4, start + buffer.size);
+    guest
+        .call("run", &i32s(&[5]))
+        .expect("no trap without asserts");
+    assert_eq!(guest.state().unwrap(), 1, "the unwind escaped to the host");
+}
+
+// ---------------------------------------------------------------------------
+// 7. the buffer in a named second memory
+// ---------------------------------------------------------------------------
+
+/// With `memory = "second"` on a module with two memories, `{pos, end}` and
+/// the buffer live in memory 1 (exported as `second`); memory 0 ends
+/// byte-for-byte equal to the original run's, and so does memory 1 outside the
+/// buffer (the program uses both).
+#[test]
+fn buffer_in_a_named_second_memory() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory $main (export "memory") 1)
+      (memory $aux (export "second") 1)
+      (func $work (param $n i32) (result i32)
+        (local $i i32) (local $v i32)
+        (loop $l
+          (local.set $v (call $sleep (local.get $i)))
+          (i32.store $main (i32.mul (local.get $i) (i32.const 4)) (local.get $v))
+          (i32.store $aux (i32.add (i32.const 0x8000) (i32.mul (local.get $i) (i32.const 4)))
+                     (i32.xor (local.get $v) (local.get $n)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (i32.add (i32.load $main (i32.const 4)) (i32.load $aux (i32.const 0x8008))))
+      (func (export "run") (param $n i32) (result i32)
+        (i32.add (call $work (local.get $n)) (call $sleep (i32.const -1)))))"#;
+    let options = Options {
+        memory: Some("second".to_string()),
+        ..Options::default()
+    };
+    let buffer = buffer32("second", 0x100, 0x1000);
+    let (mut original, mut guest, run) =
+        check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[9]));
+    assert_eq!(run.unwinds, 10);
+    assert!(run.max_buffer_used > 0);
+    assert_eq!(
+        guest.memory_bytes("memory"),
+        original.memory_bytes("memory"),
+        "memory 0"
+    );
+    let (mine, theirs) = (
+        guest.memory_bytes("second"),
+        original.memory_bytes("second"),
+    );
+    let region = buffer.ptr as usize..(buffer.ptr + 8 + buffer.size) as usize;
+    assert_eq!(mine[..region.start], theirs[..region.start]);
+    assert_eq!(mine[region.end..], theirs[region.end..]);
+    assert!(
+        mine[region.start + 8..region.end].iter().any(|&b| b != 0),
+        "frames in `second`"
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 8. operand stack below blocks, block parameters
+// ---------------------------------------------------------------------------
+
+/// A value on the operand stack below a block holding a sleeping call
+/// (`i32.const 40 (block (result i32) ... call $sleep ...) i32.add`), and a
+/// block with parameters whose body sleeps, inside a loop run 5 times: the
+/// original's result with one unwind per sleep.
+#[test]
+fn operand_stack_below_blocks_and_block_parameters() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (func (export "run") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32)
+        loop $l
+          ;; 40 stays on the stack below a block that sleeps
+          i32.const 40
+          block (result i32)
+            local.get $i
+            call $sleep
+            local.get $acc
+            i32.xor
+          end
+          i32.add
+          local.get $acc
+          i32.add
+          local.set $acc
+          ;; a block with parameters: acc and i go in, sleep inside
+          local.get $acc
+          local.get $i
+          block (param i32 i32) (result i32)
+            call $sleep
+            i32.const 7
+            i32.mul
+            i32.sub
+          end
+          local.get $i
+          i32.const 3
+          ;; a deeper stack below a block with a parameter and a sleep
+          block (param i32) (result i32)
+            call $sleep
+          end
+          i32.mul
+          i32.add
+          local.set $acc
+          local.get $i
+          i32.const 1
+          i32.add
+          local.tee $i
+          local.get $n
+          i32.lt_u
+          br_if $l
+        end
+        local.get $acc))"#;
+    let (_, _, run) = check(
+        wat,
+        &Options::default(),
+        buffer32("memory", 0xF000, 0x800),
+        &["env.sleep"],
+        "run",
+        &i32s(&[5]),
+    );
+    assert_eq!(run.unwinds, 15);
+}
+
+// ---------------------------------------------------------------------------
+// Combinations
+// ---------------------------------------------------------------------------
+
+/// On memory64, every buffer size either holds the whole unwind (and the run
+/// gives the original's result) or traps in `__wasm_rewind_buffer_overflow`
+/// with nothing written at or past `end`: the i64 bounds arithmetic is right.
+#[test]
+fn memory64_small_buffers_fit_or_trap_before_end() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i64) (result i64)))
+      (memory (export "memory") i64 1)
+      (func $rec (param $n i64) (param $f f64) (result i64)
+        (local $keep i64) (local $g f64)
+        (local.set $keep (i64.mul (local.get $n) (i64.const 0x7fff_0000_1234)))
+        (local.set $g (f64.mul (local.get $f) (f64.const 3.5)))
+        (if (result i64) (i64.eqz (local.get $n))
+          (then (call $sleep (local.get $keep)))
+          (else
+            (i64.add (i64.add (local.get $keep) (i64.trunc_f64_s (local.get $g)))
+                     (call $rec (i64.sub (local.get $n) (i64.const 1)) (local.get $g))))))
+      (func (export "run") (param $n i64) (result i64)
+        (call $rec (local.get $n) (f64.const 1.25))))"#;
+    let args = [Value::I64(4)];
+    let full = Buffer {
+        memory: "memory",
+        ptr: 0x4000,
+        size: 0x1000,
+        wide: true,
+    };
+    let (_, _, run) = check(wat, &Options::default(), full, &["env.sleep"], "run", &args);
+    let needed = run.max_buffer_used;
+    assert!(needed > 16);
+    let instrumented = instrument_ours(wat, &Options::default());
+    let (_, expected, _) = run_original(&to_wasm(wat), "run", &args);
+    for size in 0..=needed {
+        let buffer = Buffer { size, ..full };
+        let mut guest = Guest::new(&instrumented, Host::new(&["env.sleep"], Some(buffer))).unwrap();
+        // Poison everything from `end` on, to see any write past it.
+        let end = (buffer.ptr + 16 + size) as usize;
+        let m = guest.memory("memory");
+        m.data_mut(&mut guest.store)[end..].fill(0xA5);
+        let result = guest.drive("run", &args);
+        let after = guest.memory_bytes("memory");
+        assert!(
+            after[end..].iter().all(|&b| b == 0xA5),
+            "size {size}: bytes at or past end were written"
+        );
+        match result {
+            Ok(run) => {
+                assert_eq!(
+                    size, needed,
+                    "size {size} is less than the {needed} one unwind used"
+                );
+                assert_eq!(run.results, expected);
+            }
+            Err(e) => {
+                assert!(size < needed, "size {size}: {e:?}");
+                let names = backtrace_names(&e);
+                assert_eq!(
+                    names.first().map(String::as_str),
+                    Some("__wasm_rewind_buffer_overflow"),
+                    "size {size}: {e:?}"
+                );
+            }
+        }
+    }
+}
+
+/// `import_globals` and `export_globals` on memory64: the data global is an
+/// i64 and holds the i64 pointer during the unwind.
+#[test]
+fn state_globals_on_memory64() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i64) (result i64)))
+      (memory (export "memory") i64 1)
+      (func (export "run") (param $n i64) (result i64)
+        (local $i i64) (local $acc i64)
+        (loop $l
+          (local.set $acc (i64.add (i64.rotl (local.get $acc) (i64.const 7))
+                                   (call $sleep (local.get $i))))
+          (local.set $i (i64.add (local.get $i) (i64.const 1)))
+          (br_if $l (i64.lt_u (local.get $i) (local.get $n))))
+        (local.get $acc)))"#;
+    let buffer = Buffer {
+        memory: "memory",
+        ptr: 0x9000,
+        size: 0x800,
+        wide: true,
+    };
+    let args = [Value::I64(3)];
+
+    let imported = Options {
+        import_globals: true,
+        ..Options::default()
+    };
+    let module = Module::new(&feature_engine(), instrument_ours(wat, &imported)).unwrap();
+    let types: Vec<String> = module
+        .imports()
+        .filter_map(|i| {
+            i.ty()
+                .global()
+                .map(|g| format!("{} {}", i.name(), g.content()))
+        })
+        .collect();
+    assert_eq!(types, ["__asyncify_state i32", "__asyncify_data i64"]);
+    let (_, mut guest, _) = check(wat, &imported, buffer, &["env.sleep"], "run", &args);
+    assert_eq!(guest.host().seen, expected_sightings(0x9000, 3));
+
+    let exported = Options {
+        export_globals: true,
+        ..Options::default()
+    };
+    let wasm = instrument_ours(wat, &exported);
+    let (_, expected, _) = run_original(&to_wasm(wat), "run", &args);
+    let mut host = Host::new(&["env.sleep"], Some(buffer));
+    host.watch = Watch::Exported;
+    let mut guest = Guest::new(&wasm, host).unwrap();
+    let run = guest.drive("run", &args).unwrap();
+    assert_eq!(run.results, expected);
+    assert_eq!(guest.host().seen, expected_sightings(0x9000, 3));
+}
+
+/// `secondary_memory` on a memory64 program: the added memory is a 32-bit
+/// one, so the controls take an i32 pointer and `{pos, end}` is two i32
+/// there, while the program's memory64 ends equal to the original run's.
+#[test]
+fn secondary_memory_on_a_memory64_program() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i64) (result i64)))
+      (memory (export "memory") i64 1)
+      (func (export "run") (param $n i64) (result i64)
+        (local $i i64) (local $acc i64)
+        (loop $l
+          (i64.store (i64.mul (local.get $i) (i64.const 8)) (call $sleep (local.get $i)))
+          (local.set $acc (i64.xor (local.get $acc)
+                                   (i64.load (i64.mul (local.get $i) (i64.const 8)))))
+          (local.set $i (i64.add (local.get $i) (i64.const 1)))
+          (br_if $l (i64.lt_u (local.get $i) (local.get $n))))
+        (local.get $acc)))"#;
+    let options = Options {
+        secondary_memory: Some(1),
+        ..Options::default()
+    };
+    let module = Module::new(&feature_engine(), instrument_ours(wat, &options)).unwrap();
+    let ty = module
+        .get_export("asyncify_start_unwind")
+        .unwrap()
+        .func()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        ty.params().map(|t| t.to_string()).collect::<Vec<_>>(),
+        ["i32"]
+    );
+    let buffer = buffer32("asyncify_memory", 0, 0x800);
+    let (mut original, mut guest, run) = check(
+        wat,
+        &options,
+        buffer,
+        &["env.sleep"],
+        "run",
+        &[Value::I64(5)],
+    );
+    assert_eq!(run.unwinds, 5);
+    assert_eq!(
+        guest.memory_bytes("memory"),
+        original.memory_bytes("memory")
+    );
+}
+
+/// `memory` given as a decimal index picks memory 1 even when it is the only
+/// memory64 one: the controls take i64 pointers, memory 0 (32-bit) is untouched.
+#[test]
+fn memory_by_index_mixed_address_types() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (memory $wide (export "wide") i64 1)
+      (func (export "run") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32)
+        (loop $l
+          (i32.store (i32.mul (local.get $i) (i32.const 4)) (call $sleep (local.get $i)))
+          (i64.store $wide (i64.const 0x20) (i64.extend_i32_u (local.get $i)))
+          (local.set $acc (i32.add (local.get $acc) (i32.load (i32.const 0))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (i32.add (local.get $acc) (i32.wrap_i64 (i64.load $wide (i64.const 0x20))))))"#;
+    let options = Options {
+        memory: Some("1".to_string()),
+        ..Options::default()
+    };
+    let module = Module::new(&feature_engine(), instrument_ours(wat, &options)).unwrap();
+    let ty = module
+        .get_export("asyncify_start_rewind")
+        .unwrap()
+        .func()
+        .unwrap()
+        .clone();
+    assert_eq!(
+        ty.params().map(|t| t.to_string()).collect::<Vec<_>>(),
+        ["i64"]
+    );
+    let buffer = Buffer {
+        memory: "wide",
+        ptr: 0x1000,
+        size: 0x800,
+        wide: true,
+    };
+    let (mut original, mut guest, run) =
+        check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[6]));
+    assert_eq!(run.unwinds, 6);
+    assert_eq!(
+        guest.memory_bytes("memory"),
+        original.memory_bytes("memory")
+    );
+    let (mine, theirs) = (guest.memory_bytes("wide"), original.memory_bytes("wide"));
+    assert_eq!(mine[..0x1000], theirs[..0x1000]);
+}
+
+/// Loops with parameters whose bodies sleep, with i64, f64 and v128 values
+/// left on the operand stack below them, and an `if` with parameters holding a
+/// sleep in its `else` arm: the original's result, one unwind per sleep.
+#[test]
+fn loop_and_if_parameters_with_typed_values_below() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (func $run (export "run") (param $n i32) (result i64 f64 i32)
+        (local $i i32)
+        i64.const 0x1234_5678_9abc
+        f64.const 6.5
+        v128.const i32x4 1 2 3 4
+        i32.const 0
+        loop $l (param i32) (result i32)
+          ;; acc on the stack; sleep with it, mix in i
+          call $sleep
+          local.get $i
+          i32.xor
+          local.get $i
+          i32.const 1
+          i32.and
+          if (param i32) (result i32)
+            i32.const 5
+            i32.add
+          else
+            call $sleep
+          end
+          local.get $i
+          i32.const 1
+          i32.add
+          local.tee $i
+          local.get $n
+          i32.lt_u
+          br_if $l
+        end
+        ;; v128 below: fold one lane in
+        i32x4.replace_lane 2
+        i32x4.extract_lane 2
+        local.set $i
+        f64.const 0.25
+        f64.add
+        local.get $i))"#;
+    for n in [1, 5] {
+        let (_, _, run) = check(
+            wat,
+            &Options::default(),
+            buffer32("memory", 0xF000, 0x800),
+            &["env.sleep"],
+            "run",
+            &i32s(&[n]),
+        );
+        assert_eq!(run.unwinds, n as usize + (n as usize).div_ceil(2));
+    }
+}
+
+/// `catch_ref` hands an `exnref` to a handler that rethrows it with
+/// `throw_ref` to an outer `try_table`; sleeps before the throw and after the
+/// outer catch (never with the `exnref` live across a sleep, which the pass
+/// refuses) give the original's result.
+#[test]
+fn catch_ref_and_throw_ref_around_sleeps() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (tag $boom (param i32))
+      (func $inner (param $x i32) (result i32)
+        (local $v i32)
+        (block $h (result i32 exnref)
+          (try_table (catch_ref $boom $h)
+            (local.set $v (call $sleep (local.get $x)))
+            (throw $boom (i32.add (local.get $v) (local.get $x))))
+          (unreachable))
+        (throw_ref))
+      (func $run (export "run") (param $n i32) (result i32)
+        (local $i i32) (local $acc i32)
+        (loop $l
+          (local.set $acc
+            (i32.add (local.get $acc)
+              (block $outer (result i32)
+                (try_table (result i32) (catch $boom $outer)
+                  (call $inner (local.get $i))))))
+          (local.set $acc (i32.xor (local.get $acc) (call $sleep (local.get $acc))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (local.get $acc)))"#;
+    let (_, _, run) = check(
+        wat,
+        &Options::default(),
+        buffer32("memory", 0xF000, 0x800),
+        &["env.sleep"],
+        "run",
+        &i32s(&[4]),
+    );
+    assert_eq!(run.unwinds, 8);
+}
+
+/// A `return_call` inside a `try_table` leaves the handler behind: an
+/// exception thrown by the (sleeping) callee is not caught by the caller's
+/// `try_table` but by the one further out. The instrumented module must keep
+/// that, whether or not anything unwinds.
+#[test]
+fn return_call_inside_try_table_skips_its_handler() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (tag $boom (param i32))
+      (func $thrower (param $x i32) (result i32)
+        (throw $boom (i32.and (call $sleep (local.get $x)) (i32.const 0xff))))
+      (func $mid (param $x i32) (result i32)
+        (block $h (result i32)
+          (try_table (result i32) (catch $boom $h)
+            (return_call $thrower (local.get $x))))
+        (i32.add (i32.const 1000)))
+      (func $run (export "run") (param $x i32) (result i32)
+        (block $h (result i32)
+          (try_table (result i32) (catch $boom $h)
+            (call $mid (local.get $x))))))"#;
+    check(
+        wat,
+        &Options::default(),
+        buffer32("memory", 0xF000, 0x800),
+        &["env.sleep"],
+        "run",
+        &i32s(&[3]),
+    );
+}
+
+/// On memory64 the `{pos, end}` structure and the buffer may sit above 4 GiB:
+/// the pointer is a full i64 and nothing truncates it to 32 bits.
+#[test]
+fn memory64_buffer_above_4_gib() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i64) (result i64)))
+      (memory (export "memory") i64 65537)
+      (func $rec (param $n i64) (result i64)
+        (local $keep i64)
+        (local.set $keep (i64.mul (local.get $n) (i64.const 0x1_0000_0003)))
+        (i64.store (i64.mul (local.get $n) (i64.const 8)) (local.get $keep))
+        (if (result i64) (i64.eqz (local.get $n))
+          (then (call $sleep (i64.const 1)))
+          (else (i64.add (local.get $keep)
+                  (i64.xor (call $rec (i64.sub (local.get $n) (i64.const 1)))
+                           (call $sleep (local.get $n)))))))
+      (func (export "run") (param $n i64) (result i64 i64)
+        (call $rec (local.get $n))
+        (i64.load (i64.const 24))))"#;
+    let buffer = Buffer {
+        memory: "memory",
+        ptr: 0x1_0000_0000,
+        size: 0x1000,
+        wide: true,
+    };
+    let args = [Value::I64(5)];
+    let (mut original, mut guest, run) = check(
+        wat,
+        &Options::default(),
+        buffer,
+        &["env.sleep"],
+        "run",
+        &args,
+    );
+    assert_eq!(run.unwinds, 6);
+    assert!(run.max_buffer_used > 0);
+    // Below 4 GiB the program's bytes are the original's (first pages only, to
+    // keep the copy small), and nothing of the buffer landed at ptr mod 2^32.
+    let low = |g: &mut Guest| {
+        let m = g.memory("memory");
+        m.data(&g.store)[..0x2_0000].to_vec()
+    };
+    assert_eq!(low(&mut guest), low(&mut original));
+}
+
+/// A module that runs its own scheduler loop with the in-module runtime
+/// (`asyncify.stop_unwind` / `asyncify.start_rewind` in `main`, as ruby.wasm
+/// does): `main` is not instrumented, and `call $work` in it returns while
+/// unwinding on purpose, every time `work` yields. The result equals the
+/// original's (whose runtime imports do nothing), with and without `asserts`:
+/// an assert must not fire after a call the analysis knows can unwind.
+#[test]
+fn in_module_scheduler_with_and_without_asserts() {
+    let wat = r#"(module
+      (import "asyncify" "start_unwind" (func $start_unwind (param i32)))
+      (import "asyncify" "stop_unwind" (func $stop_unwind))
+      (import "asyncify" "start_rewind" (func $start_rewind (param i32)))
+      (import "asyncify" "stop_rewind" (func $stop_rewind))
+      (import "asyncify" "get_state" (func $get_state (result i32)))
+      (memory (export "memory") 1)
+      (global $rewinding (mut i32) (i32.const 0))
+      (func $yield
+        (if (global.get $rewinding)
+          (then
+            (global.set $rewinding (i32.const 0))
+            (call $stop_rewind))
+          (else
+            (global.set $rewinding (i32.const 1))
+            (call $start_unwind (i32.const 0xF000)))))
+      (func $work (param $n i32) (result i32)
+        (local $i i32) (local $acc i32)
+        (loop $l
+          (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 7)) (local.get $i)))
+          (call $yield)
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (local.get $acc))
+      (func $main (export "main") (param $n i32) (result i32 i32)
+        (local $r i32) (local $switches i32)
+        (i32.store (i32.const 0xF000) (i32.const 0xF008))
+        (i32.store (i32.const 0xF004) (i32.const 0xF800))
+        (loop $again
+          (local.set $r (call $work (local.get $n)))
+          (if (i32.eq (call $get_state) (i32.const 1))
+            (then
+              (call $stop_unwind)
+              (local.set $switches (i32.add (local.get $switches) (i32.const 1)))
+              (call $start_rewind (i32.const 0xF000))
+              (br $again))))
+        (local.get $r)
+        (local.get $switches)))"#;
+    let wasm = to_wasm(wat);
+    let args = i32s(&[5]);
+    let (_, expected, _) = run_original(&wasm, "main", &args);
+    // The original never switches.
+    assert_eq!(expected[1], Value::I32(0));
+    for asserts in [false, true] {
+        let options = Options {
+            asserts,
+            ..Options::default()
+        };
+        let instrumented = instrument_ours(&wasm, &options);
+        let mut guest = Guest::new(&instrumented, Host::new(&[], None)).unwrap();
+        let results = guest
+            .call("main", &args)
+            .unwrap_or_else(|e| panic!("asserts: {asserts}: {e:?}"));
+        assert_eq!(results[0], expected[0], "asserts: {asserts}");
+        assert_eq!(results[1], Value::I32(5), "one switch per yield");
+        assert_eq!(guest.state().unwrap(), 0);
+    }
+}
+
+/// `import_globals` on a module that imports a global of its own and defines
+/// others: the two added imports come after the module's imported globals,
+/// every `global.get` / `global.set` of a defined global and every global
+/// export still reach the right global (exports and results equal the
+/// original's), and `export_globals` on top exports the added pair.
+#[test]
+fn import_globals_next_to_the_modules_own_globals() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (import "env" "base" (global $base i32))
+      (memory (export "memory") 1)
+      (global $counter (export "counter") (mut i32) (i32.const 5))
+      (global $wide (export "wide") (mut i64) (i64.const -3))
+      (func (export "run") (param $n i32) (result i32 i64)
+        (local $i i32)
+        (loop $l
+          (global.set $counter
+            (i32.add (i32.mul (global.get $counter) (global.get $base))
+                     (call $sleep (i32.add (local.get $i) (global.get $counter)))))
+          (global.set $wide (i64.add (global.get $wide) (i64.extend_i32_s (global.get $counter))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+        (global.get $counter)
+        (global.get $wide)))"#;
+    let buffer = buffer32("memory", 0xF000, 0x800);
+    for export_globals in [false, true] {
+        let options = Options {
+            import_globals: true,
+            export_globals,
+            ..Options::default()
+        };
+        let module = Module::new(&feature_engine(), instrument_ours(wat, &options)).unwrap();
+        let globals: Vec<String> = module
+            .imports()
+            .filter(|i| i.ty().global().is_some())
+            .map(|i| format!("{}.{}", i.module(), i.name()))
+            .collect();
+        assert_eq!(
+            globals,
+            ["env.base", "env.__asyncify_state", "env.__asyncify_data"]
+        );
+        let (mut original, mut guest, run) =
+            check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[4]));
+        assert_eq!(run.unwinds, 4);
+        for name in ["counter", "wide"] {
+            let mine = guest.instance.get_global(&mut guest.store, name).unwrap();
+            let theirs = original
+                .instance
+                .get_global(&mut original.store, name)
+                .unwrap();
+            assert_eq!(
+                Value::from_val(&mine.get(&mut guest.store)),
+                Value::from_val(&theirs.get(&mut original.store)),
+                "exported global `{name}`"
+            );
+        }
+        if export_globals {
+            // The exported pair is the host's imported pair.
+            let Watch::Imported(state, _) = guest.host().watch else {
+                panic!("the host provides the globals");
+            };
+            let exported = guest
+                .instance
+                .get_global(&mut guest.store, "__asyncify_state")
+                .unwrap();
+            state.set(&mut guest.store, Val::I32(2)).unwrap();
+            assert_eq!(exported.get(&mut guest.store).unwrap_i32(), 2);
+            state.set(&mut guest.store, Val::I32(0)).unwrap();
+            assert_eq!(guest.host().seen, expected_sightings(0xF000, 4));
+        }
+    }
+}
+
+/// Tail calls that can unwind with values left on the operand stack below
+/// them (discarded by the tail call), nested in blocks that hold other sleeps,
+/// and a `br_if` / `br_table` leaving a block with a value after a sleep
+/// while a value waits below that block: the original's result.
+#[test]
+fn tail_calls_and_branches_with_values_below() {
+    let wat = r#"(module
+      (import "env" "sleep" (func $sleep (param i32) (result i32)))
+      (memory (export "memory") 1)
+      (func $step (param $n i32) (param $acc i32) (result i32)
+        (if (i32.eqz (local.get $n)) (then (return (local.get $acc))))
+        i64.const 123456789
+        f32.const 2.5
+        block (result i32)
+          i32.const 40
+          block $b (result i32)
+            local.get $n
+            call $sleep
+            local.tee $acc
+            local.get $n
+            i32.const 3
+            i32.rem_u
+            br_if $b
+            drop
+            local.get $acc
+            i32.const 1
+            i32.add
+            local.get $n
+            i32.const 3
+            i32.rem_u
+            br_table $b $b 1
+          end
+          i32.add
+        end
+        local.set $acc
+        ;; junk below the tail call: i64 and f32
+        local.get $n
+        i32.const 1
+        i32.sub
+        local.get $acc
+        call $sleep
+        return_call $step)
+      (func (export "run") (param $n i32) (result i32)
+        (call $step (local.get $n) (i32.const 0))))"#;
+    for n in [1, 6] {
+        let (_, _, run) = check(
+            wat,
+            &Options::default(),
+            buffer32("memory", 0xF000, 0x800),
+            &["env.sleep"],
+            "run",
+            &i32s(&[n]),
+        );
+        assert_eq!(run.unwinds, 2 * n as usize);
+    }
+}
