@@ -320,8 +320,16 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         exports.push(("asyncify_memory".into(), ExportKind::Memory, memory));
     }
     let mut warnings = analysis.warnings.clone();
-    if options.export_stack_globals {
+    // A module calling the WASIX stack functions is meant for a host that needs
+    // to find its C stack: make that reachable without extra link flags.
+    let mut extra_globals = Vec::new();
+    if options.export_stack_globals || imports_wasix_stack_calls(&info) {
         exports.extend(stack_global_exports(&info, &ctx, &mut warnings));
+        if let Some((ty, init)) = synthesized_stack_low(&info) {
+            let index = info.globals.len() as u32 + 2;
+            exports.push(("__stack_low".into(), ExportKind::Global, index));
+            extra_globals.push(("__stack_low".to_string(), ty, init));
+        }
     }
 
     let (out, dropped) = emit::write(
@@ -332,6 +340,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             bodies: &rewritten.bodies,
             exports,
             import_globals: options.import_globals,
+            extra_globals,
             secondary_memory: options.secondary_memory,
             renumbered: n_removed > 0,
             removed,
@@ -400,6 +409,61 @@ fn refuse_instrumented(info: &ModuleInfo<'_>) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// Whether the module imports `stack_checkpoint`, `stack_restore` or
+/// `stack_rewind` from `wasix_32v1` or `wasix_64v1`.
+fn imports_wasix_stack_calls(info: &ModuleInfo<'_>) -> bool {
+    info.imports
+        .iter()
+        .any(|i| WASIX_STACK_IMPORTS.contains(&i.qualified().as_str()))
+}
+
+/// A `__stack_low` for modules that have neither `__stack_low` nor
+/// `__data_end`, as wasm-ld emits by default: the stack (growing down from the
+/// initial `__stack_pointer`) ends where the data segments below it end,
+/// rounded up to 16. Hosts place the unwind buffer in the free part of the
+/// stack and need this bound.
+fn synthesized_stack_low(
+    info: &ModuleInfo<'_>,
+) -> Option<(wasm_encoder::GlobalType, wasm_encoder::ConstExpr)> {
+    let named =
+        |name: &str| info.exports_name(name) || info.global_names.values().any(|n| n == name);
+    if named("__stack_low") || named("__data_end") {
+        return None;
+    }
+    let sp = info
+        .global_names
+        .iter()
+        .find(|(_, n)| n.as_str() == "__stack_pointer")
+        .map(|(g, _)| *g)?;
+    let top = (*info.global_inits.get(sp as usize)?)? as u64;
+    let low = info
+        .data_ranges
+        .iter()
+        .filter(|(_, end)| *end <= top)
+        .map(|(_, end)| *end)
+        .max()
+        .unwrap_or(0)
+        .next_multiple_of(16);
+    let (val_type, init) = match info.globals[sp as usize].content_type {
+        wasmparser::ValType::I64 => (
+            wasm_encoder::ValType::I64,
+            wasm_encoder::ConstExpr::i64_const(low as i64),
+        ),
+        _ => (
+            wasm_encoder::ValType::I32,
+            wasm_encoder::ConstExpr::i32_const(low as i32),
+        ),
+    };
+    Some((
+        wasm_encoder::GlobalType {
+            val_type,
+            mutable: false,
+            shared: false,
+        },
+        init,
+    ))
 }
 
 /// Exports for the stack globals the module has but does not export.
