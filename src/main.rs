@@ -8,6 +8,7 @@
 mod files;
 mod instrument;
 mod lists;
+mod run;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -33,13 +34,20 @@ struct Cli {
 /// The subcommands, one module each.
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Rewrite a module so its call stack can be unwound and rewound
+    /// (Binaryen's Asyncify ABI).
     Instrument(instrument::Opts),
+    /// Run a WASI command on embedded wasmtime with the WASIX stack shim
+    /// (setjmp/longjmp through runtime-shim/include/setjmp.h).
+    Run(run::Opts),
 }
 
 impl Command {
-    fn run(self) -> anyhow::Result<()> {
+    /// Runs the subcommand; `run` passes the guest's exit status through.
+    fn run(self) -> anyhow::Result<ExitCode> {
         match self {
-            Command::Instrument(opts) => opts.run(),
+            Command::Instrument(opts) => opts.run().map(|()| ExitCode::SUCCESS),
+            Command::Run(opts) => opts.run(),
         }
     }
 }
@@ -48,7 +56,7 @@ fn main() -> ExitCode {
     // `parse` prints usage errors and exits with status 2, and prints
     // --help/--version and exits with 0.
     let err = match Cli::parse().command.run() {
-        Ok(()) => return ExitCode::SUCCESS,
+        Ok(code) => return code,
         Err(e) => e,
     };
     // The reader went away (`| head`): nothing useful can be said on a

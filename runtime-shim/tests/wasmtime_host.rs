@@ -1,0 +1,234 @@
+//! The shim on wasmtime, with small WAT programs that call the WASIX stack
+//! functions the way our setjmp.h does (the jmp_buf's `user` field receives
+//! the value), instrumented by our transform with default options.
+//!
+//! Each test knows its answer by construction: a checkpoint returns 0, a
+//! restore makes it return the value passed, a forged or stale jmp_buf traps
+//! with the matching error, and the store stays within its limits.
+
+use wasm_rewind_shim::{
+    add_to_linker, call, check_module, HashKey, ShimConfig, ShimError, ShimState, StoreLimits,
+};
+use wasmtime::{Engine, Linker, Module, Store, Val};
+
+/// A program with a C-like stack: `__stack_pointer` starts at 65536 and the
+/// data ends at 1072, so the stack's low end is 1072. Bytes 1040..1072 are
+/// zeros, for jmp_bufs and counters outside the stack. `$setjmp`/`$longjmp`
+/// mirror the header: the jmp_buf's `user` field is the checkpoint's `ret`.
+const PRELUDE: &str = r#"
+  (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
+  (import "wasix_32v1" "stack_restore" (func $restore (param i32 i64)))
+  (memory (export "memory") 2)
+  (global $__stack_pointer (mut i32) (i32.const 65536))
+  (data (i32.const 1024) "sixteen bytes...")
+  (data (i32.const 1040) "\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
+  (func $setjmp (param $env i32) (result i32)
+    (drop (call $checkpoint (local.get $env) (local.get $env)))
+    (i32.wrap_i64 (i64.load (local.get $env))))
+  (func $longjmp (param $env i32) (param $val i32)
+    (call $restore (local.get $env)
+      (i64.extend_i32_u (select (local.get $val) (i32.const 1) (local.get $val)))))
+  ;; Allocates a frame of `size` bytes on the C stack, returns its address.
+  (func $push (param $size i32) (result i32)
+    (global.set $__stack_pointer (i32.sub (global.get $__stack_pointer) (local.get $size)))
+    (global.get $__stack_pointer))
+  (func $pop (param $size i32)
+    (global.set $__stack_pointer (i32.add (global.get $__stack_pointer) (local.get $size))))
+"#;
+
+struct Host {
+    shim: ShimState,
+}
+
+fn shim(h: &mut Host) -> &mut ShimState {
+    &mut h.shim
+}
+
+fn instrument(body: &str) -> Vec<u8> {
+    let wat = format!("(module {PRELUDE} {body})");
+    let wasm = wat::parse_str(&wat).expect("test module parses");
+    wasm_rewind_transform::instrument(&wasm, &Default::default())
+        .expect("instrumentation succeeds")
+        .wasm
+}
+
+/// Runs `run` and returns its i32 result (or the error), with the store.
+fn run_with(body: &str, config: ShimConfig) -> (wasmtime::Result<i32>, Store<Host>) {
+    let engine = Engine::default();
+    let module = Module::new(&engine, instrument(body)).unwrap();
+    check_module(&module).expect("module has what the shim needs");
+    let mut store = Store::new(
+        &engine,
+        Host {
+            shim: ShimState::new(config),
+        },
+    );
+    let mut linker = Linker::new(&engine);
+    add_to_linker(&mut linker, shim).unwrap();
+    let instance = linker.instantiate(&mut store, &module).unwrap();
+    let mut out = [Val::I32(0)];
+    let result =
+        call(&mut store, &instance, shim, "run", &[], &mut out).map(|()| out[0].unwrap_i32());
+    (result, store)
+}
+
+fn run(body: &str) -> wasmtime::Result<i32> {
+    run_with(body, ShimConfig::default()).0
+}
+
+fn shim_error(e: &wasmtime::Error) -> Option<&ShimError> {
+    e.chain().find_map(|c| c.downcast_ref::<ShimError>())
+}
+
+#[test]
+fn longjmp_from_deep_recursion_returns_its_value_from_setjmp() {
+    let body = r#"
+      (func $dive (param $env i32) (param $n i32)
+        (local $frame i32)
+        (local.set $frame (call $push (i32.const 32)))
+        (if (local.get $n)
+          (then (call $dive (local.get $env) (i32.sub (local.get $n) (i32.const 1))))
+          (else (call $longjmp (local.get $env) (i32.const 42))))
+        (call $pop (i32.const 32)))
+      (func (export "run") (result i32)
+        (local $env i32) (local $r i32) (local $count i32)
+        (local.set $env (call $push (i32.const 32)))
+        (local.set $r (call $setjmp (local.get $env)))
+        ;; memory is not restored: this counter keeps counting
+        (i32.store (i32.const 1032) (i32.add (i32.load (i32.const 1032)) (i32.const 1)))
+        (if (i32.eqz (local.get $r))
+          (then (call $dive (local.get $env) (i32.const 100))))
+        (i32.add (i32.mul (local.get $r) (i32.const 1000)) (i32.load (i32.const 1032))))"#;
+    // setjmp returns 0, the dive longjmps with 42; the counter was seen twice
+    // (its initial bytes are "byte" little-endian, so count from them).
+    let initial = u32::from_le_bytes(*b"byte") as i32;
+    assert_eq!(run(body).unwrap(), 42 * 1000 + initial + 2);
+}
+
+#[test]
+fn longjmp_with_zero_makes_setjmp_return_one() {
+    let body = r#"
+      (func (export "run") (result i32)
+        (local $env i32) (local $r i32)
+        (local.set $env (call $push (i32.const 32)))
+        (local.set $r (call $setjmp (local.get $env)))
+        (if (i32.eqz (local.get $r)) (then (call $longjmp (local.get $env) (i32.const 0))))
+        (local.get $r))"#;
+    assert_eq!(run(body).unwrap(), 1);
+}
+
+#[test]
+fn a_forged_jmp_buf_is_refused_with_its_hash() {
+    let body = r#"
+      (func (export "run") (result i32)
+        (local $env i32)
+        (local.set $env (call $push (i32.const 32)))
+        (drop (call $setjmp (local.get $env)))
+        (i64.store offset=8 (local.get $env) (i64.const 0x0123456789abcdef))
+        (call $longjmp (local.get $env) (i32.const 5))
+        (i32.const -1))"#;
+    let err = run(body).unwrap_err();
+    assert!(
+        matches!(shim_error(&err), Some(ShimError::UnknownSnapshot { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn a_stale_jmp_buf_is_refused_not_replayed() {
+    // setjmp inside a frame that then returns; longjmp from the caller, whose
+    // stack pointer lies above the snapshot's.
+    let body = r#"
+      (func $inner (param $env i32)
+        (drop (call $push (i32.const 64)))
+        (drop (call $setjmp (local.get $env)))
+        (call $pop (i32.const 64)))
+      (func (export "run") (result i32)
+        (local $env i32)
+        (local.set $env (call $push (i32.const 32)))
+        (call $inner (local.get $env))
+        (call $longjmp (local.get $env) (i32.const 7))
+        (i32.const -1))"#;
+    let err = run(body).unwrap_err();
+    assert!(
+        matches!(shim_error(&err), Some(ShimError::StaleSnapshot { .. })),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn setjmp_in_a_loop_keeps_the_store_bounded() {
+    // 100k iterations, each a setjmp (on a stack whose bytes change, so each
+    // snapshot differs) and a longjmp back to it.
+    let body = r#"
+      (func (export "run") (result i32)
+        (local $env i32) (local $i i32) (local $sum i32) (local $r i32)
+        (local.set $env (call $push (i32.const 32)))
+        (loop $again
+          (i32.store offset=24 (local.get $env) (local.get $i))
+          (local.set $r (call $setjmp (local.get $env)))
+          (if (i32.eqz (local.get $r))
+            (then (call $longjmp (local.get $env) (i32.const 3))))
+          (local.set $sum (i32.add (local.get $sum) (local.get $r)))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $again (i32.lt_u (local.get $i) (i32.const 100000))))
+        (local.get $sum))"#;
+    let limits = StoreLimits {
+        max_snapshots: 64,
+        max_bytes: 1 << 20,
+    };
+    let (result, store) = run_with(
+        body,
+        ShimConfig {
+            limits,
+            ..ShimConfig::default()
+        },
+    );
+    assert_eq!(result.unwrap(), 300_000);
+    let snapshots = store.data().shim.snapshots();
+    assert!(snapshots.len() <= 64, "{} snapshots", snapshots.len());
+    assert!(snapshots.bytes() <= 1 << 20);
+}
+
+#[test]
+fn identical_checkpoints_are_stored_once() {
+    // The jmp_buf and the counter live in data, outside the captured stack,
+    // and no local is live across the checkpoint: every iteration takes the
+    // same snapshot.
+    let body = r#"
+      (func (export "run") (result i32)
+        (loop $again
+          (drop (call $setjmp (i32.const 1040)))
+          (i32.store (i32.const 1064) (i32.add (i32.load (i32.const 1064)) (i32.const 1)))
+          (br_if $again (i32.lt_u (i32.load (i32.const 1064)) (i32.const 10))))
+        (i32.load (i32.const 1064)))"#;
+    let (result, store) = run_with(body, ShimConfig::default());
+    assert_eq!(result.unwrap(), 10);
+    assert_eq!(store.data().shim.snapshots().len(), 1);
+}
+
+#[test]
+fn a_fixed_key_gives_reproducible_jmp_bufs() {
+    let body = r#"
+      (func (export "run") (result i32)
+        (drop (call $setjmp (i32.const 1040)))
+        (i32.load (i32.const 1048)))"#;
+    let with_key = |k: u8| {
+        let config = ShimConfig {
+            key: HashKey::fixed([k; 32]),
+            ..ShimConfig::default()
+        };
+        run_with(body, config).0.unwrap()
+    };
+    assert_eq!(with_key(7), with_key(7));
+    assert_ne!(with_key(7), with_key(8));
+}
+
+#[test]
+fn modules_without_what_the_shim_needs_are_refused_before_running() {
+    let engine = Engine::default();
+    let plain = wat::parse_str(format!("(module {PRELUDE} (func (export \"run\")))")).unwrap();
+    let err = check_module(&Module::new(&engine, plain).unwrap()).unwrap_err();
+    assert!(matches!(err, ShimError::NotInstrumented { .. }), "{err}");
+    assert!(err.to_string().contains("wasm-rewind instrument"), "{err}");
+}

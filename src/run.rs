@@ -1,0 +1,132 @@
+//! `wasm-rewind run`: run a WASI preview 1 command on embedded wasmtime with
+//! the WASIX stack shim, so a C program using setjmp/longjmp runs with two
+//! commands: `wasm-rewind instrument`, then `wasm-rewind run`.
+
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use wasm_rewind_shim::{ShimConfig, ShimState};
+use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// Exit status when the guest traps (as a native program that aborts).
+const TRAP_EXIT: u8 = 134;
+
+/// Options of `wasm-rewind run`.
+#[derive(clap::Args, Debug)]
+#[command(after_help = "\
+Examples:
+  clang --target=wasm32-wasi ... -I runtime-shim/include app.c -o app.wasm
+  wasm-rewind instrument app.wasm app.rw.wasm
+  wasm-rewind run app.rw.wasm --env LANG=C --dir data::/data -- input.txt
+
+Exit status: the guest's exit code; 134 if it traps; 1 if it cannot start.")]
+pub struct Opts {
+    /// The WASI command module (`.wasm` or `.wat`), instrumented if it calls the
+    /// WASIX stack functions (setjmp/longjmp through our setjmp.h).
+    module: PathBuf,
+    /// Arguments passed to the program (after its name).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<String>,
+    /// An environment variable for the program, as `KEY=VALUE` (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// A host directory the program may use, as `HOST` or `HOST::GUEST`
+    /// (repeatable).
+    #[arg(long = "dir", value_name = "HOST[::GUEST]")]
+    dirs: Vec<String>,
+    /// Fix the snapshot hash key (64 hex digits) for reproducible runs; by
+    /// default it is random per run.
+    #[arg(long, value_name = "HEX")]
+    hash_key: Option<String>,
+}
+
+/// What the store holds: WASI and the shim.
+struct Host {
+    wasi: WasiP1Ctx,
+    shim: ShimState,
+}
+
+impl Opts {
+    /// Runs the program and returns its exit status.
+    pub fn run(self) -> Result<ExitCode> {
+        let engine = Engine::default();
+        let module = Module::from_file(&engine, &self.module)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("failed to load `{}`", self.module.display()))?;
+        wasm_rewind_shim::check_module(&module)
+            .with_context(|| format!("cannot run `{}`", self.module.display()))?;
+
+        let mut wasi = WasiCtxBuilder::new();
+        wasi.inherit_stdio();
+        let program = self
+            .module
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "main.wasm".into());
+        wasi.arg(&program);
+        wasi.args(&self.args);
+        for kv in &self.env {
+            let Some((k, v)) = kv.split_once('=') else {
+                bail!("--env `{kv}`: expected KEY=VALUE");
+            };
+            wasi.env(k, v);
+        }
+        for dir in &self.dirs {
+            let (host, guest) = dir.split_once("::").unwrap_or((dir, dir));
+            wasi.preopened_dir(host, guest, FsPerms::ReadWrite)
+                .map_err(anyhow::Error::from)
+                .with_context(|| format!("--dir `{dir}`: cannot open `{host}`"))?;
+        }
+        let mut config = ShimConfig::default();
+        if let Some(hex) = &self.hash_key {
+            config.key = parse_key(hex)?;
+        }
+        let mut store = Store::new(
+            &engine,
+            Host {
+                wasi: wasi.build_p1(),
+                shim: ShimState::new(config),
+            },
+        );
+        let mut linker: Linker<Host> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)?;
+        wasm_rewind_shim::add_to_linker(&mut linker, |h: &mut Host| &mut h.shim)?;
+        let instance = linker
+            .instantiate(&mut store, &module)
+            .map_err(anyhow::Error::from)
+            .with_context(|| format!("cannot instantiate `{}`", self.module.display()))?;
+        let result = wasm_rewind_shim::call(
+            &mut store,
+            &instance,
+            |h: &mut Host| &mut h.shim,
+            "_start",
+            &[],
+            &mut [],
+        );
+        match result {
+            Ok(()) => Ok(ExitCode::SUCCESS),
+            Err(e) => {
+                if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                    return Ok(ExitCode::from(exit.0 as u8));
+                }
+                eprintln!("error: `{}` trapped: {e:?}", program);
+                Ok(ExitCode::from(TRAP_EXIT))
+            }
+        }
+    }
+}
+
+fn parse_key(hex: &str) -> Result<wasm_rewind_shim::HashKey> {
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|i| {
+            hex.get(i..i + 2)
+                .and_then(|b| u8::from_str_radix(b, 16).ok())
+        })
+        .collect::<Option<_>>()
+        .filter(|b: &Vec<u8>| b.len() == 32)
+        .with_context(|| format!("--hash-key `{hex}`: expected 64 hex digits"))?;
+    Ok(wasm_rewind_shim::HashKey::fixed(bytes.try_into().unwrap()))
+}
