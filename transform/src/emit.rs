@@ -27,8 +27,6 @@ pub struct Additions<'a> {
     pub exports: Vec<(String, ExportKind, u32)>,
     /// Import the state globals instead of defining them.
     pub import_globals: bool,
-    /// Immutable globals defined after the state globals: name, type, value.
-    pub extra_globals: Vec<(String, GlobalType, ConstExpr)>,
     /// A secondary memory of this many pages for the buffer.
     pub secondary_memory: Option<u32>,
     /// Whether function imports were removed (indices shift).
@@ -162,9 +160,6 @@ impl<'c, 'a> Writer<'c, 'a> {
             };
             globals.global(d, &zero);
         }
-        for (_, ty, init) in &self.add.extra_globals {
-            globals.global(*ty, init);
-        }
     }
 
     fn added_exports(&self, exports: &mut ExportSection) {
@@ -194,10 +189,7 @@ impl<'c, 'a> Writer<'c, 'a> {
             (SectionId::Import, self.add.import_globals),
             (SectionId::Function, true),
             (SectionId::Memory, self.add.secondary_memory.is_some()),
-            (
-                SectionId::Global,
-                !self.add.import_globals || !self.add.extra_globals.is_empty(),
-            ),
+            (SectionId::Global, !self.add.import_globals),
             (SectionId::Export, true),
             (SectionId::Code, true),
         ];
@@ -347,16 +339,10 @@ impl<'c, 'a> Writer<'c, 'a> {
     }
 
     fn added_global_names(&self) -> Vec<(u32, String)> {
-        let mut names = vec![
+        vec![
             (self.ctx.state_global, "__asyncify_state".to_string()),
             (self.ctx.data_global, "__asyncify_data".to_string()),
-        ];
-        // Extra globals follow every other global.
-        let first = self.info.globals.len() as u32 + 2;
-        for (i, (name, _, _)) in self.add.extra_globals.iter().enumerate() {
-            names.push((first + i as u32, name.clone()));
-        }
-        names
+        ]
     }
 }
 

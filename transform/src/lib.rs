@@ -174,6 +174,10 @@ const INSTRUMENTED_MARKERS: &[&str] = &[
     "__asyncify_data",
 ];
 
+/// Pages of the secondary memory a module calling the WASIX stack functions
+/// gets for its unwind buffer by default (1 MiB).
+pub const WASIX_BUFFER_PAGES: u32 = 16;
+
 /// Globals a stack-switching host looks for (exported by `--preset wasix`).
 const STACK_GLOBALS: &[&str] = &[
     "__stack_pointer",
@@ -203,8 +207,16 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     let scans = analysis::scan::scan_functions(&info)?;
     let analysis = analysis::unwind::analyze(&info, &scans, options)?;
 
-    // Where the buffer lives.
-    let (memory, memory64) = match (options.secondary_memory, &options.memory) {
+    // Where the buffer lives. A module calling the WASIX stack functions gets
+    // a secondary memory unless told otherwise: without link flags nothing
+    // says where its C stack ends (wasm-ld's .bss has no data segment), so no
+    // region of memory 0 is known to be free.
+    let wasix = imports_wasix_stack_calls(&info);
+    let secondary_memory = match (options.secondary_memory, &options.memory) {
+        (None, None) if wasix => Some(WASIX_BUFFER_PAGES),
+        (pages, _) => pages,
+    };
+    let (memory, memory64) = match (secondary_memory, &options.memory) {
         (Some(_), Some(_)) => {
             return Err(Error::new(
                 ErrorKind::BadOptions,
@@ -316,20 +328,14 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             ctx.data_global,
         ));
     }
-    if options.secondary_memory.is_some() {
+    if secondary_memory.is_some() {
         exports.push(("asyncify_memory".into(), ExportKind::Memory, memory));
     }
     let mut warnings = analysis.warnings.clone();
     // A module calling the WASIX stack functions is meant for a host that needs
     // to find its C stack: make that reachable without extra link flags.
-    let mut extra_globals = Vec::new();
-    if options.export_stack_globals || imports_wasix_stack_calls(&info) {
+    if options.export_stack_globals || wasix {
         exports.extend(stack_global_exports(&info, &ctx, &mut warnings));
-        if let Some((ty, init)) = synthesized_stack_low(&info) {
-            let index = info.globals.len() as u32 + 2;
-            exports.push(("__stack_low".into(), ExportKind::Global, index));
-            extra_globals.push(("__stack_low".to_string(), ty, init));
-        }
     }
 
     let (out, dropped) = emit::write(
@@ -340,8 +346,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             bodies: &rewritten.bodies,
             exports,
             import_globals: options.import_globals,
-            extra_globals,
-            secondary_memory: options.secondary_memory,
+            secondary_memory,
             renumbered: n_removed > 0,
             removed,
             dropped: Vec::new(),
@@ -417,53 +422,6 @@ fn imports_wasix_stack_calls(info: &ModuleInfo<'_>) -> bool {
     info.imports
         .iter()
         .any(|i| WASIX_STACK_IMPORTS.contains(&i.qualified().as_str()))
-}
-
-/// A `__stack_low` for modules that have neither `__stack_low` nor
-/// `__data_end`, as wasm-ld emits by default: the stack (growing down from the
-/// initial `__stack_pointer`) ends where the data segments below it end,
-/// rounded up to 16. Hosts place the unwind buffer in the free part of the
-/// stack and need this bound.
-fn synthesized_stack_low(
-    info: &ModuleInfo<'_>,
-) -> Option<(wasm_encoder::GlobalType, wasm_encoder::ConstExpr)> {
-    let named =
-        |name: &str| info.exports_name(name) || info.global_names.values().any(|n| n == name);
-    if named("__stack_low") || named("__data_end") {
-        return None;
-    }
-    let sp = info
-        .global_names
-        .iter()
-        .find(|(_, n)| n.as_str() == "__stack_pointer")
-        .map(|(g, _)| *g)?;
-    let top = (*info.global_inits.get(sp as usize)?)? as u64;
-    let low = info
-        .data_ranges
-        .iter()
-        .filter(|(_, end)| *end <= top)
-        .map(|(_, end)| *end)
-        .max()
-        .unwrap_or(0)
-        .next_multiple_of(16);
-    let (val_type, init) = match info.globals[sp as usize].content_type {
-        wasmparser::ValType::I64 => (
-            wasm_encoder::ValType::I64,
-            wasm_encoder::ConstExpr::i64_const(low as i64),
-        ),
-        _ => (
-            wasm_encoder::ValType::I32,
-            wasm_encoder::ConstExpr::i32_const(low as i32),
-        ),
-    };
-    Some((
-        wasm_encoder::GlobalType {
-            val_type,
-            mutable: false,
-            shared: false,
-        },
-        init,
-    ))
 }
 
 /// Exports for the stack globals the module has but does not export.

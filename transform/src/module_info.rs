@@ -94,11 +94,6 @@ pub struct ModuleInfo<'a> {
     pub refs_cross_boundary: bool,
     /// Names of custom sections, with their order.
     pub custom_sections: Vec<String>,
-    /// Constant initial value of each global (`i32.const`/`i64.const` only).
-    pub global_inits: Vec<Option<i64>>,
-    /// `(start, end)` of each active data segment of memory 0 with a constant
-    /// offset.
-    pub data_ranges: Vec<(u64, u64)>,
 }
 
 impl<'a> ModuleInfo<'a> {
@@ -208,8 +203,6 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
         body_validators: Vec::new(),
         refs_cross_boundary: false,
         custom_sections: Vec::new(),
-        global_inits: Vec::new(),
-        data_ranges: Vec::new(),
     };
     let mut exported_tables = Vec::new();
     let mut name_section = None;
@@ -302,28 +295,8 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
                 }
             }
             Payload::GlobalSection(reader) => {
-                info.global_inits
-                    .resize(info.imported_globals as usize, None);
                 for global in reader {
-                    let global = global?;
-                    info.globals.push(global.ty);
-                    info.global_inits.push(const_value(&global.init_expr));
-                }
-            }
-            Payload::DataSection(reader) => {
-                for data in reader {
-                    let data = data?;
-                    if let wasmparser::DataKind::Active {
-                        memory_index: 0,
-                        offset_expr,
-                    } = data.kind
-                    {
-                        if let Some(start) = const_value(&offset_expr) {
-                            let start = start as u64;
-                            info.data_ranges
-                                .push((start, start + data.data.len() as u64));
-                        }
-                    }
+                    info.globals.push(global?.ty);
                 }
             }
             Payload::ExportSection(reader) => {
@@ -388,18 +361,6 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
         let _ = read_names(&mut info, names);
     }
     Ok(info)
-}
-
-/// The value of a constant expression that is a single `i32.const` or
-/// `i64.const` (the form linkers emit for stack pointers and data offsets).
-fn const_value(expr: &wasmparser::ConstExpr<'_>) -> Option<i64> {
-    let mut ops = expr.get_operators_reader();
-    let value = match ops.read().ok()? {
-        Operator::I32Const { value } => value as u32 as i64,
-        Operator::I64Const { value } => value,
-        _ => return None,
-    };
-    matches!(ops.read().ok()?, Operator::End).then_some(value)
 }
 
 fn sig_has_refs(sig: Option<&FuncType>) -> bool {

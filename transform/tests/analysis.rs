@@ -334,66 +334,44 @@ fn preset_wasix_does_not_warn_about_the_other_word_size() {
     );
 }
 
-/// The exported global named `name` and its constant `i32.const` value.
-fn exported_global_value(wasm: &[u8], name: &str) -> Option<i64> {
-    let mut index = None;
-    let mut inits = Vec::new();
-    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
-        match payload.unwrap() {
-            wasmparser::Payload::GlobalSection(r) => {
-                for g in r {
-                    let mut ops = g.unwrap().init_expr.get_operators_reader();
-                    inits.push(match ops.read().unwrap() {
-                        wasmparser::Operator::I32Const { value } => Some(value as i64),
-                        _ => None,
-                    });
-                }
-            }
-            wasmparser::Payload::ExportSection(r) => {
-                for e in r {
-                    let e = e.unwrap();
-                    if e.name == name {
-                        index = Some(e.index as usize);
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    inits.get(index?).copied().flatten()
-}
-
 #[test]
-fn modules_calling_wasix_stack_functions_export_what_a_host_needs() {
-    // wasm-ld's default layout: data, then the stack below the initial
-    // __stack_pointer; no __data_end global. The data ends at 5000 + 10 = 5010,
-    // so the stack's low bound is 5024 (rounded up to 16).
+fn modules_calling_wasix_stack_functions_get_a_buffer_memory_and_stack_exports() {
     let wat = r#"(module
       (import "wasix_32v1" "stack_checkpoint" (func $cp (param i32 i32) (result i32)))
       (memory 2)
       (global $__stack_pointer (mut i32) (i32.const 70000))
       (data (i32.const 1024) "abc")
-      (data (i32.const 5000) "0123456789")
       (func (export "f") (result i32) (call $cp (global.get $__stack_pointer) (i32.const 8))))"#;
+    let exports = |wasm: &[u8]| -> Vec<String> {
+        wasmparser::Parser::new(0)
+            .parse_all(wasm)
+            .filter_map(|p| match p.unwrap() {
+                wasmparser::Payload::ExportSection(r) => Some(
+                    r.into_iter()
+                        .map(|e| e.unwrap().name.to_string())
+                        .collect::<Vec<_>>(),
+                ),
+                _ => None,
+            })
+            .flatten()
+            .collect()
+    };
     let out = run(wat, &Options::default());
-    assert_eq!(exported_global_value(&out.wasm, "__stack_low"), Some(5024));
-    let exports: Vec<String> = wasmparser::Parser::new(0)
-        .parse_all(&out.wasm)
-        .filter_map(|p| match p.unwrap() {
-            wasmparser::Payload::ExportSection(r) => Some(
-                r.into_iter()
-                    .map(|e| e.unwrap().name.to_string())
-                    .collect::<Vec<_>>(),
-            ),
-            _ => None,
-        })
-        .flatten()
-        .collect();
-    assert!(
-        exports.contains(&"__stack_pointer".to_string()),
-        "{exports:?}"
+    let names = exports(&out.wasm);
+    assert!(names.contains(&"__stack_pointer".to_string()), "{names:?}");
+    assert!(names.contains(&"asyncify_memory".to_string()), "{names:?}");
+    // An explicit --memory keeps the buffer in the program's memory.
+    let out = run(
+        wat,
+        &Options {
+            memory: Some("0".into()),
+            ..Options::default()
+        },
     );
-    // A module that does not call them keeps its exports as they were.
+    assert!(!exports(&out.wasm).contains(&"asyncify_memory".to_string()));
+    // A module that does not call them is left as Binaryen would.
     let plain = run(&wat.replace("wasix_32v1", "env"), &Options::default());
-    assert_eq!(exported_global_value(&plain.wasm, "__stack_low"), None);
+    let names = exports(&plain.wasm);
+    assert!(!names.contains(&"asyncify_memory".to_string()), "{names:?}");
+    assert!(!names.contains(&"__stack_pointer".to_string()), "{names:?}");
 }
