@@ -22,14 +22,22 @@
 //!
 //! # Where the buffer lives, and why
 //!
-//! Between `__stack_low` (or `__data_end`) and the current `__stack_pointer`:
-//! the free part of the C stack, as Wasmer does. Nothing runs C code while a
-//! stack unwinds or rewinds, so that memory is unused then, it never overlaps
-//! live data, and it is bounded by the stack's own size (and by
-//! [`ShimConfig::max_buffer`]). It needs no second memory, which keeps the
-//! module's ABI exactly Binaryen's (a Wasmer host can drive the same module).
-//! A frame that does not fit makes the instrumented code trap before writing
-//! past the end (see the transform), never corrupt the program.
+//! In the module's `asyncify_memory` when it exports one: `wasm-rewind
+//! instrument` gives every module that calls the WASIX stack functions such a
+//! memory, because without link flags nothing tells where the C stack ends
+//! (wasm-ld's `.bss` has no data segment), so no part of memory 0 is known to
+//! be free. A separate memory cannot overlap program data, and its size bounds
+//! the buffer.
+//!
+//! Otherwise (a module instrumented by `wasm-opt --asyncify`, which Wasmer
+//! drives the same way) between `__stack_low` (or `__data_end`) and the
+//! current `__stack_pointer`: the free part of the C stack. Nothing runs C code
+//! while a stack unwinds or rewinds, so that memory is unused then; the
+//! exported bound is the linker's, so it does not overlap `.bss`.
+//!
+//! Either way [`ShimConfig::max_buffer`] bounds it too, and a frame that does
+//! not fit makes the instrumented code trap before writing past the end (see
+//! the transform): an error the embedder sees, never corruption.
 
 use crate::abi::{JmpBuf, JMP_BUF_HASH_OFFSET, JMP_BUF_SIZE};
 use crate::error::ShimError;
@@ -113,6 +121,8 @@ enum Pending {
 /// The asyncify data structure and buffer, in linear memory.
 #[derive(Clone, Copy)]
 struct Buffer {
+    /// The memory holding them.
+    memory: Memory,
     /// Address of `{ pos, end }`.
     data: u64,
     /// First byte of the buffer.
@@ -129,12 +139,24 @@ struct Exports {
     stop_unwind: Func,
     start_rewind: Func,
     stop_rewind: Func,
+    /// The program's memory (jmp_bufs, the C stack).
     memory: Memory,
     stack_pointer: Global,
-    stack_low: Global,
+    /// Where the asyncify buffer goes.
+    buffer: BufferPlace,
     /// Exported mutable globals a snapshot saves, by name (asyncify's own excluded).
     globals: Vec<(String, Global)>,
+    /// Whether the buffer's memory is 64-bit (`{pos, end}` and `ptr` are i64).
     memory64: bool,
+}
+
+/// The two placements of the buffer (see the module documentation).
+#[derive(Clone, Copy)]
+enum BufferPlace {
+    /// The module's own `asyncify_memory`.
+    Secondary(Memory),
+    /// The free stack of memory 0, above this global's value.
+    FreeStack { low: Global },
 }
 
 /// Names of the exports every instrumented module has.
@@ -186,12 +208,12 @@ pub fn check_module(module: &Module) -> Result<(), ShimError> {
             })
         }
     }
-    if !has("__stack_low") && !has("__data_end") {
+    if !has("asyncify_memory") && !has("__stack_low") && !has("__data_end") {
         return Err(ShimError::MissingExport {
             name: "__stack_low".into(),
-            hint: "the shim needs the low end of the C stack: instrument with \
-                   `wasm-rewind instrument` (it adds __stack_low) or link with \
-                   -Wl,--export=__data_end"
+            hint: "the unwind buffer needs a free region: instrument with `wasm-rewind \
+                   instrument` (it gives the module an `asyncify_memory`) or link with \
+                   -Wl,--export=__stack_low so the free part of the C stack is known"
                 .into(),
         });
     }
@@ -304,10 +326,15 @@ impl Exports {
         );
         let memory = instance.get_memory(&mut *store, "memory")?;
         let stack_pointer = instance.get_global(&mut *store, "__stack_pointer")?;
-        let stack_low = instance
-            .get_global(&mut *store, "__stack_low")
-            .or_else(|| instance.get_global(&mut *store, "__data_end"))?;
-        let memory64 = memory.ty(&*store).is_64();
+        let (buffer, memory64) = match instance.get_memory(&mut *store, "asyncify_memory") {
+            Some(m) => (BufferPlace::Secondary(m), m.ty(&*store).is_64()),
+            None => {
+                let low = instance
+                    .get_global(&mut *store, "__stack_low")
+                    .or_else(|| instance.get_global(&mut *store, "__data_end"))?;
+                (BufferPlace::FreeStack { low }, memory.ty(&*store).is_64())
+            }
+        };
         let names: Vec<String> = instance
             .exports(&mut *store)
             .filter_map(|e| {
@@ -331,7 +358,7 @@ impl Exports {
             stop_rewind,
             memory,
             stack_pointer,
-            stack_low,
+            buffer,
             globals,
             memory64,
         })
@@ -365,8 +392,8 @@ fn start(mut store: impl AsContextMut, ex: &Exports, f: &Func, data: u64) -> was
     f.call(&mut store, &[addr_val(ex.memory64, data)], &mut [])
 }
 
-fn read(store: impl AsContext, ex: &Exports, addr: u64, len: u64) -> Result<Vec<u8>, ShimError> {
-    let data = ex.memory.data(&store);
+fn read(store: impl AsContext, memory: &Memory, addr: u64, len: u64) -> Result<Vec<u8>, ShimError> {
+    let data = memory.data(&store);
     let range = usize::try_from(addr)
         .ok()
         .zip(usize::try_from(addr.saturating_add(len)).ok())
@@ -381,12 +408,12 @@ fn read(store: impl AsContext, ex: &Exports, addr: u64, len: u64) -> Result<Vec<
 
 fn write(
     mut store: impl AsContextMut,
-    ex: &Exports,
+    memory: &Memory,
     addr: u64,
     bytes: &[u8],
 ) -> Result<(), ShimError> {
     let len = bytes.len() as u64;
-    let data = ex.memory.data_mut(&mut store);
+    let data = memory.data_mut(&mut store);
     let range = usize::try_from(addr)
         .ok()
         .zip(usize::try_from(addr.saturating_add(len)).ok())
@@ -417,12 +444,12 @@ fn write_data(
         bytes.extend((pos as u32).to_le_bytes());
         bytes.extend((buffer.end as u32).to_le_bytes());
     }
-    write(store, ex, buffer.data, &bytes)
+    write(store, &buffer.memory, buffer.data, &bytes)
 }
 
 fn read_pos(store: impl AsContext, ex: &Exports, buffer: &Buffer) -> Result<u64, ShimError> {
     let width = if ex.memory64 { 8 } else { 4 };
-    let b = read(store, ex, buffer.data, width)?;
+    let b = read(store, &buffer.memory, buffer.data, width)?;
     Ok(if ex.memory64 {
         u64::from_le_bytes(b.try_into().unwrap())
     } else {
@@ -430,18 +457,32 @@ fn read_pos(store: impl AsContext, ex: &Exports, buffer: &Buffer) -> Result<u64,
     })
 }
 
-/// Places the buffer in the free stack between `__stack_low` and `sp`.
-fn place_buffer(low: u64, sp: u64, max: u64) -> Result<Buffer, ShimError> {
+/// Places the buffer: all of the secondary memory, or the free stack between
+/// `__stack_low` and the current stack pointer; at most `max` bytes either way.
+fn place_buffer(mut store: impl AsContextMut, ex: &Exports, max: u64) -> Result<Buffer, ShimError> {
+    let (memory, low, high) = match ex.buffer {
+        BufferPlace::Secondary(m) => (m, 0, m.data_size(&store) as u64),
+        BufferPlace::FreeStack { low } => (
+            ex.memory,
+            global_u64(&mut store, &low),
+            global_u64(&mut store, &ex.stack_pointer),
+        ),
+    };
     let data = low.next_multiple_of(16);
     let start = data + 16;
-    let end = (sp & !15).min(start.saturating_add(max));
+    let end = (high & !15).min(start.saturating_add(max));
     if end <= start {
         return Err(ShimError::BufferTooSmall {
             needed: 16,
-            available: sp.saturating_sub(data),
+            available: high.saturating_sub(data),
         });
     }
-    Ok(Buffer { data, start, end })
+    Ok(Buffer {
+        memory,
+        data,
+        start,
+        end,
+    })
 }
 
 fn exports_of<T>(
@@ -470,7 +511,7 @@ fn checkpoint<T>(
         2 => {
             ex.stop_rewind.call(&mut *caller, &[], &mut [])?;
             let val = get(caller.data_mut()).resume_value.take().unwrap_or(0);
-            write(&mut *caller, &ex, ret, &val.to_le_bytes())?;
+            write(&mut *caller, &ex.memory, ret, &val.to_le_bytes())?;
             Ok(crate::abi::Errno::Success as i32)
         }
         0 => {
@@ -480,10 +521,8 @@ fn checkpoint<T>(
                 }
                 .into());
             }
-            let sp = global_u64(&mut *caller, &ex.stack_pointer);
-            let low = global_u64(&mut *caller, &ex.stack_low);
             let max = get(caller.data_mut()).max_buffer;
-            let buffer = place_buffer(low, sp, max)?;
+            let buffer = place_buffer(&mut *caller, &ex, max)?;
             write_data(&mut *caller, &ex, &buffer, buffer.start)?;
             get(caller.data_mut()).pending = Pending::Checkpoint { env, buffer };
             start(&mut *caller, &ex, &ex.start_unwind, buffer.data)?;
@@ -510,7 +549,7 @@ fn restore<T>(
         }
         .into());
     }
-    let bytes: [u8; JMP_BUF_SIZE as usize] = read(&*caller, &ex, env, JMP_BUF_SIZE as u64)?
+    let bytes: [u8; JMP_BUF_SIZE as usize] = read(&*caller, &ex.memory, env, JMP_BUF_SIZE as u64)?
         .try_into()
         .unwrap();
     let hash = JmpBuf::from_bytes(&bytes).hash;
@@ -523,9 +562,8 @@ fn restore<T>(
         }
         .into());
     }
-    let low = global_u64(&mut *caller, &ex.stack_low);
     let max = get(caller.data_mut()).max_buffer;
-    let buffer = place_buffer(low, sp, max)?;
+    let buffer = place_buffer(&mut *caller, &ex, max)?;
     write_data(&mut *caller, &ex, &buffer, buffer.start)?;
     get(caller.data_mut()).pending = Pending::Restore { hash, val, buffer };
     start(&mut *caller, &ex, &ex.start_unwind, buffer.data)?;
@@ -541,10 +579,15 @@ fn take_checkpoint<T>(
     buffer: Buffer,
 ) -> wasmtime::Result<()> {
     let pos = read_pos(&*store, ex, &buffer)?;
-    let asyncify = read(&*store, ex, buffer.start, pos.saturating_sub(buffer.start))?;
+    let asyncify = read(
+        &*store,
+        &buffer.memory,
+        buffer.start,
+        pos.saturating_sub(buffer.start),
+    )?;
     let sp = global_u64(&mut *store, &ex.stack_pointer);
     let top = get(store.data_mut()).stack_top.unwrap_or(sp).max(sp);
-    let stack = read(&*store, ex, sp, top - sp)?;
+    let stack = read(&*store, &ex.memory, sp, top - sp)?;
     let globals = ex
         .globals
         .iter()
@@ -557,7 +600,12 @@ fn take_checkpoint<T>(
         globals,
     };
     let hash = get(store.data_mut()).snapshots.insert(snapshot)?;
-    write(&mut *store, ex, env + JMP_BUF_HASH_OFFSET as u64, &hash)?;
+    write(
+        &mut *store,
+        &ex.memory,
+        env + JMP_BUF_HASH_OFFSET as u64,
+        &hash,
+    )?;
     get(store.data_mut()).resume_value = Some(0);
     Ok(())
 }
@@ -580,7 +628,12 @@ fn prepare_restore<T>(
         }
         .into());
     }
-    write(&mut *store, ex, buffer.start, &snapshot.asyncify)?;
+    write(
+        &mut *store,
+        &buffer.memory,
+        buffer.start,
+        &snapshot.asyncify,
+    )?;
     write_data(&mut *store, ex, &buffer, buffer.start + len)?;
     for (name, value) in &snapshot.globals {
         if let Some((_, g)) = ex.globals.iter().find(|(n, _)| n == name) {

@@ -54,8 +54,13 @@ fn instrument(body: &str) -> Vec<u8> {
 
 /// Runs `run` and returns its i32 result (or the error), with the store.
 fn run_with(body: &str, config: ShimConfig) -> (wasmtime::Result<i32>, Store<Host>) {
+    run_module(&instrument(body), config)
+}
+
+/// Runs `run` of an instrumented module.
+fn run_module(wasm: &[u8], config: ShimConfig) -> (wasmtime::Result<i32>, Store<Host>) {
     let engine = Engine::default();
-    let module = Module::new(&engine, instrument(body)).unwrap();
+    let module = Module::new(&engine, wasm).unwrap();
     check_module(&module).expect("module has what the shim needs");
     let mut store = Store::new(
         &engine,
@@ -231,4 +236,67 @@ fn modules_without_what_the_shim_needs_are_refused_before_running() {
     let err = check_module(&Module::new(&engine, plain).unwrap()).unwrap_err();
     assert!(matches!(err, ShimError::NotInstrumented { .. }), "{err}");
     assert!(err.to_string().contains("wasm-rewind instrument"), "{err}");
+}
+
+/// The deep-recursion program, exporting its stack bounds itself, as a
+/// module linked with `-Wl,--export=__stack_pointer,--export=__stack_low`.
+fn with_stack_exports(body: &str) -> String {
+    format!(
+        "(module {PRELUDE} {body}
+           (export \"__stack_pointer\" (global $__stack_pointer))
+           (global $__stack_low i32 (i32.const 1072))
+           (export \"__stack_low\" (global $__stack_low)))"
+    )
+}
+
+const DEEP: &str = r#"
+  (func $dive (param $env i32) (param $n i32)
+    (drop (call $push (i32.const 32)))
+    (if (local.get $n)
+      (then (call $dive (local.get $env) (i32.sub (local.get $n) (i32.const 1))))
+      (else (call $longjmp (local.get $env) (i32.const 42))))
+    (call $pop (i32.const 32)))
+  (func (export "run") (result i32)
+    (local $env i32) (local $r i32)
+    (local.set $env (call $push (i32.const 32)))
+    (local.set $r (call $setjmp (local.get $env)))
+    (if (i32.eqz (local.get $r)) (then (call $dive (local.get $env) (i32.const 50))))
+    (local.get $r))"#;
+
+#[test]
+fn buffer_in_the_free_stack_when_the_module_exports_its_bounds() {
+    // --memory 0: no asyncify_memory, so the shim uses [__stack_low, sp).
+    let wasm = wat::parse_str(with_stack_exports(DEEP)).unwrap();
+    let options = wasm_rewind_transform::Options {
+        memory: Some("0".into()),
+        ..Default::default()
+    };
+    let out = wasm_rewind_transform::instrument(&wasm, &options)
+        .unwrap()
+        .wasm;
+    let (result, _) = run_module(&out, ShimConfig::default());
+    assert_eq!(result.unwrap(), 42);
+}
+
+#[test]
+fn the_same_shim_runs_binaryens_output() {
+    let wasm = wat::parse_str(with_stack_exports(DEEP)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (input, output) = (dir.path().join("in.wasm"), dir.path().join("out.wasm"));
+    std::fs::write(&input, &wasm).unwrap();
+    let wasm_opt = std::env::var("WASM_OPT").unwrap_or_else(|_| "wasm-opt".into());
+    let status = std::process::Command::new(&wasm_opt)
+        .arg(&input)
+        .arg("--enable-mutable-globals")
+        .arg("--asyncify")
+        .arg("--pass-arg=asyncify-imports@wasix_32v1.stack_checkpoint,wasix_32v1.stack_restore")
+        .arg("-o")
+        .arg(&output)
+        .status()
+        .unwrap_or_else(|e| {
+            panic!("`{wasm_opt}` must be installed (apt-get install binaryen): {e}")
+        });
+    assert!(status.success());
+    let (result, _) = run_module(&std::fs::read(&output).unwrap(), ShimConfig::default());
+    assert_eq!(result.unwrap(), 42);
 }
