@@ -1,0 +1,312 @@
+//! setjmp/longjmp in C, end to end: every `corpus/c/*.c` program is built
+//! natively with gcc (glibc's setjmp) and for wasm32-wasi with clang and our
+//! `runtime-shim/include/setjmp.h` (`corpus/build-c.sh`), instrumented with
+//! `wasm-rewind instrument` (default flags) and run with `wasm-rewind run`.
+//! The wasm run must print the same stdout and stderr and exit with the same
+//! code as the native one; nothing expected is written down here.
+//!
+//! Needs gcc, clang-19, wasm-ld-19 and Debian's wasi-libc (`.ci/run`
+//! installs them). A missing tool fails the test, saying what to install.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A program that takes longer than this (build or run) fails the test.
+const TIMEOUT: Duration = Duration::from_mins(2);
+
+/// The lines of clang's assembly that pin the two imports for `target`: the
+/// WASIX module, names and signatures (pointers are i64 on wasm64).
+fn abi_lines(target: &str) -> Vec<String> {
+    let (ptr, module) = match target {
+        "wasm32-wasi" => ("i32", "wasix_32v1"),
+        "wasm64-wasi" => ("i64", "wasix_64v1"),
+        _ => unreachable!(),
+    };
+    let (ck, rs) = (
+        "__wasm_rewind_stack_checkpoint",
+        "__wasm_rewind_stack_restore",
+    );
+    vec![
+        format!(".functype\t{ck} ({ptr}, {ptr}) -> (i32)"),
+        format!(".import_module\t{ck}, {module}"),
+        format!(".import_name\t{ck}, stack_checkpoint"),
+        format!(".functype\t{rs} ({ptr}, i64) -> ()"),
+        format!(".import_module\t{rs}, {module}"),
+        format!(".import_name\t{rs}, stack_restore"),
+    ]
+}
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn include_dir() -> PathBuf {
+    root().join("runtime-shim/include")
+}
+
+/// Fails (never skips) when `tool` cannot be started.
+fn require(tool: &str, install: &str) {
+    let found = Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        found,
+        "`{tool}` not found: this test needs it (Debian: apt-get install {install})"
+    );
+}
+
+/// What a finished process left behind.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `cmd` to completion, killing it after [`TIMEOUT`].
+fn run(cmd: &mut Command) -> Result<Outcome, String> {
+    let what = format!("{cmd:?}");
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("cannot start {what}: {e}"))?;
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let start = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if start.elapsed() > TIMEOUT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("{what} still running after {TIMEOUT:?}: killed"));
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) => return Err(format!("waiting for {what}: {e}")),
+        }
+    };
+    Ok(Outcome {
+        code: status.code(),
+        stdout: out.join().unwrap(),
+        stderr: err.join().unwrap(),
+    })
+}
+
+/// Runs a build step: it must exit with 0.
+fn step(cmd: &mut Command) -> Result<(), String> {
+    let what = format!("{cmd:?}");
+    let o = run(cmd)?;
+    if o.code == Some(0) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} failed (exit {:?})\n--- stdout\n{}--- stderr\n{}",
+            o.code, o.stdout, o.stderr
+        ))
+    }
+}
+
+/// The imports of a module, as `module.name`.
+fn imports(wasm: &Path) -> Result<Vec<String>, String> {
+    let bytes = std::fs::read(wasm).map_err(|e| format!("read {}: {e}", wasm.display()))?;
+    let mut names = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::ImportSection(section) =
+            payload.map_err(|e| format!("{}: {e}", wasm.display()))?
+        {
+            for import in section.into_imports() {
+                let import = import.map_err(|e| format!("{}: {e}", wasm.display()))?;
+                names.push(format!("{}.{}", import.module, import.name));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Native reference, wasm build, instrument, run, compare. `Err` says what
+/// went wrong for this program.
+fn check_program(src: &Path, dir: &Path) -> Result<(), String> {
+    let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+    let native = dir.join(format!("{name}.native"));
+    let wasm = dir.join(format!("{name}.wasm"));
+    let rewound = dir.join(format!("{name}.rw.wasm"));
+
+    // glibc's own setjmp.h: no -I of ours.
+    step(
+        Command::new("gcc")
+            .arg("-O2")
+            .arg(src)
+            .arg("-o")
+            .arg(&native),
+    )?;
+    let expected = run(&mut Command::new(&native))?;
+    if expected.code.is_none() {
+        return Err(format!(
+            "native {name} was killed by a signal: {expected:?}"
+        ));
+    }
+
+    step(
+        Command::new("bash")
+            .arg(root().join("corpus/build-c.sh"))
+            .arg(src)
+            .arg(&wasm),
+    )?;
+    let imported = imports(&wasm)?;
+    if !imported.iter().any(|i| i == "wasix_32v1.stack_checkpoint") {
+        return Err(format!(
+            "{name}.wasm does not import wasix_32v1.stack_checkpoint (imports: {imported:?})"
+        ));
+    }
+
+    step(
+        Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+            .arg("instrument")
+            .arg(&wasm)
+            .arg(&rewound),
+    )?;
+    let actual = run(Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+        .arg("run")
+        .arg(&rewound))?;
+    if actual != expected {
+        return Err(format!(
+            "{name}: `wasm-rewind run` differs from native\n\
+             --- native (exit {:?})\n{}--- native stderr\n{}\
+             --- wasm (exit {:?})\n{}--- wasm stderr\n{}",
+            expected.code,
+            expected.stdout,
+            expected.stderr,
+            actual.code,
+            actual.stdout,
+            actual.stderr
+        ));
+    }
+    Ok(())
+}
+
+#[test]
+fn c_programs_match_native() {
+    require("gcc", "gcc");
+    require("clang-19", "clang-19 lld-19 libclang-rt-19-dev-wasm32");
+    require("wasm-ld-19", "lld-19");
+    assert!(
+        Path::new("/usr/lib/wasm32-wasi/libc.a").exists()
+            || std::env::var_os("WASI_SYSROOT").is_some(),
+        "wasi-libc not found in /usr/lib/wasm32-wasi (Debian: apt-get install wasi-libc), \
+         and WASI_SYSROOT is not set"
+    );
+
+    let mut sources: Vec<PathBuf> = std::fs::read_dir(root().join("corpus/c"))
+        .expect("read corpus/c")
+        .map(|e| e.expect("corpus/c entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    sources.sort();
+    assert!(!sources.is_empty(), "no corpus/c/*.c programs");
+
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = sources
+            .iter()
+            .map(|src| scope.spawn(|| check_program(src, dir.path())))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().expect("program thread panicked").err())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} C programs failed:\n\n{}",
+        failures.len(),
+        sources.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// `jmp_buf` is WASIX's: 24 bytes, aligned to 8, `u64 user` at 0 and the
+/// 16-byte hash at 8, on wasm32 and wasm64, in C and C++.
+#[test]
+fn jmp_buf_layout_is_wasix() {
+    require("clang-19", "clang-19");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let src = dir.path().join("layout.c");
+    std::fs::write(
+        &src,
+        r#"#include <setjmp.h>
+#include <stddef.h>
+_Static_assert(sizeof(jmp_buf) == 24, "size");
+_Static_assert(_Alignof(jmp_buf) == 8, "align");
+_Static_assert(sizeof(sigjmp_buf) == 24, "sigjmp_buf size");
+_Static_assert(offsetof(struct __jmp_buf_tag, __user) == 0, "user");
+_Static_assert(sizeof(((struct __jmp_buf_tag *)0)->__user) == 8, "user size");
+_Static_assert(offsetof(struct __jmp_buf_tag, __hash) == 8, "hash");
+_Static_assert(sizeof(((struct __jmp_buf_tag *)0)->__hash) == 16, "hash size");
+int f(jmp_buf env) { return setjmp(env); }
+"#,
+    )
+    .unwrap();
+    for target in ["wasm32-wasi", "wasm64-wasi"] {
+        for lang in ["c", "c++"] {
+            // stddef.h is clang's own: no sysroot needed.
+            step(
+                Command::new("clang-19")
+                    .arg(format!("--target={target}"))
+                    .args(["-fsyntax-only", "-Werror", "-Wall", "-Wextra", "-x", lang])
+                    .arg("-I")
+                    .arg(include_dir())
+                    .arg(&src),
+            )
+            .unwrap_or_else(|e| panic!("jmp_buf layout, {target} {lang}:\n{e}"));
+        }
+    }
+}
+
+/// The header imports exactly the WASIX signatures the shim implements.
+#[test]
+fn header_imports_wasix_signatures() {
+    require("clang-19", "clang-19");
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let src = dir.path().join("abi.c");
+    std::fs::write(
+        &src,
+        "#include <setjmp.h>\n\
+         jmp_buf env;\n\
+         int f(int v) { int r = setjmp(env); if (!r) longjmp(env, v); return r; }\n",
+    )
+    .unwrap();
+    for target in ["wasm32-wasi", "wasm64-wasi"] {
+        let asm = dir.path().join(format!("{target}.s"));
+        step(
+            Command::new("clang-19")
+                .arg(format!("--target={target}"))
+                .args(["-O2", "-S", "-I"])
+                .arg(include_dir())
+                .arg(&src)
+                .arg("-o")
+                .arg(&asm),
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&asm).unwrap();
+        for line in abi_lines(target) {
+            assert!(
+                text.lines().any(|l| l.trim() == line),
+                "{target}: expected `{line}` in clang's output:\n{text}"
+            );
+        }
+    }
+}
