@@ -21,7 +21,8 @@
 //! - [`error`]: [`ShimError`], each with a WASIX errno and a message saying
 //!   what to do.
 //!
-//! [`wasmtime_host`] binds them to wasmtime: [`add_to_linker`] provides the
+//! [`driver`] is the unwind/rewind state machine, written against a small
+//! [`driver::Guest`] trait; [`wasmtime_host`] implements it for wasmtime: [`add_to_linker`] provides the
 //! imports, [`call`] runs an export with the unwind/rewind loop, and
 //! [`check_module`] refuses a module that lacks what the shim needs.
 //!
@@ -55,12 +56,14 @@ pub mod hash;
 pub mod snapshot;
 pub mod store;
 
+pub mod driver;
 // The engine binding depends on the modules above, never the reverse.
 pub mod wasmtime_host;
 
 pub use abi::{Errno, JmpBuf, HASH_LEN, JMP_BUF_SIZE};
+pub use driver::{ShimConfig, ShimState};
 pub use error::ShimError;
 pub use hash::{hash_hex, keyed_hash, HashKey, SnapshotHash};
 pub use snapshot::{GlobalValue, Snapshot};
 pub use store::{SnapshotStore, StoreLimits};
-pub use wasmtime_host::{add_to_linker, call, check_module, needs_shim, ShimConfig, ShimState};
+pub use wasmtime_host::{add_to_linker, call, check_module, needs_shim};

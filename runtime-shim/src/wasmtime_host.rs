@@ -1,24 +1,7 @@
 //! The wasmtime binding: the WASIX stack imports and the driver loop.
 //!
-//! # How a checkpoint and a restore run
-//!
-//! `stack_checkpoint(env, ret)`, first entry (state 0): place the asyncify
-//! buffer in the free part of the C stack, below `__stack_pointer`, and start
-//! unwinding. Every instrumented function on the stack saves its frame and
-//! returns, up to the export the embedder called through [`call`]. The driver
-//! then stops the unwind, copies the frames, the live stack bytes and the
-//! exported mutable globals into a [`Snapshot`], stores it under its keyed
-//! hash, writes the hash into the jmp_buf, and rewinds the same buffer by
-//! calling the export again with the same arguments. The checkpoint import is
-//! re-entered while rewinding (state 2), stops the rewind and returns 0
-//! through `ret`.
-//!
-//! `stack_restore(env, val)`: look the hash up (and re-verify it), refuse a
-//! stale snapshot, unwind the current stack (its frames are discarded), then
-//! the driver writes the snapshot's frames into the buffer, restores the
-//! globals (`__stack_pointer` above all; linear memory is not restored, so
-//! later writes to volatile locals survive, as C requires) and rewinds: the
-//! stack is rebuilt as it was at the checkpoint, whose import returns `val`.
+//! It implements the engine-neutral [`Guest`](crate::driver::Guest) for an
+//! instance; the state machine itself is in [`crate::driver`].
 //!
 //! # Where the buffer lives, and why
 //!
@@ -35,101 +18,17 @@
 //! while a stack unwinds or rewinds, so that memory is unused then; the
 //! exported bound is the linker's, so it does not overlap `.bss`.
 //!
-//! Either way [`ShimConfig::max_buffer`] bounds it too, and a frame that does
+//! Either way [`crate::ShimConfig::max_buffer`] bounds it too, and a frame that does
 //! not fit makes the instrumented code trap before writing past the end (see
 //! the transform): an error the embedder sees, never corruption.
 
-use crate::abi::{JmpBuf, JMP_BUF_HASH_OFFSET, JMP_BUF_SIZE};
+use crate::driver::{self, Guest, Mem, ShimState};
 use crate::error::ShimError;
-use crate::hash::{HashKey, SnapshotHash};
-use crate::snapshot::{GlobalValue, Snapshot};
-use crate::store::{SnapshotStore, StoreLimits};
+use crate::snapshot::GlobalValue;
 use wasmtime::{
-    AsContext, AsContextMut, Caller, ExternType, Func, Global, Instance, Linker, Memory, Module,
-    Mutability, Store, Val,
+    AsContextMut, Caller, ExternType, Func, Global, Instance, Linker, Memory, Module, Mutability,
+    Store, Val,
 };
-
-/// How a [`ShimState`] is set up.
-#[derive(Clone)]
-pub struct ShimConfig {
-    /// Key of the snapshot hashes. Defaults to a random key per state; fix it
-    /// for reproducible runs.
-    pub key: HashKey,
-    /// Bounds of the snapshot store. Defaults to [`StoreLimits::default`].
-    pub limits: StoreLimits,
-    /// Most bytes the asyncify buffer may take in the free stack. Defaults to
-    /// 1 MiB; the stack's free part bounds it too.
-    pub max_buffer: u64,
-}
-
-impl Default for ShimConfig {
-    fn default() -> ShimConfig {
-        ShimConfig {
-            key: HashKey::random(),
-            limits: StoreLimits::default(),
-            max_buffer: 1 << 20,
-        }
-    }
-}
-
-/// The shim's state for one instance, kept in the store's data.
-pub struct ShimState {
-    snapshots: SnapshotStore,
-    max_buffer: u64,
-    exports: Option<Exports>,
-    pending: Pending,
-    /// What the rewound `stack_checkpoint` call returns through `ret`.
-    resume_value: Option<u64>,
-    /// `__stack_pointer` when the first export was called: the stack's top.
-    stack_top: Option<u64>,
-}
-
-impl ShimState {
-    /// A fresh state.
-    pub fn new(config: ShimConfig) -> ShimState {
-        ShimState {
-            snapshots: SnapshotStore::new(config.key, config.limits),
-            max_buffer: config.max_buffer,
-            exports: None,
-            pending: Pending::None,
-            resume_value: None,
-            stack_top: None,
-        }
-    }
-
-    /// The snapshots taken so far (for inspection and tests).
-    pub fn snapshots(&self) -> &SnapshotStore {
-        &self.snapshots
-    }
-}
-
-/// A request made by an import that the driver completes once the stack has
-/// unwound.
-enum Pending {
-    None,
-    Checkpoint {
-        env: u64,
-        buffer: Buffer,
-    },
-    Restore {
-        hash: SnapshotHash,
-        val: u64,
-        buffer: Buffer,
-    },
-}
-
-/// The asyncify data structure and buffer, in linear memory.
-#[derive(Clone, Copy)]
-struct Buffer {
-    /// The memory holding them.
-    memory: Memory,
-    /// Address of `{ pos, end }`.
-    data: u64,
-    /// First byte of the buffer.
-    start: u64,
-    /// One past its last byte.
-    end: u64,
-}
 
 /// The exports the shim drives, resolved once per instance.
 #[derive(Clone)]
@@ -220,100 +119,6 @@ pub fn check_module(module: &Module) -> Result<(), ShimError> {
     Ok(())
 }
 
-/// Adds `wasix_32v1` and `wasix_64v1` `stack_checkpoint`, `stack_restore` and
-/// `stack_rewind` (another name of `stack_restore`) to `linker`. `get` finds
-/// the [`ShimState`] in the store's data.
-pub fn add_to_linker<T: 'static>(
-    linker: &mut Linker<T>,
-    get: fn(&mut T) -> &mut ShimState,
-) -> wasmtime::Result<()> {
-    linker.func_wrap(
-        "wasix_32v1",
-        "stack_checkpoint",
-        move |mut caller: Caller<'_, T>, env: i32, ret: i32| -> wasmtime::Result<i32> {
-            checkpoint(&mut caller, get, env as u32 as u64, ret as u32 as u64)
-        },
-    )?;
-    linker.func_wrap(
-        "wasix_64v1",
-        "stack_checkpoint",
-        move |mut caller: Caller<'_, T>, env: i64, ret: i64| -> wasmtime::Result<i32> {
-            checkpoint(&mut caller, get, env as u64, ret as u64)
-        },
-    )?;
-    for name in ["stack_restore", "stack_rewind"] {
-        linker.func_wrap(
-            "wasix_32v1",
-            name,
-            move |mut caller: Caller<'_, T>, env: i32, val: i64| -> wasmtime::Result<()> {
-                restore(&mut caller, get, env as u32 as u64, val as u64)
-            },
-        )?;
-        linker.func_wrap(
-            "wasix_64v1",
-            name,
-            move |mut caller: Caller<'_, T>, env: i64, val: i64| -> wasmtime::Result<()> {
-                restore(&mut caller, get, env as u64, val as u64)
-            },
-        )?;
-    }
-    Ok(())
-}
-
-/// Calls the export `name` of `instance`, running the unwind/rewind loop:
-/// whenever the call returns because a checkpoint or restore unwound the
-/// stack, the request is completed and the same export is called again with
-/// the same arguments, until it returns normally (or traps).
-pub fn call<T: 'static>(
-    store: &mut Store<T>,
-    instance: &Instance,
-    get: fn(&mut T) -> &mut ShimState,
-    name: &str,
-    params: &[Val],
-    results: &mut [Val],
-) -> wasmtime::Result<()> {
-    let func = instance
-        .get_func(&mut *store, name)
-        .ok_or_else(|| wasmtime::format_err!("the module has no exported function `{name}`"))?;
-    let Some(exports) = Exports::resolve(store, instance) else {
-        // Not instrumented (or no WASIX stack calls to serve): a plain call.
-        return func.call(&mut *store, params, results);
-    };
-    if get(store.data_mut()).stack_top.is_none() {
-        let top = global_u64(&mut *store, &exports.stack_pointer);
-        get(store.data_mut()).stack_top = Some(top);
-    }
-    get(store.data_mut()).exports = Some(exports.clone());
-    loop {
-        func.call(&mut *store, params, results)?;
-        if call_i32(&mut *store, &exports.get_state, &[])? != 1 {
-            return Ok(());
-        }
-        exports.stop_unwind.call(&mut *store, &[], &mut [])?;
-        let pending = std::mem::replace(&mut get(store.data_mut()).pending, Pending::None);
-        let buffer = match pending {
-            Pending::Checkpoint { env, buffer } => {
-                take_checkpoint(store, get, &exports, env, buffer)?;
-                buffer
-            }
-            Pending::Restore { hash, val, buffer } => {
-                prepare_restore(store, get, &exports, &hash, val, buffer)?;
-                buffer
-            }
-            Pending::None => {
-                return Err(ShimError::Guest {
-                    message: format!(
-                        "`{name}` unwound, but no stack_checkpoint or stack_restore asked for \
-                         it: another import started an unwind the shim cannot complete"
-                    ),
-                }
-                .into())
-            }
-        };
-        start(&mut *store, &exports, &exports.start_rewind, buffer.data)?;
-    }
-}
-
 impl Exports {
     fn resolve<T>(store: &mut Store<T>, instance: &Instance) -> Option<Exports> {
         let mut func = |n: &str| instance.get_func(&mut *store, n);
@@ -365,6 +170,247 @@ impl Exports {
     }
 }
 
+/// Adds `wasix_32v1` and `wasix_64v1` `stack_checkpoint`, `stack_restore` and
+/// `stack_rewind` (another name of `stack_restore`) to `linker`. `get` finds
+/// the [`ShimState`] in the store's data.
+pub fn add_to_linker<T: 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut ShimState,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "wasix_32v1",
+        "stack_checkpoint",
+        move |caller: Caller<'_, T>, env: i32, ret: i32| -> wasmtime::Result<i32> {
+            let mut g = WasmtimeGuest::from_caller(caller, get)?;
+            Ok(driver::checkpoint(&mut g, env as u32 as u64, ret as u32 as u64)? as i32)
+        },
+    )?;
+    linker.func_wrap(
+        "wasix_64v1",
+        "stack_checkpoint",
+        move |caller: Caller<'_, T>, env: i64, ret: i64| -> wasmtime::Result<i32> {
+            let mut g = WasmtimeGuest::from_caller(caller, get)?;
+            Ok(driver::checkpoint(&mut g, env as u64, ret as u64)? as i32)
+        },
+    )?;
+    for name in ["stack_restore", "stack_rewind"] {
+        linker.func_wrap(
+            "wasix_32v1",
+            name,
+            move |caller: Caller<'_, T>, env: i32, val: i64| -> wasmtime::Result<()> {
+                let mut g = WasmtimeGuest::from_caller(caller, get)?;
+                driver::restore(&mut g, env as u32 as u64, val as u64)
+            },
+        )?;
+        linker.func_wrap(
+            "wasix_64v1",
+            name,
+            move |caller: Caller<'_, T>, env: i64, val: i64| -> wasmtime::Result<()> {
+                let mut g = WasmtimeGuest::from_caller(caller, get)?;
+                driver::restore(&mut g, env as u64, val as u64)
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Calls the export `name` of `instance`, running the unwind/rewind loop:
+/// whenever the call returns because a checkpoint or restore unwound the
+/// stack, the request is completed and the same export is called again with
+/// the same arguments, until it returns normally (or traps).
+pub fn call<T: 'static>(
+    store: &mut Store<T>,
+    instance: &Instance,
+    get: fn(&mut T) -> &mut ShimState,
+    name: &str,
+    params: &[Val],
+    results: &mut [Val],
+) -> wasmtime::Result<()> {
+    let func = instance
+        .get_func(&mut *store, name)
+        .ok_or_else(|| wasmtime::format_err!("the module has no exported function `{name}`"))?;
+    let Some(exports) = Exports::resolve(store, instance) else {
+        // Not instrumented (or no WASIX stack calls to serve): a plain call.
+        return func.call(&mut *store, params, results);
+    };
+    get(store.data_mut()).binding = Some(Box::new(exports.clone()));
+    driver::begin(&mut WasmtimeGuest {
+        cx: &mut *store,
+        ex: exports.clone(),
+        get,
+    });
+    loop {
+        func.call(&mut *store, params, results)?;
+        let mut g = WasmtimeGuest {
+            cx: &mut *store,
+            ex: exports.clone(),
+            get,
+        };
+        if !driver::after_return(&mut g, name)? {
+            return Ok(());
+        }
+    }
+}
+
+/// A store or a caller: a context that also hands out the host data.
+trait HostData: AsContextMut {
+    fn host_data(&mut self) -> &mut Self::Data;
+}
+
+impl<T> HostData for Caller<'_, T> {
+    fn host_data(&mut self) -> &mut T {
+        self.data_mut()
+    }
+}
+
+impl<T> HostData for &mut Store<T> {
+    fn host_data(&mut self) -> &mut T {
+        self.data_mut()
+    }
+}
+
+/// An instance seen through a store or a caller, for the driver.
+struct WasmtimeGuest<C: HostData> {
+    cx: C,
+    ex: Exports,
+    get: fn(&mut C::Data) -> &mut ShimState,
+}
+
+impl<'a, T> WasmtimeGuest<Caller<'a, T>> {
+    /// The guest calling an import; its exports were resolved by [`call`].
+    fn from_caller(
+        mut caller: Caller<'a, T>,
+        get: fn(&mut T) -> &mut ShimState,
+    ) -> Result<Self, ShimError> {
+        let ex = get(caller.data_mut())
+            .binding
+            .as_ref()
+            .and_then(|b| b.downcast_ref::<Exports>())
+            .cloned()
+            .ok_or_else(|| ShimError::Guest {
+                message: "a WASIX stack call ran outside the shim's driver: call the module's \
+                          exports through wasm_rewind_shim::call so unwinds can be completed"
+                    .into(),
+            })?;
+        Ok(WasmtimeGuest {
+            cx: caller,
+            ex,
+            get,
+        })
+    }
+}
+
+impl<C: HostData> WasmtimeGuest<C> {
+    fn memory(&self, mem: Mem) -> Memory {
+        match (mem, self.ex.buffer) {
+            (Mem::Buffer, BufferPlace::Secondary(m)) => m,
+            _ => self.ex.memory,
+        }
+    }
+
+    fn call0(&mut self, f: Func) -> wasmtime::Result<()> {
+        f.call(&mut self.cx, &[], &mut [])
+    }
+
+    fn call_addr(&mut self, f: Func, data: u64) -> wasmtime::Result<()> {
+        f.call(&mut self.cx, &[addr_val(self.ex.memory64, data)], &mut [])
+    }
+}
+
+impl<C: HostData> Guest for WasmtimeGuest<C> {
+    type Error = wasmtime::Error;
+
+    fn shim(&mut self) -> &mut ShimState {
+        (self.get)(self.cx.host_data())
+    }
+
+    fn state(&mut self) -> wasmtime::Result<i32> {
+        call_i32(&mut self.cx, &self.ex.get_state, &[])
+    }
+
+    fn start_unwind(&mut self, data: u64) -> wasmtime::Result<()> {
+        self.call_addr(self.ex.start_unwind, data)
+    }
+
+    fn stop_unwind(&mut self) -> wasmtime::Result<()> {
+        self.call0(self.ex.stop_unwind)
+    }
+
+    fn start_rewind(&mut self, data: u64) -> wasmtime::Result<()> {
+        self.call_addr(self.ex.start_rewind, data)
+    }
+
+    fn stop_rewind(&mut self) -> wasmtime::Result<()> {
+        self.call0(self.ex.stop_rewind)
+    }
+
+    fn read(&mut self, mem: Mem, addr: u64, len: u64) -> Result<Vec<u8>, ShimError> {
+        let data = self.memory(mem).data(&self.cx);
+        match byte_range(addr, len, data.len()) {
+            Some((a, b)) => Ok(data[a..b].to_vec()),
+            None => Err(out_of_bounds(addr, len)),
+        }
+    }
+
+    fn write(&mut self, mem: Mem, addr: u64, bytes: &[u8]) -> Result<(), ShimError> {
+        let memory = self.memory(mem);
+        let data = memory.data_mut(&mut self.cx);
+        match byte_range(addr, bytes.len() as u64, data.len()) {
+            Some((a, b)) => {
+                data[a..b].copy_from_slice(bytes);
+                Ok(())
+            }
+            None => Err(out_of_bounds(addr, bytes.len() as u64)),
+        }
+    }
+
+    fn stack_pointer(&mut self) -> u64 {
+        global_u64(&mut self.cx, &self.ex.stack_pointer)
+    }
+
+    fn buffer_region(&mut self) -> (u64, u64) {
+        match self.ex.buffer {
+            BufferPlace::Secondary(m) => (0, m.data_size(&self.cx) as u64),
+            BufferPlace::FreeStack { low } => {
+                let low = global_u64(&mut self.cx, &low);
+                (low, self.stack_pointer())
+            }
+        }
+    }
+
+    fn buffer_is_64(&self) -> bool {
+        self.ex.memory64
+    }
+
+    fn globals(&mut self) -> Vec<(String, GlobalValue)> {
+        let globals = self.ex.globals.clone();
+        globals
+            .iter()
+            .filter_map(|(n, g)| global_value(g.get(&mut self.cx)).map(|v| (n.clone(), v)))
+            .collect()
+    }
+
+    fn set_global(&mut self, name: &str, value: GlobalValue) -> wasmtime::Result<()> {
+        match self.ex.globals.iter().find(|(n, _)| n == name) {
+            Some((_, g)) => g.set(&mut self.cx, global_val(value)),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `addr..addr + len` as indices into a memory of `size` bytes, if inside it.
+fn byte_range(addr: u64, len: u64, size: usize) -> Option<(usize, usize)> {
+    let a = usize::try_from(addr).ok()?;
+    let b = usize::try_from(addr.checked_add(len)?).ok()?;
+    (b <= size).then_some((a, b))
+}
+
+fn out_of_bounds(addr: u64, len: u64) -> ShimError {
+    ShimError::Guest {
+        message: format!("address range {addr:#x}+{len} is outside linear memory"),
+    }
+}
+
 fn global_u64(store: impl AsContextMut, g: &Global) -> u64 {
     match g.get(store) {
         Val::I32(v) => v as u32 as u64,
@@ -372,13 +418,11 @@ fn global_u64(store: impl AsContextMut, g: &Global) -> u64 {
         _ => 0,
     }
 }
-
 fn call_i32(mut store: impl AsContextMut, f: &Func, params: &[Val]) -> wasmtime::Result<i32> {
     let mut out = [Val::I32(0)];
     f.call(&mut store, params, &mut out)?;
     Ok(out[0].unwrap_i32())
 }
-
 fn addr_val(memory64: bool, v: u64) -> Val {
     if memory64 {
         Val::I64(v as i64)
@@ -386,264 +430,6 @@ fn addr_val(memory64: bool, v: u64) -> Val {
         Val::I32(v as u32 as i32)
     }
 }
-
-/// Calls `asyncify_start_unwind` or `asyncify_start_rewind` with `data`.
-fn start(mut store: impl AsContextMut, ex: &Exports, f: &Func, data: u64) -> wasmtime::Result<()> {
-    f.call(&mut store, &[addr_val(ex.memory64, data)], &mut [])
-}
-
-fn read(store: impl AsContext, memory: &Memory, addr: u64, len: u64) -> Result<Vec<u8>, ShimError> {
-    let data = memory.data(&store);
-    let range = usize::try_from(addr)
-        .ok()
-        .zip(usize::try_from(addr.saturating_add(len)).ok())
-        .filter(|(a, b)| a <= b && *b <= data.len());
-    match range {
-        Some((a, b)) => Ok(data[a..b].to_vec()),
-        None => Err(ShimError::Guest {
-            message: format!("address range {addr:#x}+{len} is outside linear memory"),
-        }),
-    }
-}
-
-fn write(
-    mut store: impl AsContextMut,
-    memory: &Memory,
-    addr: u64,
-    bytes: &[u8],
-) -> Result<(), ShimError> {
-    let len = bytes.len() as u64;
-    let data = memory.data_mut(&mut store);
-    let range = usize::try_from(addr)
-        .ok()
-        .zip(usize::try_from(addr.saturating_add(len)).ok())
-        .filter(|(a, b)| a <= b && *b <= data.len());
-    match range {
-        Some((a, b)) => {
-            data[a..b].copy_from_slice(bytes);
-            Ok(())
-        }
-        None => Err(ShimError::Guest {
-            message: format!("address range {addr:#x}+{len} is outside linear memory"),
-        }),
-    }
-}
-
-/// Writes `{ pos, end }` at `buffer.data`.
-fn write_data(
-    store: impl AsContextMut,
-    ex: &Exports,
-    buffer: &Buffer,
-    pos: u64,
-) -> Result<(), ShimError> {
-    let mut bytes = Vec::with_capacity(16);
-    if ex.memory64 {
-        bytes.extend(pos.to_le_bytes());
-        bytes.extend(buffer.end.to_le_bytes());
-    } else {
-        bytes.extend((pos as u32).to_le_bytes());
-        bytes.extend((buffer.end as u32).to_le_bytes());
-    }
-    write(store, &buffer.memory, buffer.data, &bytes)
-}
-
-fn read_pos(store: impl AsContext, ex: &Exports, buffer: &Buffer) -> Result<u64, ShimError> {
-    let width = if ex.memory64 { 8 } else { 4 };
-    let b = read(store, &buffer.memory, buffer.data, width)?;
-    Ok(if ex.memory64 {
-        u64::from_le_bytes(b.try_into().unwrap())
-    } else {
-        u32::from_le_bytes(b.try_into().unwrap()) as u64
-    })
-}
-
-/// Places the buffer: all of the secondary memory, or the free stack between
-/// `__stack_low` and the current stack pointer; at most `max` bytes either way.
-fn place_buffer(mut store: impl AsContextMut, ex: &Exports, max: u64) -> Result<Buffer, ShimError> {
-    let (memory, low, high) = match ex.buffer {
-        BufferPlace::Secondary(m) => (m, 0, m.data_size(&store) as u64),
-        BufferPlace::FreeStack { low } => (
-            ex.memory,
-            global_u64(&mut store, &low),
-            global_u64(&mut store, &ex.stack_pointer),
-        ),
-    };
-    let data = low.next_multiple_of(16);
-    let start = data + 16;
-    let end = (high & !15).min(start.saturating_add(max));
-    if end <= start {
-        return Err(ShimError::BufferTooSmall {
-            needed: 16,
-            available: high.saturating_sub(data),
-        });
-    }
-    Ok(Buffer {
-        memory,
-        data,
-        start,
-        end,
-    })
-}
-
-fn exports_of<T>(
-    caller: &mut Caller<'_, T>,
-    get: fn(&mut T) -> &mut ShimState,
-) -> Result<Exports, ShimError> {
-    get(caller.data_mut())
-        .exports
-        .clone()
-        .ok_or_else(|| ShimError::Guest {
-            message: "a WASIX stack call ran outside the shim's driver: call the module's exports \
-                  through wasm_rewind_shim::call so unwinds can be completed"
-                .into(),
-        })
-}
-
-fn checkpoint<T>(
-    caller: &mut Caller<'_, T>,
-    get: fn(&mut T) -> &mut ShimState,
-    env: u64,
-    ret: u64,
-) -> wasmtime::Result<i32> {
-    let ex = exports_of(caller, get)?;
-    match call_i32(&mut *caller, &ex.get_state, &[])? {
-        // Rewinding into this call: it returns what the driver decided.
-        2 => {
-            ex.stop_rewind.call(&mut *caller, &[], &mut [])?;
-            let val = get(caller.data_mut()).resume_value.take().unwrap_or(0);
-            write(&mut *caller, &ex.memory, ret, &val.to_le_bytes())?;
-            Ok(crate::abi::Errno::Success as i32)
-        }
-        0 => {
-            if !matches!(get(caller.data_mut()).pending, Pending::None) {
-                return Err(ShimError::Guest {
-                    message: "stack_checkpoint called while another request is pending".into(),
-                }
-                .into());
-            }
-            let max = get(caller.data_mut()).max_buffer;
-            let buffer = place_buffer(&mut *caller, &ex, max)?;
-            write_data(&mut *caller, &ex, &buffer, buffer.start)?;
-            get(caller.data_mut()).pending = Pending::Checkpoint { env, buffer };
-            start(&mut *caller, &ex, &ex.start_unwind, buffer.data)?;
-            Ok(crate::abi::Errno::Success as i32)
-        }
-        s => Err(ShimError::Guest {
-            message: format!("stack_checkpoint called in asyncify state {s}"),
-        }
-        .into()),
-    }
-}
-
-fn restore<T>(
-    caller: &mut Caller<'_, T>,
-    get: fn(&mut T) -> &mut ShimState,
-    env: u64,
-    val: u64,
-) -> wasmtime::Result<()> {
-    let ex = exports_of(caller, get)?;
-    let state = call_i32(&mut *caller, &ex.get_state, &[])?;
-    if state != 0 {
-        return Err(ShimError::Guest {
-            message: format!("stack_restore called in asyncify state {state}"),
-        }
-        .into());
-    }
-    let bytes: [u8; JMP_BUF_SIZE as usize] = read(&*caller, &ex.memory, env, JMP_BUF_SIZE as u64)?
-        .try_into()
-        .unwrap();
-    let hash = JmpBuf::from_bytes(&bytes).hash;
-    let sp = global_u64(&mut *caller, &ex.stack_pointer);
-    let snapshot_sp = get(caller.data_mut()).snapshots.get(&hash)?.stack_pointer;
-    if snapshot_sp < sp {
-        return Err(ShimError::StaleSnapshot {
-            snapshot_sp,
-            current_sp: sp,
-        }
-        .into());
-    }
-    let max = get(caller.data_mut()).max_buffer;
-    let buffer = place_buffer(&mut *caller, &ex, max)?;
-    write_data(&mut *caller, &ex, &buffer, buffer.start)?;
-    get(caller.data_mut()).pending = Pending::Restore { hash, val, buffer };
-    start(&mut *caller, &ex, &ex.start_unwind, buffer.data)?;
-    Ok(())
-}
-
-/// The stack has unwound for a checkpoint: snapshot it and rewind.
-fn take_checkpoint<T>(
-    store: &mut Store<T>,
-    get: fn(&mut T) -> &mut ShimState,
-    ex: &Exports,
-    env: u64,
-    buffer: Buffer,
-) -> wasmtime::Result<()> {
-    let pos = read_pos(&*store, ex, &buffer)?;
-    let asyncify = read(
-        &*store,
-        &buffer.memory,
-        buffer.start,
-        pos.saturating_sub(buffer.start),
-    )?;
-    let sp = global_u64(&mut *store, &ex.stack_pointer);
-    let top = get(store.data_mut()).stack_top.unwrap_or(sp).max(sp);
-    let stack = read(&*store, &ex.memory, sp, top - sp)?;
-    let globals = ex
-        .globals
-        .iter()
-        .filter_map(|(n, g)| global_value(g.get(&mut *store)).map(|v| (n.clone(), v)))
-        .collect();
-    let snapshot = Snapshot {
-        asyncify,
-        stack,
-        stack_pointer: sp,
-        globals,
-    };
-    let hash = get(store.data_mut()).snapshots.insert(snapshot)?;
-    write(
-        &mut *store,
-        &ex.memory,
-        env + JMP_BUF_HASH_OFFSET as u64,
-        &hash,
-    )?;
-    get(store.data_mut()).resume_value = Some(0);
-    Ok(())
-}
-
-/// The stack has unwound for a restore: load the snapshot's frames and globals.
-fn prepare_restore<T>(
-    store: &mut Store<T>,
-    get: fn(&mut T) -> &mut ShimState,
-    ex: &Exports,
-    hash: &SnapshotHash,
-    val: u64,
-    buffer: Buffer,
-) -> wasmtime::Result<()> {
-    let snapshot = get(store.data_mut()).snapshots.get(hash)?.clone();
-    let len = snapshot.asyncify.len() as u64;
-    if len > buffer.end - buffer.start {
-        return Err(ShimError::BufferTooSmall {
-            needed: len,
-            available: buffer.end - buffer.start,
-        }
-        .into());
-    }
-    write(
-        &mut *store,
-        &buffer.memory,
-        buffer.start,
-        &snapshot.asyncify,
-    )?;
-    write_data(&mut *store, ex, &buffer, buffer.start + len)?;
-    for (name, value) in &snapshot.globals {
-        if let Some((_, g)) = ex.globals.iter().find(|(n, _)| n == name) {
-            g.set(&mut *store, global_val(*value))?;
-        }
-    }
-    get(store.data_mut()).resume_value = Some(val);
-    Ok(())
-}
-
 fn global_value(v: Val) -> Option<GlobalValue> {
     match v {
         Val::I32(x) => Some(GlobalValue::I32(x)),
@@ -653,7 +439,6 @@ fn global_value(v: Val) -> Option<GlobalValue> {
         _ => None,
     }
 }
-
 fn global_val(v: GlobalValue) -> Val {
     match v {
         GlobalValue::I32(x) => Val::I32(x),
