@@ -1,6 +1,6 @@
 //! The wasmtime binding: the WASIX stack imports and the driver loop.
 //!
-//! It implements the engine-neutral [`Guest`](crate::driver::Guest) for an
+//! It implements the engine-neutral [`crate::driver::Guest`] for an
 //! instance; the state machine itself is in [`crate::driver`].
 //!
 //! # Where the buffer lives, and why
