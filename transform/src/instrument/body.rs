@@ -38,6 +38,19 @@ pub struct Body<'a> {
     pub stacks: Vec<(u32, StackBefore)>,
 }
 
+/// Whether `op` opens a block with its own label and frame (`block`, `loop`,
+/// `if`, `try_table`, legacy `try`).
+pub fn is_block_opener(op: &Operator<'_>) -> bool {
+    matches!(
+        op,
+        Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::TryTable { .. }
+            | Operator::Try { .. }
+    )
+}
+
 /// Decodes `body`, running `validator` over it to learn operand types. `want`
 /// says before which operators the stack is recorded.
 pub fn decode<'a>(

@@ -38,7 +38,7 @@
 //! that can unwind. Nothing else changes.
 
 use crate::error::{Error, ErrorKind, Result};
-use crate::instrument::body::Body;
+use crate::instrument::body::{is_block_opener, Body};
 use crate::instrument::plan::{CallKind, FrameId, Item, Plan, Prespill};
 use crate::instrument::Ctx;
 use std::borrow::Cow;
@@ -546,11 +546,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 continue;
             }
             match op {
-                Operator::Block { .. }
-                | Operator::Loop { .. }
-                | Operator::If { .. }
-                | Operator::TryTable { .. }
-                | Operator::Try { .. } => {
+                op if is_block_opener(op) => {
                     let ins = self.convert(op)?;
                     self.open(ins, Label::Orig);
                     self.frame_header((iu, 0))?;

@@ -13,7 +13,7 @@
 use crate::analysis::liveness::live_after;
 use crate::analysis::unwind::{CallClass, UnwindAnalysis};
 use crate::error::{Error, Result};
-use crate::instrument::body::Body;
+use crate::instrument::body::{is_block_opener, Body};
 use crate::module_info::ModuleInfo;
 use std::collections::HashMap;
 use wasmparser::{BlockType, Operator, ValType};
@@ -302,11 +302,7 @@ pub fn plan(
     let mut handlers: Vec<Option<bool>> = vec![None];
     for (i, op) in body.ops.iter().enumerate() {
         match op {
-            Operator::Block { .. }
-            | Operator::Loop { .. }
-            | Operator::If { .. }
-            | Operator::TryTable { .. }
-            | Operator::Try { .. } => {
+            op if is_block_opener(op) => {
                 let parent_dead = *dead.last().unwrap();
                 dead.push(parent_dead || stacks[&(i as u32)].unreachable);
                 let scope = match op {
@@ -495,11 +491,7 @@ pub fn plan(
             continue;
         }
         match op {
-            Operator::Block { .. }
-            | Operator::Loop { .. }
-            | Operator::If { .. }
-            | Operator::TryTable { .. }
-            | Operator::Try { .. } => {
+            op if is_block_opener(op) => {
                 open.push(Open {
                     id: (i, 0),
                     opener: i,
