@@ -577,8 +577,11 @@ const WASIX: &str = r#"
 
 #[test]
 fn preset_wasix() {
-    let (_, plain) = instrument_ok(WASIX, &[]);
-    assert!(export_type(&plain, "__stack_pointer").is_none());
+    // Without the preset every import may unwind. A module calling the WASIX
+    // stack functions gets __stack_pointer exported anyway (the shim needs it).
+    let (run, plain) = instrument_ok(WASIX, &[]);
+    assert_eq!(run.instrumented(), (2, 2));
+    assert!(export_type(&plain, "__stack_pointer").is_some());
 
     let (run, out) = instrument_ok(WASIX, &["--preset", "wasix"]);
     // Only the WASIX call unwinds.
@@ -589,6 +592,13 @@ fn preset_wasix() {
     // --imports extends the preset's list rather than replacing it.
     let (run, out) = instrument_ok(WASIX, &["--preset", "wasix", "--imports", "env.other"]);
     assert_eq!(run.instrumented(), (2, 2));
+    assert!(export_type(&out, "__stack_pointer").is_some());
+
+    // For a module that does not call them, only the preset exports the stack.
+    let other = WASIX.replace("wasix_32v1", "env");
+    let (_, plain) = instrument_ok(&other, &[]);
+    assert!(export_type(&plain, "__stack_pointer").is_none());
+    let (_, out) = instrument_ok(&other, &["--preset", "wasix", "--imports", "env.*"]);
     assert!(export_type(&out, "__stack_pointer").is_some());
 }
 
