@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# Builds Lua 5.4 for wasm32-wasi with our setjmp.h (Lua's errors and
+# coroutines use setjmp/longjmp) and corpus/lua/driver.c as its `main`:
+#
+#   corpus/lua/build.sh [OUT.wasm]
+#
+# Prints the path of the built lua.wasm, cached as
+# TARGET/lua-wasm/HASH/lua.wasm (TARGET: $CARGO_TARGET_DIR or target/), HASH
+# covering every input, so a second run builds nothing; copies it to OUT.wasm
+# when given. Then: wasm-rewind instrument lua.wasm lua.rw.wasm.
+#
+# Lua's sources are never committed: they come from the crate lua-src
+# (=551.1.0, which holds lua-5.4.9/) through cargo, in a throwaway project
+# under TARGET/lua-wasm/src-fetch.
+#
+# Environment: CLANG (default clang-19), WASI_SYSROOT (default: made here, as
+# in corpus/build-c.sh).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+include=$root/runtime-shim/include
+clang=${CLANG:-clang-19}
+target=${CARGO_TARGET_DIR:-$root/target}
+cache=$target/lua-wasm
+lua_src_version=551.1.0
+lua_dir_name=lua-5.4.9
+install_hint="Debian: apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc"
+
+command -v "$clang" >/dev/null || { echo "$0: $clang not found ($install_hint)" >&2; exit 1; }
+command -v cargo >/dev/null || { echo "$0: cargo not found" >&2; exit 1; }
+
+# Locate the sources: cargo downloads and unpacks lua-src into its registry;
+# `cargo metadata` names its manifest. `[workspace]` keeps the throwaway
+# project out of our workspace.
+fetch=$cache/src-fetch
+mkdir -p "$fetch"
+cat >"$fetch/Cargo.toml.$$" <<TOML
+[package]
+name = "lua-src-fetch"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[lib]
+path = "lib.rs"
+
+[dependencies]
+lua-src = "=$lua_src_version"
+
+[workspace]
+TOML
+mv "$fetch/Cargo.toml.$$" "$fetch/Cargo.toml" # atomic: tests may run this twice at once
+: >"$fetch/lib.rs"
+# --offline first: no network when the crate is already in ~/.cargo.
+metadata() { cargo metadata --format-version 1 --manifest-path "$fetch/Cargo.toml" "$@"; }
+manifest=$({ metadata --offline 2>/dev/null || metadata; } |
+    grep -o "\"manifest_path\":\"[^\"]*lua-src-$lua_src_version/Cargo.toml\"" |
+    head -n 1 | sed 's/^"manifest_path":"//; s/"$//')
+[ -n "$manifest" ] || { echo "$0: cargo did not locate lua-src $lua_src_version" >&2; exit 1; }
+lua=$(dirname "$manifest")/$lua_dir_name
+[ -f "$lua/lua.h" ] || { echo "$0: $lua/lua.h missing" >&2; exit 1; }
+
+# Every .c of Lua's core and libraries; lua.c and luac.c (their own mains)
+# would be left out, lua-src ships neither.
+srcs=()
+for f in "$lua"/*.c; do
+    case $(basename "$f") in lua.c | luac.c) ;; *) srcs+=("$f") ;; esac
+done
+srcs+=("$here/driver.c")
+
+# Flags, compile:
+#   --target=wasm32-wasi, --sysroot   as corpus/build-c.sh.
+#   -O2 -c                            optimise when compiling, not when linking.
+#   -I runtime-shim/include           our setjmp.h: LUAI_THROW/LUAI_TRY use it.
+#   -I LUA                            lua.h, luaconf.h... for driver.c.
+#   -D_WASI_EMULATED_PROCESS_CLOCKS   clock() (os.clock, ltablib's sort seed):
+#                                     wasi-libc declares it only when asked;
+#                                     its library is linked below.
+#   -D_WASI_EMULATED_SIGNAL           signal(): no lua-5.4.9 file uses it (lua.c
+#                                     did, driver.c does not); kept so a driver
+#                                     that does still builds. Linked below.
+#   -Wno-return-type                  liolib/loslib stubs for popen/tmpnam end in
+#                                     luaL_error (never returns) without return.
+#   -DLUA_USE_C89                     (not used) Lua's default (no LUA_USE_POSIX,
+#                                     no LUA_USE_DLOPEN) already compiles.
+cflags=(--target=wasm32-wasi -O2 -I "$include" -I "$lua"
+    -D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS -Wno-return-type)
+# Flags, link (no -O: clang would run wasm-opt if one is on the PATH):
+#   -lwasi-emulated-signal -lwasi-emulated-process-clocks   see above.
+ldflags=(-lwasi-emulated-signal -lwasi-emulated-process-clocks)
+
+# The cache key: this script, the sources, our header and the compiler.
+key=$({
+    cat "$0" "${srcs[@]}" "$lua"/*.h "$include"/*.h
+    "$clang" --version
+} | sha256sum | cut -c1-16)
+out=$cache/$key/lua.wasm
+if [ ! -f "$out" ]; then
+    tmp=$(mktemp -d "$cache/build.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+    sysroot=${WASI_SYSROOT:-}
+    if [ -z "$sysroot" ]; then
+        for d in /usr/include/wasm32-wasi /usr/lib/wasm32-wasi; do
+            [ -d "$d" ] || { echo "$0: $d missing ($install_hint), or set WASI_SYSROOT" >&2; exit 1; }
+        done
+        sysroot=$tmp/sysroot
+        mkdir -p "$sysroot/include" "$sysroot/lib"
+        ln -s /usr/include/wasm32-wasi "$sysroot/include/wasm32-wasi"
+        ln -s /usr/lib/wasm32-wasi "$sysroot/lib/wasm32-wasi"
+    fi
+    objs=()
+    pids=()
+    for f in "${srcs[@]}"; do
+        o=$tmp/$(basename "$f" .c).o
+        objs+=("$o")
+        "$clang" "--sysroot=$sysroot" "${cflags[@]}" -c "$f" -o "$o" &
+        pids+=($!)
+    done
+    for p in "${pids[@]}"; do wait "$p"; done
+    "$clang" --target=wasm32-wasi "--sysroot=$sysroot" "${objs[@]}" "${ldflags[@]}" -o "$tmp/lua.wasm"
+    mkdir -p "$cache/$key"
+    mv "$tmp/lua.wasm" "$out.new.$$"
+    mv "$out.new.$$" "$out"
+fi
+if [ $# -ge 1 ]; then cp "$out" "$1"; fi
+echo "$out"
