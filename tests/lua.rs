@@ -8,11 +8,13 @@
 //! Needs lua5.4, clang-19, wasm-ld-19, wasi-libc and cargo (`.ci/run`
 //! installs them). A missing tool fails the test, saying what to install.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod process;
+use process::Outcome;
 
 /// A build or run that takes longer than this fails the test.
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -32,63 +34,12 @@ fn lua_dir() -> PathBuf {
 
 /// Fails (never skips) when `tool` cannot be started.
 fn require(tool: &str, version_flag: &str) {
-    let found = Command::new(tool)
-        .arg(version_flag)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    assert!(
-        found,
-        "`{tool}` not found: this test needs it (Debian: apt-get install {INSTALL})"
-    );
-}
-
-/// What a finished process left behind.
-#[derive(Debug, PartialEq)]
-struct Outcome {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+    process::require(tool, version_flag, INSTALL);
 }
 
 /// Runs `cmd` to completion, killing it after [`TIMEOUT`].
 fn run(cmd: &mut Command) -> Result<Outcome, String> {
-    let what = format!("{cmd:?}");
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot start {what}: {e}"))?;
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            let _ = pipe.read_to_end(&mut bytes);
-            String::from_utf8_lossy(&bytes).into_owned()
-        })
-    };
-    let out = drain(Box::new(child.stdout.take().unwrap()));
-    let err = drain(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if start.elapsed() > TIMEOUT => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("{what} still running after {TIMEOUT:?}: killed"));
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(e) => return Err(format!("waiting for {what}: {e}")),
-        }
-    };
-    Ok(Outcome {
-        code: status.code(),
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-    })
+    process::run(cmd, TIMEOUT)
 }
 
 /// Runs a build step: it must exit with 0. Returns its stdout.
