@@ -204,6 +204,9 @@ const STACK_GLOBALS: &[&str] = &[
 pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     let info = module_info::parse_module(wasm)?;
     refuse_instrumented(&info)?;
+    if options.embed_runtime {
+        return Err(Error::unsupported("--embed-runtime is not built yet"));
+    }
     let scans = analysis::scan::scan_functions(&info)?;
     let analysis = analysis::unwind::analyze(&info, &scans, options)?;
 

@@ -50,6 +50,11 @@ pub struct Options {
     /// section when the module does not export them. Set by `--preset wasix`.
     /// Defaults to `false`.
     pub export_stack_globals: bool,
+    /// Satisfy the WASIX stack imports (`stack_checkpoint`, `stack_restore`,
+    /// `stack_rewind`) inside the module and wrap its exported entry points in
+    /// the unwind/rewind loop, so setjmp/longjmp runs on any engine with plain
+    /// WASI and no asyncify-aware host. Defaults to `false`.
+    pub embed_runtime: bool,
 }
 
 /// The import list of `--preset wasix`: the WASIX stack calls, in both the 32-bit
