@@ -123,6 +123,12 @@ pub struct Opts {
     #[arg(long)]
     export_globals: bool,
 
+    /// Carry setjmp/longjmp inside the module: the WASIX stack imports are
+    /// implemented in it and its exports wrapped, so it runs on any engine
+    /// with plain WASI (node, browsers, wasmtime, Wasmer), with no shim.
+    #[arg(long)]
+    embed_runtime: bool,
+
     /// Settings for a host; --imports adds to the preset's import list.
     #[arg(long, value_enum, value_name = "PRESET")]
     preset: Option<Preset>,
@@ -220,6 +226,7 @@ impl Opts {
         options.secondary_memory = self.secondary_memory;
         options.import_globals = self.import_globals;
         options.export_globals = self.export_globals;
+        options.embed_runtime = self.embed_runtime;
         Ok(options)
     }
 }

@@ -9,6 +9,7 @@
 use crate::instrument::runtime::AddedFunction;
 use crate::instrument::{Ctx, Remap};
 use crate::module_info::ModuleInfo;
+use std::collections::HashMap;
 use std::convert::Infallible;
 use wasm_encoder::reencode::{utils, Error as ReencodeError, Reencode};
 use wasm_encoder::{
@@ -35,6 +36,11 @@ pub struct Additions<'a> {
     pub removed: Vec<bool>,
     /// Custom sections dropped (filled while writing).
     pub dropped: Vec<String>,
+    /// `--embed-runtime`: exported (or start) functions, by input index, whose
+    /// export names the wrapper at this output index instead.
+    pub entry_wrappers: HashMap<u32, u32>,
+    /// Globals defined after the two state globals (the embedded runtime's).
+    pub extra_globals: Vec<(GlobalType, ConstExpr)>,
 }
 
 struct Writer<'c, 'a> {
@@ -160,6 +166,9 @@ impl<'c, 'a> Writer<'c, 'a> {
             };
             globals.global(d, &zero);
         }
+        for (ty, init) in &self.add.extra_globals {
+            globals.global(*ty, init);
+        }
     }
 
     fn added_exports(&self, exports: &mut ExportSection) {
@@ -189,7 +198,10 @@ impl<'c, 'a> Writer<'c, 'a> {
             (SectionId::Import, self.add.import_globals),
             (SectionId::Function, true),
             (SectionId::Memory, self.add.secondary_memory.is_some()),
-            (SectionId::Global, !self.add.import_globals),
+            (
+                SectionId::Global,
+                !self.add.import_globals || !self.add.extra_globals.is_empty(),
+            ),
             (SectionId::Export, true),
             (SectionId::Code, true),
         ];
@@ -334,15 +346,22 @@ impl<'c, 'a> Writer<'c, 'a> {
     fn append_added_func_names(&self, map: &mut NameMap) {
         let first = self.ctx.funcs.start_unwind;
         for (i, f) in self.add.funcs.iter().enumerate() {
-            map.append(first + i as u32, f.name);
+            map.append(first + i as u32, &f.name);
         }
     }
 
     fn added_global_names(&self) -> Vec<(u32, String)> {
-        vec![
+        let mut names = vec![
             (self.ctx.state_global, "__asyncify_state".to_string()),
             (self.ctx.data_global, "__asyncify_data".to_string()),
-        ]
+        ];
+        for i in 0..self.add.extra_globals.len() as u32 {
+            names.push((
+                self.ctx.data_global + 1 + i,
+                format!("__wasm_rewind_runtime_{i}"),
+            ));
+        }
+        names
     }
 }
 
@@ -434,6 +453,31 @@ impl Reencode for Writer<'_, '_> {
         utils::parse_global_section(self, globals, section)?;
         self.added_globals(globals);
         Ok(())
+    }
+
+    fn parse_export(
+        &mut self,
+        exports: &mut ExportSection,
+        export: wasmparser::Export<'_>,
+    ) -> Result<(), ReencodeError<Infallible>> {
+        let wrapper = match export.kind {
+            wasmparser::ExternalKind::Func => self.add.entry_wrappers.get(&export.index),
+            _ => None,
+        };
+        match wrapper {
+            Some(&w) => {
+                exports.export(export.name, ExportKind::Func, w);
+            }
+            None => utils::parse_export(self, exports, export)?,
+        }
+        Ok(())
+    }
+
+    fn start_section(&mut self, start: u32) -> Result<u32, ReencodeError<Infallible>> {
+        match self.add.entry_wrappers.get(&start) {
+            Some(&w) => Ok(w),
+            None => self.function_index(start),
+        }
     }
 
     fn parse_export_section(

@@ -75,6 +75,7 @@
 //!   several memories, bulk memory, GC types in unrelated code) passes through.
 
 pub mod analysis;
+mod embed;
 mod emit;
 mod error;
 pub mod instrument;
@@ -204,9 +205,13 @@ const STACK_GLOBALS: &[&str] = &[
 pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     let info = module_info::parse_module(wasm)?;
     refuse_instrumented(&info)?;
-    if options.embed_runtime {
-        return Err(Error::unsupported("--embed-runtime is not built yet"));
-    }
+    let embedding;
+    let options = if options.embed_runtime {
+        embedding = embed_options(options)?;
+        &embedding
+    } else {
+        options
+    };
     let scans = analysis::scan::scan_functions(&info)?;
     let analysis = analysis::unwind::analyze(&info, &scans, options)?;
 
@@ -216,7 +221,8 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     // region of memory 0 is known to be free.
     let wasix = imports_wasix_stack_calls(&info);
     let secondary_memory = match (options.secondary_memory, &options.memory) {
-        (None, None) if wasix => Some(WASIX_BUFFER_PAGES),
+        // The embedded runtime keeps its buffer in memory 0 (embed/mod.rs).
+        (None, None) if wasix && !options.embed_runtime => Some(WASIX_BUFFER_PAGES),
         (pages, _) => pages,
     };
     let (memory, memory64) = match (secondary_memory, &options.memory) {
@@ -257,11 +263,27 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     };
 
     // Function indices: `asyncify.*` imports are removed, the runtime appended.
+    // With --embed-runtime the WASIX stack imports go too: the embedded
+    // runtime's functions, appended after the Asyncify runtime, replace them.
+    let stack_calls: Vec<Option<embed::StackCall>> = (0..info.num_funcs() as usize)
+        .map(|f| {
+            let import = info.imports.get(f).filter(|_| options.embed_runtime)?;
+            embed::stack_call(import)
+        })
+        .collect();
     let removed: Vec<bool> = (0..info.num_funcs() as usize)
-        .map(|f| analysis.runtime_imports.get(f).copied().flatten().is_some())
+        .map(|f| {
+            analysis.runtime_imports.get(f).copied().flatten().is_some() || stack_calls[f].is_some()
+        })
         .collect();
     let n_removed = removed.iter().filter(|r| **r).count() as u32;
     let funcs = runtime::layout_funcs(info.num_funcs() - n_removed, options.asserts);
+    let embedded = if options.embed_runtime {
+        let first = funcs.start_unwind + runtime::count(options.asserts);
+        Some(embed::Embed::plan(&info, &analysis.instrumented, first)?)
+    } else {
+        None
+    };
     let mut before = 0;
     let func_map: Vec<u32> = (0..info.num_funcs())
         .map(|f| {
@@ -272,7 +294,10 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
                 Some(R::StartRewind) => funcs.start_rewind,
                 Some(R::StopRewind) => funcs.stop_rewind,
                 Some(R::GetState) => funcs.get_state,
-                None => f - before,
+                None => match (&embedded, stack_calls[f as usize]) {
+                    (Some(e), Some(call)) => e.target(call),
+                    _ => f - before,
+                },
             };
             if removed[f as usize] {
                 before += 1;
@@ -289,6 +314,9 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
 
     let mut types = TypeInterner::new(&info);
     runtime::intern_types(&mut types, addr);
+    if let Some(e) = &embedded {
+        e.intern_types(&mut types);
+    }
     let mut ctx = Ctx {
         func_map,
         globals_from,
@@ -304,7 +332,10 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         info: &info,
     };
     let rewritten = instrument::rewrite_functions(&mut ctx, &analysis)?;
-    let added = runtime::build(&ctx);
+    let mut added = runtime::build(&ctx);
+    if let Some(e) = &embedded {
+        added.extend(e.functions(&ctx)?);
+    }
 
     let mut exports: Vec<(String, ExportKind, u32)> = added
         .iter()
@@ -353,6 +384,11 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             renumbered: n_removed > 0,
             removed,
             dropped: Vec::new(),
+            entry_wrappers: embedded
+                .as_ref()
+                .map(|e| e.entry_wrappers())
+                .unwrap_or_default(),
+            extra_globals: embedded.as_ref().map(|e| e.globals()).unwrap_or_default(),
         },
     );
     let mut validator = wasmparser::Validator::new_with_features(module_info::features());
@@ -394,6 +430,35 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         decisions,
         explainer,
     })
+}
+
+/// The options `--embed-runtime` runs with: the WASIX stack calls are the
+/// only unwinding imports unless a list is given (nothing else can complete
+/// an unwind without a host), and the buffer placement is the runtime's.
+fn embed_options(options: &Options) -> Result<Options> {
+    let clash = if options.memory.is_some() {
+        Some("--memory")
+    } else if options.secondary_memory.is_some() {
+        Some("--secondary-memory")
+    } else if options.import_globals {
+        Some("--import-globals")
+    } else {
+        None
+    };
+    if let Some(flag) = clash {
+        return Err(Error::new(
+            ErrorKind::BadOptions,
+            format!(
+                "--embed-runtime places its buffer and state itself; drop {flag} \
+                 (it is for a host that drives the Asyncify exports)"
+            ),
+        ));
+    }
+    let mut options = options.clone();
+    if options.imports.is_none() {
+        options.imports = Some(WASIX_STACK_IMPORTS.iter().map(|s| s.to_string()).collect());
+    }
+    Ok(options)
 }
 
 fn refuse_instrumented(info: &ModuleInfo<'_>) -> Result<()> {

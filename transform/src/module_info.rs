@@ -94,6 +94,8 @@ pub struct ModuleInfo<'a> {
     pub refs_cross_boundary: bool,
     /// Names of custom sections, with their order.
     pub custom_sections: Vec<String>,
+    /// The start function, if any.
+    pub start: Option<u32>,
 }
 
 impl<'a> ModuleInfo<'a> {
@@ -203,6 +205,7 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
         body_validators: Vec::new(),
         refs_cross_boundary: false,
         custom_sections: Vec::new(),
+        start: None,
     };
     let mut exported_tables = Vec::new();
     let mut name_section = None;
@@ -327,6 +330,7 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
                         .push((export.name.to_string(), export.kind, export.index));
                 }
             }
+            Payload::StartSection { func, .. } => info.start = Some(func),
             Payload::ElementSection(reader) => {
                 for element in reader {
                     let element = element?;

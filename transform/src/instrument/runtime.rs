@@ -25,7 +25,7 @@ pub const ASSERT_FUNCTION: &str = "__wasm_rewind_assert_failed";
 /// One added function: its debug name, type index, body, and export name.
 pub struct AddedFunction {
     /// Name for the name section.
-    pub name: &'static str,
+    pub name: std::borrow::Cow<'static, str>,
     /// Its type index.
     pub ty: u32,
     /// Its encoded body.
@@ -50,6 +50,11 @@ pub fn layout_funcs(first: u32, asserts: bool) -> RuntimeFuncs {
     }
 }
 
+/// How many functions [`layout_funcs`] places (and [`build`] builds).
+pub fn count(asserts: bool) -> u32 {
+    9 + asserts as u32
+}
+
 /// Interns the types of the added functions (before any block type, so their
 /// indices do not depend on the functions being rewritten).
 pub fn intern_types(types: &mut TypeInterner, addr: ValType) {
@@ -72,55 +77,55 @@ pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
     let b = Builder { ctx };
     let mut funcs = vec![
         AddedFunction {
-            name: "asyncify_start_unwind",
+            name: "asyncify_start_unwind".into(),
             ty: ptr_to_unit,
             body: b.control(1, true),
             export: Some("asyncify_start_unwind"),
         },
         AddedFunction {
-            name: "asyncify_stop_unwind",
+            name: "asyncify_stop_unwind".into(),
             ty: unit,
             body: b.control(0, false),
             export: Some("asyncify_stop_unwind"),
         },
         AddedFunction {
-            name: "asyncify_start_rewind",
+            name: "asyncify_start_rewind".into(),
             ty: ptr_to_unit,
             body: b.control(2, true),
             export: Some("asyncify_start_rewind"),
         },
         AddedFunction {
-            name: "asyncify_stop_rewind",
+            name: "asyncify_stop_rewind".into(),
             ty: unit,
             body: b.control(0, false),
             export: Some("asyncify_stop_rewind"),
         },
         AddedFunction {
-            name: "asyncify_get_state",
+            name: "asyncify_get_state".into(),
             ty: to_i32,
             body: b.get_state(),
             export: Some("asyncify_get_state"),
         },
         AddedFunction {
-            name: "__wasm_rewind_push_frame",
+            name: "__wasm_rewind_push_frame".into(),
             ty: push_ty,
             body: b.push_frame(),
             export: None,
         },
         AddedFunction {
-            name: "__wasm_rewind_pop_index",
+            name: "__wasm_rewind_pop_index".into(),
             ty: to_i32,
             body: b.pop_index(),
             export: None,
         },
         AddedFunction {
-            name: "__wasm_rewind_pop_frame",
+            name: "__wasm_rewind_pop_frame".into(),
             ty: pop_ty,
             body: b.pop_frame(),
             export: None,
         },
         AddedFunction {
-            name: OVERFLOW_FUNCTION,
+            name: OVERFLOW_FUNCTION.into(),
             ty: unit,
             body: Builder::trap(),
             export: None,
@@ -128,7 +133,7 @@ pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
     ];
     if ctx.asserts {
         funcs.push(AddedFunction {
-            name: ASSERT_FUNCTION,
+            name: ASSERT_FUNCTION.into(),
             ty: unit,
             body: Builder::trap(),
             export: None,

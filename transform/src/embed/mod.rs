@@ -1,0 +1,595 @@
+//! `--embed-runtime`: the WASIX stack calls satisfied inside the module.
+//!
+//! A module whose C code calls `wasix_32v1.stack_checkpoint` and
+//! `stack_restore` (our setjmp.h) normally needs a host that drives the
+//! Asyncify exports (runtime-shim). With this option the output needs none:
+//!
+//! - the two imports (and `stack_rewind`, the other name of the restore) are
+//!   removed; their calls go to functions linked in from `runtime.wat`, which
+//!   keep the snapshots in a region of memory 0 taken with `memory.grow`;
+//! - every exported function that can unwind (and the start function) is
+//!   wrapped: the export names a wrapper that calls the original, and when it
+//!   returned because the stack unwound, completes the checkpoint or restore
+//!   and calls it again with the same arguments, which rewinds;
+//! - the globals a jump restores (`__stack_pointer` and the exported mutable
+//!   ones, as the host shim does) are saved and restored by two functions
+//!   generated here for the module.
+//!
+//! The cost is fixed: the template's functions, two small generated ones and
+//! one short wrapper per exported entry point; call sites are instrumented
+//! exactly as for the host shim.
+//!
+//! The template is ordinary WAT with `@NAME@` constants. Linking it is a
+//! re-encode with its imports mapped onto the module's indices, its types
+//! interned, its globals appended after the state globals and its functions
+//! after the Asyncify runtime.
+
+use std::collections::HashMap;
+
+use wasm_encoder::reencode::{Error as ReencodeError, Reencode};
+use wasm_encoder::{BlockType, ConstExpr, Function, Instruction, MemArg};
+use wasmparser::{ExternalKind, Parser, Payload, TypeRef, ValType};
+
+use crate::instrument::runtime::AddedFunction;
+use crate::instrument::{Ctx, TypeInterner};
+use crate::module_info::{FuncImport, ModuleInfo};
+use crate::{Error, ErrorKind, Result};
+
+/// Pages of memory 0 the runtime takes on the first checkpoint (4 MiB).
+pub const REGION_PAGES: u32 = 64;
+/// Bytes of that region for the Asyncify buffer: the deepest stack a jump can
+/// capture (1 MiB, the host shim's default too).
+pub const BUFFER_BYTES: u32 = 1 << 20;
+/// Snapshots the store holds at once (the host shim's default too).
+pub const SLOTS: u32 = 1024;
+
+/// The template; see its header for the region's layout and the protocol.
+const TEMPLATE: &str = include_str!("runtime.wat");
+
+/// Template imports, in the template's function index order.
+const TEMPLATE_FUNC_IMPORTS: &[&str] = &[
+    "start_unwind",
+    "stop_unwind",
+    "start_rewind",
+    "stop_rewind",
+    "get_state",
+    "save_globals",
+    "restore_globals",
+];
+
+/// Which runtime entry point a WASIX import becomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StackCall {
+    /// `stack_checkpoint(env, ret) -> errno`
+    Checkpoint,
+    /// `stack_restore(env, val)` (also spelled `stack_rewind`)
+    Restore,
+}
+
+/// The runtime function a function import becomes, if it is a 32-bit WASIX
+/// stack call.
+pub fn stack_call(import: &FuncImport) -> Option<StackCall> {
+    if import.module != "wasix_32v1" {
+        return None;
+    }
+    match import.name.as_str() {
+        "stack_checkpoint" => Some(StackCall::Checkpoint),
+        "stack_restore" | "stack_rewind" => Some(StackCall::Restore),
+        _ => None,
+    }
+}
+
+/// Everything decided about the embedded runtime before the functions are
+/// rewritten: which functions are appended at which indices, which globals
+/// are saved, which exports are wrapped.
+pub struct Embed {
+    template: Vec<u8>,
+    /// Template function types, in template type index order.
+    types: Vec<(Vec<ValType>, Vec<ValType>)>,
+    /// Per template function (imports first): its template type index.
+    func_types: Vec<u32>,
+    /// Names of the template's defined functions, in order.
+    names: Vec<String>,
+    /// Template defined globals: whether each is 64-bit (all start at zero).
+    globals64: Vec<bool>,
+    /// Output index of the first appended function.
+    first: u32,
+    /// Input indices of the globals a jump restores, `__stack_pointer` first.
+    saved: Vec<u32>,
+    /// Input indices of the functions whose exports (or start) get a wrapper.
+    wrapped: Vec<u32>,
+}
+
+impl Embed {
+    /// Checks that the module can carry the runtime and plans it. `first` is
+    /// the output index after the Asyncify runtime's functions; `instrumented`
+    /// says which input functions are.
+    pub fn plan(info: &ModuleInfo<'_>, instrumented: &[bool], first: u32) -> Result<Embed> {
+        if info.imports.iter().any(|i| {
+            i.module == "wasix_64v1"
+                && stack_call(&FuncImport {
+                    module: "wasix_32v1".into(),
+                    name: i.name.clone(),
+                })
+                .is_some()
+        }) {
+            return Err(Error::unsupported(
+                "--embed-runtime supports wasm32 modules only (this one imports the \
+                 wasix_64v1 stack calls)",
+            ));
+        }
+        match info.memories.first() {
+            Some(m) if !m.memory64 => {}
+            Some(_) => {
+                return Err(Error::unsupported(
+                    "--embed-runtime needs a 32-bit memory 0 (this module's is 64-bit)",
+                ))
+            }
+            None => {
+                return Err(Error::unsupported(
+                    "--embed-runtime keeps its snapshots in memory 0, and this module has none",
+                ))
+            }
+        }
+        let sp = stack_pointer(info)?;
+        let mut saved = vec![sp];
+        for (name, kind, index) in &info.exports {
+            let g = *index;
+            let ty = info.globals.get(g as usize);
+            if *kind == ExternalKind::Global
+                && g != sp
+                && !saved.contains(&g)
+                && ty.is_some_and(|t| t.mutable && is_numeric(t.content_type))
+                && !name.starts_with("__asyncify")
+            {
+                saved.push(g);
+            }
+        }
+        saved[1..].sort_unstable();
+
+        let mut wrapped: Vec<u32> = info
+            .exports
+            .iter()
+            .filter(|(_, kind, f)| {
+                *kind == ExternalKind::Func && instrumented.get(*f as usize) == Some(&true)
+            })
+            .map(|(_, _, f)| *f)
+            .chain(
+                info.start
+                    .filter(|f| instrumented.get(*f as usize) == Some(&true)),
+            )
+            .collect();
+        wrapped.sort_unstable();
+        wrapped.dedup();
+        for &f in &wrapped {
+            let sig = info.func_sig(f);
+            if let Some(t) = sig.results().iter().find(|t| !t.is_defaultable()) {
+                return Err(Error::unsupported(format!(
+                    "--embed-runtime: the entry point `{}` returns a non-nullable reference \
+                     ({t}), which its wrapper cannot hold",
+                    info.func_display_name(f)
+                )));
+            }
+        }
+
+        let wat = fill_template(info, saved.len() as u32);
+        let template = wat::parse_str(&wat).map_err(|e| {
+            Error::new(
+                ErrorKind::Internal,
+                format!("the embedded runtime does not parse: {e}"),
+            )
+        })?;
+        let mut embed = Embed {
+            template: Vec::new(),
+            types: Vec::new(),
+            func_types: Vec::new(),
+            names: Vec::new(),
+            globals64: Vec::new(),
+            first,
+            saved,
+            wrapped,
+        };
+        embed.read_template(&template)?;
+        embed.template = template;
+        Ok(embed)
+    }
+
+    /// Collects the template's types, functions, globals and names.
+    fn read_template(&mut self, wasm: &[u8]) -> Result<()> {
+        let internal = |e: wasmparser::BinaryReaderError| {
+            Error::new(ErrorKind::Internal, format!("embedded runtime: {e}"))
+        };
+        let mut exports = HashMap::new();
+        for payload in Parser::new(0).parse_all(wasm) {
+            match payload.map_err(internal)? {
+                Payload::TypeSection(reader) => {
+                    for ty in reader.into_iter_err_on_gc_types() {
+                        let ty = ty.map_err(internal)?;
+                        self.types
+                            .push((ty.params().to_vec(), ty.results().to_vec()));
+                    }
+                }
+                Payload::ImportSection(reader) => {
+                    for import in reader.into_imports() {
+                        if let TypeRef::Func(t) = import.map_err(internal)?.ty {
+                            self.func_types.push(t);
+                        }
+                    }
+                }
+                Payload::FunctionSection(reader) => {
+                    for t in reader {
+                        self.func_types.push(t.map_err(internal)?);
+                    }
+                }
+                Payload::GlobalSection(reader) => {
+                    for g in reader {
+                        self.globals64
+                            .push(g.map_err(internal)?.ty.content_type == ValType::I64);
+                    }
+                }
+                Payload::ExportSection(reader) => {
+                    for e in reader {
+                        let e = e.map_err(internal)?;
+                        exports.insert(e.index, e.name.to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        let n_imports = TEMPLATE_FUNC_IMPORTS.len();
+        self.names = (n_imports..self.func_types.len())
+            .map(|f| {
+                exports.get(&(f as u32)).cloned().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Internal,
+                        format!("embedded runtime: function {f} is not exported"),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// Number of template functions the module gets.
+    fn n_template(&self) -> u32 {
+        self.names.len() as u32
+    }
+
+    /// Output index of a template function, by name.
+    fn func(&self, name: &str) -> u32 {
+        let i = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .expect("the template defines its entry points");
+        self.first + i as u32
+    }
+
+    /// Output index of `stack_checkpoint`'s replacement.
+    pub fn checkpoint(&self) -> u32 {
+        self.func("__wasm_rewind_stack_checkpoint")
+    }
+
+    /// Output index of `stack_restore`'s replacement.
+    pub fn restore(&self) -> u32 {
+        self.func("__wasm_rewind_stack_restore")
+    }
+
+    fn after_unwind(&self) -> u32 {
+        self.func("__wasm_rewind_after_unwind")
+    }
+
+    fn save_globals(&self) -> u32 {
+        self.first + self.n_template()
+    }
+
+    fn restore_globals(&self) -> u32 {
+        self.first + self.n_template() + 1
+    }
+
+    /// Output index where the function the WASIX import `call` maps to.
+    pub fn target(&self, call: StackCall) -> u32 {
+        match call {
+            StackCall::Checkpoint => self.checkpoint(),
+            StackCall::Restore => self.restore(),
+        }
+    }
+
+    /// Input function index to the output index of its wrapper, for the
+    /// export and start sections.
+    pub fn entry_wrappers(&self) -> HashMap<u32, u32> {
+        let first = self.restore_globals() + 1;
+        self.wrapped
+            .iter()
+            .enumerate()
+            .map(|(i, &f)| (f, first + i as u32))
+            .collect()
+    }
+
+    /// Interns the template's function types (before any function is
+    /// rewritten, like the Asyncify runtime's).
+    pub fn intern_types(&self, types: &mut TypeInterner) {
+        for (params, results) in &self.types {
+            types.intern(params, results);
+        }
+        types.intern(&[ValType::I32], &[]);
+    }
+
+    /// The globals the template defines, with their names, to append after
+    /// the state globals (all start at zero).
+    pub fn globals(&self) -> Vec<(wasm_encoder::GlobalType, ConstExpr)> {
+        self.globals64
+            .iter()
+            .map(|&is64| {
+                let (val_type, init) = if is64 {
+                    (wasm_encoder::ValType::I64, ConstExpr::i64_const(0))
+                } else {
+                    (wasm_encoder::ValType::I32, ConstExpr::i32_const(0))
+                };
+                let ty = wasm_encoder::GlobalType {
+                    val_type,
+                    mutable: true,
+                    shared: false,
+                };
+                (ty, init)
+            })
+            .collect()
+    }
+
+    /// The functions to append after the Asyncify runtime's, in order: the
+    /// template's, the two global movers, the entry wrappers.
+    pub fn functions(&self, ctx: &Ctx<'_>) -> Result<Vec<AddedFunction>> {
+        let mut out = self.link_template(ctx)?;
+        let ptr_to_unit = ctx
+            .types
+            .get(&[ValType::I32], &[])
+            .expect("interned by intern_types");
+        out.push(AddedFunction {
+            name: "__wasm_rewind_save_globals".into(),
+            ty: ptr_to_unit,
+            body: self.move_globals(ctx, true)?,
+            export: None,
+        });
+        out.push(AddedFunction {
+            name: "__wasm_rewind_restore_globals".into(),
+            ty: ptr_to_unit,
+            body: self.move_globals(ctx, false)?,
+            export: None,
+        });
+        for &f in &self.wrapped {
+            out.push(AddedFunction {
+                name: format!("__wasm_rewind_entry_{}", ctx.info.func_display_name(f)).into(),
+                ty: ctx.info.func_types[f as usize],
+                body: self.wrapper(ctx, f)?,
+                export: None,
+            });
+        }
+        Ok(out)
+    }
+
+    /// The template's functions, re-encoded with the module's indices.
+    fn link_template(&self, ctx: &Ctx<'_>) -> Result<Vec<AddedFunction>> {
+        let f = &ctx.funcs;
+        let mut funcs = vec![
+            f.start_unwind,
+            f.stop_unwind,
+            f.start_rewind,
+            f.stop_rewind,
+            f.get_state,
+            self.save_globals(),
+            self.restore_globals(),
+        ];
+        funcs.extend((0..self.n_template()).map(|i| self.first + i));
+        let mut remap = ctx.remap();
+        let sp = remap.global_index(self.saved[0]).map_err(internal)?;
+        let mut globals = vec![sp];
+        globals.extend((0..self.globals64.len() as u32).map(|i| ctx.data_global + 1 + i));
+        let types = self
+            .types
+            .iter()
+            .map(|(p, r)| ctx.types.get(p, r).expect("interned by intern_types"))
+            .collect();
+        let mut linker = Linker {
+            funcs,
+            globals,
+            types,
+        };
+        let mut out = Vec::new();
+        let mut defined = 0;
+        for payload in Parser::new(0).parse_all(&self.template) {
+            if let Payload::CodeSectionEntry(body) = payload.map_err(internal)? {
+                let mut func = linker
+                    .new_function_with_parsed_locals(&body)
+                    .map_err(internal)?;
+                let mut reader = body.get_operators_reader().map_err(internal)?;
+                while !reader.eof() {
+                    func.instruction(&linker.parse_instruction(&mut reader).map_err(internal)?);
+                }
+                let index = TEMPLATE_FUNC_IMPORTS.len() + defined;
+                out.push(AddedFunction {
+                    name: self.names[defined].clone().into(),
+                    ty: linker.types[self.func_types[index] as usize],
+                    body: func.into_raw_body(),
+                    export: None,
+                });
+                defined += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `save_globals(ptr)` stores each saved global in 8 bytes at `ptr`;
+    /// `restore_globals(ptr)` loads them back.
+    fn move_globals(&self, ctx: &Ctx<'_>, save: bool) -> Result<Vec<u8>> {
+        let mut func = Function::new([]);
+        let mut remap = ctx.remap();
+        for (i, &g) in self.saved.iter().enumerate() {
+            let global = remap.global_index(g).map_err(internal)?;
+            let offset = 8 * i as u64;
+            let arg = |align| MemArg {
+                offset,
+                align,
+                memory_index: 0,
+            };
+            func.instruction(&Instruction::LocalGet(0));
+            let ty = ctx.info.globals[g as usize].content_type;
+            if save {
+                func.instruction(&Instruction::GlobalGet(global));
+                func.instruction(&match ty {
+                    ValType::I32 => Instruction::I32Store(arg(2)),
+                    ValType::I64 => Instruction::I64Store(arg(3)),
+                    ValType::F32 => Instruction::F32Store(arg(2)),
+                    _ => Instruction::F64Store(arg(3)),
+                });
+            } else {
+                func.instruction(&match ty {
+                    ValType::I32 => Instruction::I32Load(arg(2)),
+                    ValType::I64 => Instruction::I64Load(arg(3)),
+                    ValType::F32 => Instruction::F32Load(arg(2)),
+                    _ => Instruction::F64Load(arg(3)),
+                });
+                func.instruction(&Instruction::GlobalSet(global));
+            }
+        }
+        func.instruction(&Instruction::End);
+        Ok(func.into_raw_body())
+    }
+
+    /// The wrapper of entry point `f`: call it until it returns without
+    /// having unwound; after each unwind, complete the request (which starts
+    /// the rewind) and call it again with the same arguments.
+    fn wrapper(&self, ctx: &Ctx<'_>, f: u32) -> Result<Vec<u8>> {
+        let sig = ctx.info.func_sig(f);
+        let n_params = sig.params().len() as u32;
+        let results = sig
+            .results()
+            .iter()
+            .map(|t| ctx.val_type(*t))
+            .collect::<Result<Vec<_>>>()?;
+        let mut func = Function::new(results.iter().map(|t| (1, *t)));
+        func.instruction(&Instruction::Loop(BlockType::Empty));
+        for p in 0..n_params {
+            func.instruction(&Instruction::LocalGet(p));
+        }
+        func.instruction(&Instruction::Call(ctx.func_map[f as usize]));
+        for r in (0..results.len() as u32).rev() {
+            func.instruction(&Instruction::LocalSet(n_params + r));
+        }
+        func.instruction(&Instruction::GlobalGet(ctx.state_global));
+        func.instruction(&Instruction::I32Const(1));
+        func.instruction(&Instruction::I32Eq);
+        func.instruction(&Instruction::If(BlockType::Empty));
+        func.instruction(&Instruction::Call(self.after_unwind()));
+        func.instruction(&Instruction::Br(1));
+        func.instruction(&Instruction::End);
+        func.instruction(&Instruction::End);
+        for r in 0..results.len() as u32 {
+            func.instruction(&Instruction::LocalGet(n_params + r));
+        }
+        func.instruction(&Instruction::End);
+        Ok(func.into_raw_body())
+    }
+}
+
+/// The template's indices mapped onto the output's.
+struct Linker {
+    funcs: Vec<u32>,
+    globals: Vec<u32>,
+    types: Vec<u32>,
+}
+
+impl Reencode for Linker {
+    type Error = std::convert::Infallible;
+
+    fn function_index(
+        &mut self,
+        func: u32,
+    ) -> std::result::Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.funcs[func as usize])
+    }
+
+    fn global_index(
+        &mut self,
+        global: u32,
+    ) -> std::result::Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.globals[global as usize])
+    }
+
+    fn type_index(&mut self, ty: u32) -> std::result::Result<u32, ReencodeError<Self::Error>> {
+        Ok(self.types[ty as usize])
+    }
+}
+
+fn internal(e: impl std::fmt::Display) -> Error {
+    Error::new(ErrorKind::Internal, format!("embedded runtime: {e}"))
+}
+
+fn is_numeric(t: ValType) -> bool {
+    matches!(t, ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64)
+}
+
+/// The module's `__stack_pointer`: exported under that name, or named so in
+/// the name section. A jump must restore it, and the stale check reads it.
+fn stack_pointer(info: &ModuleInfo<'_>) -> Result<u32> {
+    let exported = info
+        .exports
+        .iter()
+        .find(|(n, k, _)| n == "__stack_pointer" && *k == ExternalKind::Global)
+        .map(|(_, _, g)| *g);
+    let named = || {
+        info.global_names
+            .iter()
+            .filter(|(_, n)| n.as_str() == "__stack_pointer")
+            .map(|(g, _)| *g)
+            .min()
+    };
+    let g = exported.or_else(named).ok_or_else(|| {
+        Error::unsupported(
+            "--embed-runtime needs the module's `__stack_pointer`, and there is no global of \
+             that name: keep the name section (do not strip the module) or link with \
+             -Wl,--export=__stack_pointer",
+        )
+    })?;
+    let ty = info.globals[g as usize];
+    if !(ty.mutable && ty.content_type == ValType::I32) {
+        return Err(Error::unsupported(
+            "--embed-runtime: `__stack_pointer` is not a mutable i32 global",
+        ));
+    }
+    Ok(g)
+}
+
+/// The template with its constants: region layout and the hash key.
+fn fill_template(info: &ModuleInfo<'_>, n_saved: u32) -> String {
+    let globals = 8 * n_saved;
+    let table = 16 + BUFFER_BYTES;
+    let arena = table + 32 * SLOTS;
+    let region = REGION_PAGES * 65536;
+    debug_assert!(arena < region);
+    TEMPLATE
+        .replace("@PAGES@", &REGION_PAGES.to_string())
+        .replace("@BUFFER@", &BUFFER_BYTES.to_string())
+        .replace("@SLOTS@", &SLOTS.to_string())
+        .replace("@TABLE@", &table.to_string())
+        .replace("@ARENA@", &arena.to_string())
+        .replace("@REGION@", &region.to_string())
+        .replace("@GLOBALS_PLUS_8@", &(globals + 8).to_string())
+        .replace("@GLOBALS@", &globals.to_string())
+        .replace("@KEY@", &format!("{:#x}", module_key(info.wasm)))
+}
+
+/// A hash key that differs between modules and is the same for the same
+/// input, so builds stay reproducible (FNV-1a over the input, 8 bytes at a
+/// time, then splitmix64's finaliser).
+fn module_key(wasm: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for chunk in wasm.chunks(8) {
+        let mut word = [0u8; 8];
+        word[..chunk.len()].copy_from_slice(chunk);
+        h = (h ^ u64::from_le_bytes(word)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= wasm.len() as u64;
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
