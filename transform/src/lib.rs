@@ -121,6 +121,9 @@ pub struct Stats {
     pub input_size: usize,
     /// Size of the output in bytes.
     pub output_size: usize,
+    /// Bytes of code `--embed-runtime` added (its functions, the two global
+    /// movers and the entry wrappers); 0 without it.
+    pub embedded_runtime_size: usize,
     /// Custom sections that were dropped because rewriting makes them wrong
     /// (DWARF `.debug_*`).
     pub dropped_sections: Vec<String>,
@@ -333,8 +336,11 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
     };
     let rewritten = instrument::rewrite_functions(&mut ctx, &analysis)?;
     let mut added = runtime::build(&ctx);
+    let mut embedded_runtime_size = 0;
     if let Some(e) = &embedded {
-        added.extend(e.functions(&ctx)?);
+        let funcs = e.functions(&ctx)?;
+        embedded_runtime_size = funcs.iter().map(|f| f.body.len()).sum();
+        added.extend(funcs);
     }
 
     let mut exports: Vec<(String, ExportKind, u32)> = added
@@ -416,6 +422,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         exact_frames: rewritten.exact_sites,
         input_size: wasm.len(),
         output_size: out.len(),
+        embedded_runtime_size,
         dropped_sections: dropped,
         warnings,
     };

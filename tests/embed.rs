@@ -1,0 +1,399 @@
+//! `--embed-runtime`, end to end: programs instrumented with it run under
+//! node's own WASI (no asyncify-aware host anywhere) and under plain wasmtime
+//! WASI, and must print exactly what the same program prints when
+//! instrumented without it and run on the host shim (`wasm-rewind run`),
+//! which tests/setjmp.rs and tests/lua.rs compare with native builds.
+//!
+//! - every `corpus/c/*.c` setjmp/longjmp program;
+//! - Lua 5.4 (corpus/lua/build.sh) on every `corpus/lua/*.lua` script;
+//! - misuse (`corpus/embed/*.c`): a garbage, a stale, a corrupted jmp_buf and
+//!   an overfull store each trap in their own named function;
+//! - the runtime's code is a fixed size, whatever the number of call sites.
+//!
+//! Needs node (any version with `node:wasi` preview1), clang-19, wasm-ld-19,
+//! wasi-libc; `.ci/run` installs them. A missing tool fails the test.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+mod process;
+use process::Outcome;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+/// The same as tests/lua.rs gives its scripts.
+const LUA_ARGS: [&str; 2] = ["a", "b c"];
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn require_tools() {
+    process::require("node", "--version", "nodejs");
+    process::require(
+        "clang-19",
+        "--version",
+        "clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc",
+    );
+}
+
+fn run(cmd: &mut Command) -> Result<Outcome, String> {
+    process::run(cmd, TIMEOUT)
+}
+
+/// Runs a build step: it must exit with 0. Returns its stdout.
+fn step(cmd: &mut Command) -> Result<String, String> {
+    let what = format!("{cmd:?}");
+    let o = run(cmd)?;
+    if o.code == Some(0) {
+        Ok(o.stdout)
+    } else {
+        Err(format!(
+            "{what} failed (exit {:?})\n--- stdout\n{}--- stderr\n{}",
+            o.code, o.stdout, o.stderr
+        ))
+    }
+}
+
+fn wasm_rewind() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+}
+
+/// `wasm-rewind instrument IN OUT [--embed-runtime]`.
+fn instrument(input: &Path, output: &Path, embed: bool) -> Result<(), String> {
+    let mut cmd = wasm_rewind();
+    cmd.arg("instrument").arg(input).arg(output).arg("-q");
+    if embed {
+        cmd.arg("--embed-runtime");
+    }
+    step(&mut cmd).map(drop)
+}
+
+/// node running `wasm` under its WASI with `dir` preopened as `.`.
+fn node(wasm: &Path, dir: Option<&Path>, args: &[&str]) -> Command {
+    let mut cmd = Command::new("node");
+    // The first flag is needed by node 18 (Debian 12's) and ignored by later
+    // ones. Without the last, node 20.20's V8 crashes (SIGSEGV in its own
+    // property lookup, not a wasm trap) once Lua's errors_depth.lua has
+    // printed everything: it fails 3 runs in 3 with concurrent marking and
+    // 0 in 3 with `--single-threaded-gc` or `--no-concurrent-marking`, and
+    // plain wasmtime runs the same module cleanly. A garbage collector's
+    // threading cannot change what a wasm program computes, so the test
+    // loses nothing by avoiding the crash.
+    cmd.args([
+        "--experimental-wasi-unstable-preview1",
+        "--no-warnings",
+        "--single-threaded-gc",
+    ])
+    .arg(root().join("tests/node/run-wasi.mjs"));
+    if let Some(dir) = dir {
+        cmd.arg("--dir").arg(format!("{}::.", dir.display()));
+    }
+    cmd.arg(wasm).args(args);
+    cmd
+}
+
+/// `wasm-rewind run` of `wasm` with `dir` preopened as `.`.
+fn shim(wasm: &Path, dir: Option<&Path>, args: &[&str]) -> Command {
+    let mut cmd = wasm_rewind();
+    cmd.arg("run").arg(wasm);
+    if let Some(dir) = dir {
+        cmd.arg("--dir").arg(format!("{}::.", dir.display()));
+    }
+    cmd.arg("--").args(args);
+    cmd
+}
+
+/// The imports of a module, as `module.name`.
+fn imports(wasm: &Path) -> Vec<String> {
+    let bytes = std::fs::read(wasm).unwrap();
+    let mut names = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::ImportSection(s) = payload.unwrap() {
+            for import in s.into_imports() {
+                let import = import.unwrap();
+                names.push(format!("{}.{}", import.module, import.name));
+            }
+        }
+    }
+    names
+}
+
+/// The shim's run and the embedded runs (node, and plain wasmtime WASI
+/// through `wasm-rewind run`, which adds no shim to a module without WASIX
+/// imports) must agree. `Err` shows all three.
+fn compare(
+    what: &str,
+    with_shim: &mut Command,
+    embedded: &Path,
+    dir: Option<&Path>,
+    args: &[&str],
+) -> Result<(), String> {
+    let expected = run(with_shim)?;
+    let on_node = run(&mut node(embedded, dir, args))?;
+    let on_wasmtime = run(&mut shim(embedded, dir, args))?;
+    if expected == on_node && expected == on_wasmtime {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: outputs differ\n=== host shim\n{expected:?}\n=== embedded, node\n{on_node:?}\n\
+         === embedded, plain wasmtime\n{on_wasmtime:?}"
+    ))
+}
+
+fn build_c(src: &Path, out: &Path) -> Result<(), String> {
+    step(
+        Command::new("bash")
+            .arg(root().join("corpus/build-c.sh"))
+            .arg(src)
+            .arg(out),
+    )
+    .map(drop)
+}
+
+fn c_sources(dir: &str) -> Vec<PathBuf> {
+    let mut srcs: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    srcs.sort();
+    srcs
+}
+
+fn check_c_program(src: &Path, tmp: &Path) -> Result<(), String> {
+    let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+    let wasm = tmp.join(format!("{name}.wasm"));
+    let rw = tmp.join(format!("{name}.rw.wasm"));
+    let embedded = tmp.join(format!("{name}.embedded.wasm"));
+    build_c(src, &wasm)?;
+    instrument(&wasm, &rw, false)?;
+    instrument(&wasm, &embedded, true)?;
+    let wasix: Vec<String> = imports(&embedded)
+        .into_iter()
+        .filter(|i| i.starts_with("wasix_"))
+        .collect();
+    if !wasix.is_empty() {
+        return Err(format!(
+            "{name}: the embedded build still imports {wasix:?}"
+        ));
+    }
+    compare(&name, &mut shim(&rw, None, &[]), &embedded, None, &[])
+}
+
+#[test]
+fn c_programs_behave_the_same_with_the_embedded_runtime() {
+    require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let srcs = c_sources("corpus/c");
+    assert!(srcs.len() >= 10, "corpus/c has {} programs", srcs.len());
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = srcs
+            .iter()
+            .map(|src| scope.spawn(|| check_c_program(src, tmp.path())))
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap().err())
+            .collect()
+    });
+    assert!(
+        failures.is_empty(),
+        "{} of {} programs differ:\n\n{}",
+        failures.len(),
+        srcs.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Lua built once per test process, instrumented both ways.
+fn lua_builds() -> &'static (PathBuf, PathBuf) {
+    static BUILT: OnceLock<Result<(PathBuf, PathBuf), String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let stdout = step(Command::new("bash").arg(root().join("corpus/lua/build.sh")))?;
+        let wasm = PathBuf::from(stdout.lines().last().unwrap_or_default());
+        let rw = wasm.with_file_name("lua.shim.wasm");
+        let embedded = wasm.with_file_name("lua.embedded.wasm");
+        instrument(&wasm, &rw, false)?;
+        instrument(&wasm, &embedded, true)?;
+        Ok((rw, embedded))
+    });
+    match built {
+        Ok(paths) => paths,
+        Err(e) => panic!("building Lua failed:\n{e}"),
+    }
+}
+
+#[test]
+fn lua_scripts_behave_the_same_with_the_embedded_runtime() {
+    require_tools();
+    let (rw, embedded) = lua_builds();
+    let dir = root().join("corpus/lua");
+    let mut scripts: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.ends_with(".lua"))
+        .collect();
+    scripts.sort();
+    assert!(
+        scripts.len() >= 6,
+        "corpus/lua has {} scripts",
+        scripts.len()
+    );
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = scripts
+            .iter()
+            .map(|name| {
+                let dir = &dir;
+                scope.spawn(move || {
+                    let mut args = vec![name.as_str()];
+                    args.extend(LUA_ARGS);
+                    compare(
+                        name,
+                        &mut shim(rw, Some(dir), &args),
+                        embedded,
+                        Some(dir),
+                        &args,
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .filter_map(|h| h.join().unwrap().err())
+            .collect()
+    });
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Each misuse program, the function it must trap in, and whether the host
+/// shim refuses it too (it has no fixed-size store, and no store in memory
+/// for a program to scribble on).
+const MISUSE: &[(&str, &str, bool)] = &[
+    ("corrupt_snapshot", "__wasm_rewind_corrupt_snapshot", false),
+    ("garbage_jmpbuf", "__wasm_rewind_unknown_snapshot", true),
+    ("stale_jmpbuf", "__wasm_rewind_stale_snapshot", true),
+    ("store_full", "__wasm_rewind_snapshot_store_full", false),
+];
+
+#[test]
+fn misuse_traps_in_a_function_named_for_the_reason() {
+    require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let srcs = c_sources("corpus/embed");
+    let names: Vec<String> = srcs
+        .iter()
+        .map(|s| s.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let listed: Vec<&str> = MISUSE.iter().map(|(n, _, _)| *n).collect();
+    assert_eq!(
+        names, listed,
+        "corpus/embed and MISUSE must list the same programs"
+    );
+    for (src, (name, trap, shim_refuses)) in srcs.iter().zip(MISUSE) {
+        let wasm = tmp.path().join(format!("{name}.wasm"));
+        let embedded = tmp.path().join(format!("{name}.embedded.wasm"));
+        build_c(src, &wasm).unwrap();
+        instrument(&wasm, &embedded, true).unwrap();
+        let o = run(&mut node(&embedded, None, &[])).unwrap();
+        assert_eq!(o.code, Some(134), "{name} must trap under node: {o:?}");
+        assert!(
+            o.stderr.contains("RuntimeError: unreachable") && o.stderr.contains(trap),
+            "{name} must trap in {trap}:\n{}",
+            o.stderr
+        );
+        assert!(
+            !o.stdout.contains("rewound"),
+            "{name} rewound: {}",
+            o.stdout
+        );
+        if *shim_refuses {
+            let rw = tmp.path().join(format!("{name}.rw.wasm"));
+            instrument(&wasm, &rw, false).unwrap();
+            let o = run(&mut shim(&rw, None, &[])).unwrap();
+            assert_ne!(
+                o.code,
+                Some(0),
+                "the host shim must refuse {name} too: {o:?}"
+            );
+            assert!(
+                !o.stdout.contains("rewound"),
+                "{name} rewound: {}",
+                o.stdout
+            );
+        }
+    }
+}
+
+/// A module with `sites` setjmp call sites in one exported function.
+fn setjmp_sites(sites: usize) -> Vec<u8> {
+    let calls = "(drop (call $checkpoint (i32.const 64) (i32.const 96)))\n".repeat(sites);
+    wat::parse_str(format!(
+        r#"(module
+          (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
+          (import "wasix_32v1" "stack_restore" (func $restore (param i32 i64)))
+          (memory 1)
+          (global $__stack_pointer (mut i32) (i32.const 4096))
+          (func (export "run") {calls})
+          (func (export "jump") (call $restore (i32.const 64) (i64.const 1))))"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_embedded_runtime_is_a_fixed_amount_of_code() {
+    let options = wasm_rewind_transform::Options {
+        embed_runtime: true,
+        ..Default::default()
+    };
+    let sizes: Vec<usize> = [1, 10, 200]
+        .iter()
+        .map(|&n| {
+            let out = wasm_rewind_transform::instrument(&setjmp_sites(n), &options).unwrap();
+            out.stats.embedded_runtime_size
+        })
+        .collect();
+    assert!(sizes[0] > 0);
+    // Only the hash key differs (it is derived from the input), and its
+    // LEB128 encoding takes 1 to 10 bytes.
+    let spread = sizes.iter().max().unwrap() - sizes.iter().min().unwrap();
+    assert!(
+        spread <= 10,
+        "the runtime's size depends on the call sites: {sizes:?}"
+    );
+    // Measured 1,274 bytes when written; the bound leaves room, not a blank cheque.
+    assert!(
+        sizes[0] < 4096,
+        "the embedded runtime is {} bytes",
+        sizes[0]
+    );
+}
+
+#[test]
+fn embedding_refuses_flags_for_a_host_driven_buffer() {
+    for flags in [
+        &["--memory", "0"][..],
+        &["--secondary-memory=2"][..],
+        &["--import-globals"][..],
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let input = tmp.path().join("in.wasm");
+        let output = tmp.path().join("out.wasm");
+        std::fs::write(&input, setjmp_sites(1)).unwrap();
+        let o = run(wasm_rewind()
+            .arg("instrument")
+            .arg(&input)
+            .arg(&output)
+            .arg("--embed-runtime")
+            .args(flags))
+        .unwrap();
+        assert_eq!(o.code, Some(1), "{flags:?}: {o:?}");
+        assert!(
+            o.stderr.contains("--embed-runtime"),
+            "{flags:?}: {}",
+            o.stderr
+        );
+        assert!(!output.exists(), "{flags:?} left an output file");
+    }
+}
