@@ -397,3 +397,53 @@ fn embedding_refuses_flags_for_a_host_driven_buffer() {
         assert!(!output.exists(), "{flags:?} left an output file");
     }
 }
+
+/// A reactor (no `_start`): every export that can unwind is wrapped, keeps
+/// its arguments across the rewinds it takes, and can be called again.
+#[test]
+fn reactor_exports_are_wrapped_and_reentrant() {
+    // count(n): setjmp, then longjmp(env, v + 1) until setjmp returns n;
+    // pair(n): the same through count, returning two values.
+    let wasm = wat::parse_str(
+        r#"(module
+          (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
+          (import "wasix_32v1" "stack_restore" (func $restore (param i32 i64)))
+          (memory (export "memory") 1)
+          (global $__stack_pointer (mut i32) (i32.const 4096))
+          (func $count (export "count") (param $n i32) (result i32)
+            (local $v i64)
+            (drop (call $checkpoint (i32.const 64) (i32.const 96)))
+            (local.set $v (i64.load (i32.const 96)))
+            (if (i64.lt_u (local.get $v) (i64.extend_i32_u (local.get $n)))
+              (then (call $restore (i32.const 64) (i64.add (local.get $v) (i64.const 1)))))
+            (i32.wrap_i64 (local.get $v)))
+          (func (export "pair") (param $n i32) (result i32 i64)
+            (call $count (local.get $n))
+            (i64.extend_i32_u (i32.mul (local.get $n) (i32.const 1000)))))"#,
+    )
+    .unwrap();
+    let options = wasm_rewind_transform::Options {
+        embed_runtime: true,
+        ..Default::default()
+    };
+    let out = wasm_rewind_transform::instrument(&wasm, &options).unwrap();
+    let engine = wasmtime::Engine::default();
+    let module = wasmtime::Module::new(&engine, &out.wasm).unwrap();
+    assert_eq!(module.imports().count(), 0, "the WASIX imports are gone");
+    let mut store = wasmtime::Store::new(&engine, ());
+    let instance = wasmtime::Instance::new(&mut store, &module, &[]).unwrap();
+    let count = instance
+        .get_typed_func::<i32, i32>(&mut store, "count")
+        .unwrap();
+    assert_eq!(count.call(&mut store, 5).unwrap(), 5);
+    assert_eq!(count.call(&mut store, 0).unwrap(), 0);
+    assert_eq!(count.call(&mut store, 300).unwrap(), 300);
+    let pair = instance
+        .get_typed_func::<i32, (i32, i64)>(&mut store, "pair")
+        .unwrap();
+    assert_eq!(pair.call(&mut store, 7).unwrap(), (7, 7000));
+    let state = instance
+        .get_typed_func::<(), i32>(&mut store, "asyncify_get_state")
+        .unwrap();
+    assert_eq!(state.call(&mut store, ()).unwrap(), 0);
+}
