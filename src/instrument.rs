@@ -30,6 +30,18 @@ Examples:
   # What did the pass do, and why is `main` instrumented?
   wasm-rewind instrument app.wasm -o out.wasm --stats --explain main
 
+  # wasm-opt's spelling works too (-O levels are accepted and ignored):
+  wasm-rewind instrument app.wasm --asyncify -O2 \
+      --pass-arg=asyncify-imports@env.sleep -o app.async.wasm
+
+wasm-opt's pass arguments map onto the flags: asyncify-imports@LIST (--imports),
+-ignore-imports, -ignore-indirect, -onlylist@ (--only), -addlist@ (--add),
+-removelist@ (--remove), -propagate-addlist (--propagate-add), -asserts,
+-memory@NAME, -in-secondary-memory with -secondary-memory-size@PAGES
+(--secondary-memory=PAGES), -import-globals, -export-globals, -verbose (--stats).
+Both --pass-arg=KEY@VALUE and --pass-arg KEY@VALUE; asyncify-relocatable and
+other passes are refused.
+
 Exit status:
   0  the output was written
   1  an error (unreadable or invalid input, refused module, bad list file, I/O);
@@ -143,9 +155,15 @@ pub struct Opts {
     #[arg(long, value_name = "FUNC")]
     explain: Vec<String>,
 
-    /// Do not print warnings (--stats and --explain still print).
+    /// Do not print warnings, notes or the progress bar (--stats and
+    /// --explain still print).
     #[arg(long, short = 'q')]
     quiet: bool,
+
+    /// Write a JSON report to FILE: what `inspect --json` says of the output,
+    /// every function's decision and reason, and the --stats numbers.
+    #[arg(long, value_name = "FILE.json")]
+    report: Option<PathBuf>,
 }
 
 impl Opts {
@@ -160,7 +178,7 @@ impl Opts {
         let options = self.options()?;
         let input = Input(self.input.clone());
         let wasm = input.read_module()?;
-        let done = wasm_rewind_transform::instrument(&wasm, &options)
+        let done = crate::progress::instrument(&wasm, &options, self.quiet, &input.display())
             .with_context(|| format!("failed to instrument `{}`", input.display()))?;
 
         // Everything that can fail is checked before the output appears.
@@ -178,6 +196,9 @@ impl Opts {
             .collect::<Result<Vec<_>>>()?;
 
         output.write(&done.wasm)?;
+        if let Some(path) = &self.report {
+            crate::report::write(path, &wasm, &options, &done)?;
+        }
 
         if !self.quiet {
             for w in &done.stats.warnings {

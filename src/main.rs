@@ -1,14 +1,21 @@
 //! The `wasm-rewind` command line: a thin layer over `wasm_rewind_transform`.
 //!
-//! One module per subcommand (`instrument.rs`), plus the shared input/output
-//! handling (`files.rs`) and list parsing (`lists.rs`). Errors are reported
-//! like wasm-tools does: `error:` and a numbered `Caused by:` chain, exit
-//! status 1; clap's usage errors exit with 2.
+//! One module per subcommand (`instrument.rs`, `inspect.rs`, `run.rs`), plus
+//! the shared input/output handling (`files.rs`), list parsing (`lists.rs`),
+//! wasm-opt's spelling (`wasm_opt_args.rs`), module facts (`facts.rs`), the
+//! `--report` JSON (`report.rs`) and the progress bar (`progress.rs`). Errors
+//! are reported like wasm-tools does: `error:` and a numbered `Caused by:`
+//! chain, exit status 1; usage errors exit with 2.
 
+mod facts;
 mod files;
+mod inspect;
 mod instrument;
 mod lists;
+mod progress;
+mod report;
 mod run;
+mod wasm_opt_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -16,11 +23,27 @@ use std::process::ExitCode;
 /// Shown at the end of the top-level `--help`.
 const AFTER_HELP: &str = "\
 Examples:
-  wasm-rewind instrument app.wasm -o app.async.wasm --imports env.sleep
-  wasm-rewind instrument app.wasm app.rewind.wasm --preset wasix
-  wasm-rewind instrument app.wasm -o out.wasm --stats --explain main
+  # A C project (clang or wasi-sdk) using setjmp/longjmp, post-link:
+  clang --target=wasm32-wasi -I runtime-shim/include -O2 app.c -o app.wasm
+  wasm-rewind instrument app.wasm app.rw.wasm
+  wasm-rewind run app.rw.wasm -- ARGS
 
-Exit status: 0 success, 1 error, 2 usage error.";
+  # In place of `wasm-opt --asyncify` (same pass arguments):
+  wasm-rewind instrument app.wasm --asyncify --pass-arg=asyncify-imports@env.sleep -o out.wasm
+
+  # What is in a module, and what the shim needs:
+  wasm-rewind inspect app.rw.wasm
+
+  # A Rust build script: wasm_rewind_transform::Instrument::new().run_file(IN, OUT)
+  #   (see examples/build-script/build.rs)
+  # A wasmtime embedder: wasm_rewind_shim::{add_to_linker, call, check_module}
+  #   (see runtime-shim/examples/embed.rs)
+
+Exit status:
+  0  success
+  1  an error (unreadable, invalid or refused module, I/O); no output is written
+  2  a usage error (unknown flag, missing or conflicting arguments)
+  `run` exits with the program's status, 134 if it traps.";
 
 /// Rewrites WebAssembly modules so their call stacks can be unwound and
 /// rewound (Binaryen's Asyncify ABI; a drop-in for `wasm-opt --asyncify`).
@@ -37,6 +60,9 @@ enum Command {
     /// Rewrite a module so its call stack can be unwound and rewound
     /// (Binaryen's Asyncify ABI).
     Instrument(instrument::Opts),
+    /// Describe a module: instrumented or not (by us or Binaryen), which
+    /// functions and imports unwind, what the shim needs, sizes.
+    Inspect(inspect::Opts),
     /// Run a WASI command on embedded wasmtime with the WASIX stack shim
     /// (setjmp/longjmp through runtime-shim/include/setjmp.h).
     Run(run::Opts),
@@ -47,15 +73,33 @@ impl Command {
     fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             Command::Instrument(opts) => opts.run().map(|()| ExitCode::SUCCESS),
+            Command::Inspect(opts) => opts.run().map(|()| ExitCode::SUCCESS),
             Command::Run(opts) => opts.run(),
         }
     }
 }
 
 fn main() -> ExitCode {
+    // wasm-opt's spelling (`--asyncify`, `--pass-arg=asyncify-*`) becomes
+    // ours before clap sees it; a pass argument we cannot map is a usage
+    // error, like an unknown flag.
+    let translated = match wasm_opt_args::translate(std::env::args_os().collect()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("{}", render_error(&e));
+            return ExitCode::from(2);
+        }
+    };
     // `parse` prints usage errors and exits with status 2, and prints
     // --help/--version and exits with 0.
-    let err = match Cli::parse().command.run() {
+    let cli = Cli::parse_from(translated.args.iter());
+    let quiet = translated.args.iter().any(|a| a == "--quiet" || a == "-q");
+    if !quiet {
+        for note in &translated.notes {
+            eprintln!("note: {note}");
+        }
+    }
+    let err = match cli.command.run() {
         Ok(code) => return code,
         Err(e) => e,
     };

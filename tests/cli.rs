@@ -835,3 +835,273 @@ fn closed_stdout_ends_quietly() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
+
+// ---------------------------------------------------------------------------
+// wasm-opt's spelling: --asyncify, --pass-arg, -O
+// ---------------------------------------------------------------------------
+
+/// Runs `instrument in.wat out.wasm ARGS` in a fresh directory holding
+/// `in.wat` (and `list.txt`, one name per line) and returns the output.
+fn output_of(wat: &str, args: &[&str]) -> Vec<u8> {
+    let dir = Dir::new();
+    dir.write("in.wat", wat).write("list.txt", "env.a\n");
+    let mut all = vec!["instrument", "in.wat", "out.wasm"];
+    all.extend_from_slice(args);
+    dir.run(&all).assert_ok();
+    dir.read("out.wasm")
+}
+
+#[test]
+fn every_asyncify_pass_arg_equals_its_flag() {
+    // (module, wasm-opt spelling, our spelling)
+    let cases: &[(&str, &[&str], &[&str])] = &[
+        (
+            TWO_IMPORTS,
+            &["--pass-arg=asyncify-imports@env.a"],
+            &["--imports", "env.a"],
+        ),
+        (
+            TWO_IMPORTS,
+            &["--pass-arg", "asyncify-imports@env.a,env.b"],
+            &["--imports", "env.a,env.b"],
+        ),
+        (
+            TWO_IMPORTS,
+            &["--pass-arg=asyncify-imports@@list.txt"],
+            &["--imports", "@list.txt"],
+        ),
+        (
+            TWO_IMPORTS,
+            &["--pass-arg=asyncify-ignore-imports"],
+            &["--ignore-imports"],
+        ),
+        (
+            INDIRECT,
+            &["--pass-arg=asyncify-ignore-indirect"],
+            &["--ignore-indirect"],
+        ),
+        (
+            CHAIN,
+            &["--pass-arg=asyncify-onlylist@run,helper"],
+            &["--only", "run,helper"],
+        ),
+        (
+            CHAIN,
+            &["--pass-arg=asyncify-addlist@leaf"],
+            &["--add", "leaf"],
+        ),
+        (
+            CHAIN,
+            &["--pass-arg=asyncify-removelist@helper"],
+            &["--remove", "helper"],
+        ),
+        (
+            CALLER_CALLEE,
+            &[
+                "--pass-arg=asyncify-addlist@callee",
+                "--pass-arg=asyncify-propagate-addlist",
+            ],
+            &["--add", "callee", "--propagate-add"],
+        ),
+        (CHAIN, &["--pass-arg=asyncify-asserts"], &["--asserts"]),
+        (
+            TWO_MEMORIES,
+            &["--pass-arg=asyncify-memory@big"],
+            &["--memory", "big"],
+        ),
+        (
+            CHAIN,
+            &["--pass-arg=asyncify-in-secondary-memory"],
+            &["--secondary-memory"],
+        ),
+        (
+            CHAIN,
+            &[
+                "--pass-arg=asyncify-in-secondary-memory",
+                "--pass-arg=asyncify-secondary-memory-size@3",
+            ],
+            &["--secondary-memory=3"],
+        ),
+        (
+            CHAIN,
+            &["--pass-arg=asyncify-import-globals"],
+            &["--import-globals"],
+        ),
+        (
+            CHAIN,
+            &["--pass-arg=asyncify-export-globals"],
+            &["--export-globals"],
+        ),
+    ];
+    for (wat, theirs, native) in cases {
+        let mut with_asyncify = vec!["--asyncify"];
+        with_asyncify.extend_from_slice(theirs);
+        let a = output_of(wat, &with_asyncify);
+        let b = output_of(wat, native);
+        assert!(a == b, "{theirs:?} differs from {native:?}");
+    }
+    // And the flag changed something: the lists really were passed on.
+    assert_ne!(
+        output_of(TWO_IMPORTS, &["--pass-arg=asyncify-imports@env.a"]),
+        output_of(TWO_IMPORTS, &[])
+    );
+}
+
+#[test]
+fn asyncify_spelling_from_the_brief() {
+    let dir = Dir::new();
+    dir.write("in.wat", CHAIN);
+    dir.run(&[
+        "instrument",
+        "in.wat",
+        "--asyncify",
+        "--pass-arg=asyncify-imports@env.sleep",
+        "-o",
+        "theirs.wasm",
+    ])
+    .assert_ok();
+    dir.run(&[
+        "instrument",
+        "in.wat",
+        "--imports",
+        "env.sleep",
+        "-o",
+        "ours.wasm",
+    ])
+    .assert_ok();
+    assert_eq!(dir.read("theirs.wasm"), dir.read("ours.wasm"));
+}
+
+#[test]
+fn asyncify_verbose_prints_stats() {
+    let dir = Dir::new();
+    dir.write("in.wat", CHAIN);
+    let run = dir.run(&[
+        "instrument",
+        "in.wat",
+        "out.wasm",
+        "--pass-arg=asyncify-verbose",
+    ]);
+    run.assert_ok();
+    assert_eq!(run.instrumented(), (3, 4));
+}
+
+#[test]
+fn optimise_levels_are_ignored_with_a_note() {
+    let dir = Dir::new();
+    dir.write("in.wat", CHAIN);
+    let run = dir.run(&["instrument", "in.wat", "o2.wasm", "--asyncify", "-O2"]);
+    run.assert_ok();
+    assert!(run.stderr.contains("note: -O2 ignored"), "{}", run.stderr);
+    dir.run(&["instrument", "in.wat", "plain.wasm"]).assert_ok();
+    assert_eq!(dir.read("o2.wasm"), dir.read("plain.wasm"));
+    let run = dir.run(&["instrument", "in.wat", "q.wasm", "-Oz", "--quiet"]);
+    run.assert_ok();
+    assert_eq!(run.stderr, "");
+}
+
+#[test]
+fn unmappable_pass_args_are_usage_errors_naming_the_arg() {
+    for arg in [
+        "--pass-arg=asyncify-relocatable",
+        "--pass-arg=asyncify-nonsense@x",
+        "--pass-arg=inline-max-size@20",
+    ] {
+        let dir = Dir::new();
+        dir.write("in.wat", CHAIN);
+        let run = dir.run(&["instrument", "in.wat", "out.wasm", arg]);
+        run.assert_code(2);
+        let key = arg
+            .trim_start_matches("--pass-arg=")
+            .split('@')
+            .next()
+            .unwrap();
+        assert!(run.stderr.contains(key), "{arg}: {}", run.stderr);
+        assert!(!dir.exists("out.wasm"));
+    }
+}
+
+#[test]
+fn top_level_help_has_the_three_uses_and_exit_status() {
+    let run = Dir::new().run(&["--help"]);
+    run.assert_ok();
+    let help = run.stdout_text();
+    for needle in [
+        "Exit status",
+        "wasm-rewind run",
+        "--pass-arg=asyncify-imports",
+        "build.rs",
+        "add_to_linker",
+        "inspect",
+    ] {
+        assert!(help.contains(needle), "`{needle}` missing from:\n{help}");
+    }
+    let run = Dir::new().run(&["inspect", "--help"]);
+    run.assert_ok();
+    assert!(run.stdout_text().contains("Exit status"));
+}
+
+/// `docs/wasm-opt-wrapper.sh`, the recipe for builds that call `wasm-opt
+/// --asyncify`: with --asyncify the result is ours (the producers marker says
+/// so), without it the real wasm-opt's output, byte for byte. Needs bash and
+/// Binaryen's wasm-opt (`$WASM_OPT` or the PATH), like the ABI tests.
+#[test]
+fn wasm_opt_wrapper_recipe() {
+    let real = std::env::var("WASM_OPT").unwrap_or_else(|_| "wasm-opt".into());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/wasm-opt-wrapper.sh");
+    let dir = Dir::new();
+    dir.write("in.wasm", wat::parse_str(CHAIN).unwrap());
+    let wrapper = |args: &[&str]| {
+        let out = Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env("REAL_WASM_OPT", &real)
+            .env("WASM_REWIND", env!("CARGO_BIN_EXE_wasm-rewind"))
+            .current_dir(dir.0.path())
+            .output()
+            .expect("cannot run bash");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    wrapper(&[
+        "in.wasm",
+        "--asyncify",
+        "--pass-arg",
+        "asyncify-imports@env.sleep",
+        "-o",
+        "async.wasm",
+    ]);
+    let out = dir.read("async.wasm");
+    assert!(export_names(&out).contains(&"asyncify_get_state".to_string()));
+    let producers = wasmparser::Parser::new(0)
+        .parse_all(&out)
+        .filter_map(|p| match p.unwrap() {
+            wasmparser::Payload::CustomSection(c) if c.name() == "producers" => {
+                Some(String::from_utf8_lossy(c.data()).into_owned())
+            }
+            _ => None,
+        })
+        .collect::<String>();
+    assert!(producers.contains("wasm-rewind"), "{producers:?}");
+    // The asyncify pass arguments reached wasm-rewind: only env.sleep unwinds.
+    let run = dir.run(&["inspect", "async.wasm"]);
+    run.assert_ok();
+    assert!(
+        run.stdout_text()
+            .contains("imports that can unwind: env.sleep\n"),
+        "{}",
+        run.stdout_text()
+    );
+
+    wrapper(&["in.wasm", "-O1", "-o", "plain.wasm"]);
+    let direct = Command::new(&real)
+        .args(["in.wasm", "-O1", "-o", "direct.wasm"])
+        .current_dir(dir.0.path())
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {real} (install binaryen or set WASM_OPT): {e}"));
+    assert!(direct.success());
+    assert_eq!(dir.read("plain.wasm"), dir.read("direct.wasm"));
+}

@@ -68,7 +68,43 @@ pub fn write(ctx: &Ctx<'_>, info: &ModuleInfo<'_>, add: Additions<'_>) -> (Vec<u
         let names = w.names(None);
         module.section(&names);
     }
+    if !info.custom_sections.iter().any(|n| n == "producers") {
+        module.section(&producers(None));
+    }
     (module.finish(), w.add.dropped)
+}
+
+/// The tool conventions' `producers` section with `processed-by: wasm-rewind
+/// <version>` added to the input's fields (kept), so `wasm-rewind inspect` can
+/// tell our output from Binaryen's.
+fn producers(
+    input: Option<wasmparser::ProducersSectionReader<'_>>,
+) -> wasm_encoder::ProducersSection {
+    let ours = ("wasm-rewind", env!("CARGO_PKG_VERSION"));
+    let mut fields: Vec<(String, Vec<(String, String)>)> = Vec::new();
+    for field in input.into_iter().flatten().flatten() {
+        let values = field
+            .values
+            .into_iter()
+            .flatten()
+            .map(|v| (v.name.to_string(), v.version.to_string()))
+            .filter(|(name, _)| name != ours.0)
+            .collect();
+        fields.push((field.name.to_string(), values));
+    }
+    match fields.iter_mut().find(|(name, _)| name == "processed-by") {
+        Some((_, values)) => values.push((ours.0.into(), ours.1.into())),
+        None => fields.push(("processed-by".into(), vec![(ours.0.into(), ours.1.into())])),
+    }
+    let mut section = wasm_encoder::ProducersSection::new();
+    for (name, values) in &fields {
+        let mut field = wasm_encoder::ProducersField::new();
+        for (n, v) in values {
+            field.value(n, v);
+        }
+        section.field(name, &field);
+    }
+    section
 }
 
 /// Position of a section in the required order (tags and data count are out
@@ -518,6 +554,10 @@ impl Reencode for Writer<'_, '_> {
     ) -> Result<(), ReencodeError<Infallible>> {
         if section.name().starts_with(".debug_") {
             self.add.dropped.push(section.name().to_string());
+            return Ok(());
+        }
+        if let wasmparser::KnownCustom::Producers(reader) = section.as_known() {
+            module.section(&producers(Some(reader)));
             return Ok(());
         }
         if let wasmparser::KnownCustom::Name(reader) = section.as_known() {

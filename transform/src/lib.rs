@@ -50,6 +50,12 @@
 //! 5. [`emit`]: write the module with the added globals, functions, exports and
 //!    names; then validate it.
 //!
+//! With [`Options::embed_runtime`], `embed` links an in-module implementation
+//! of the WASIX stack calls (`embed/runtime.wat`) into steps 4 and 5: the
+//! imports are removed and their calls retargeted, and every exported entry
+//! point that can unwind is wrapped in the unwind/rewind loop a host would
+//! otherwise run.
+//!
 //! ## Choices worth knowing
 //!
 //! - Rewinding jumps straight to the resume point: every frame (block, loop
@@ -75,6 +81,7 @@
 //!   several memories, bulk memory, GC types in unrelated code) passes through.
 
 pub mod analysis;
+mod builder;
 mod embed;
 mod emit;
 mod error;
@@ -82,6 +89,7 @@ pub mod instrument;
 pub mod module_info;
 mod options;
 
+pub use builder::{FileError, Instrument};
 pub use error::{Error, ErrorKind, Result};
 pub use options::{wildcard_match, Options, WASIX_STACK_IMPORTS};
 

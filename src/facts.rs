@@ -1,0 +1,426 @@
+//! What can be known about a module from its bytes: whether and by whom it is
+//! instrumented, which functions are, which imports can unwind, what the shim
+//! needs, and sizes. `inspect` prints these facts; `instrument --report`
+//! writes them for its output, with the pass's own decisions.
+//!
+//! For an instrumented module the functions and imports are read from the
+//! code: a defined function (other than the runtime) that reads or writes the
+//! state global `__asyncify_state` is instrumented, and an import is an
+//! unwinding one when an instrumented function tests the state right after
+//! calling it (within the next few instructions), which both our pass and
+//! Binaryen's do after every call that can unwind. For a module that is not
+//! instrumented they come from the pass's analysis, with default options: what
+//! `wasm-rewind instrument` would do.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::collections::{BTreeSet, HashMap};
+use wasm_rewind_transform::{analysis, module_info, Options, WASIX_STACK_IMPORTS};
+use wasmparser::{ExternalKind, KnownCustom, Name, Operator, Payload, TypeRef};
+
+/// The five functions an instrumented module exports.
+pub const ASYNCIFY_EXPORTS: [&str; 5] = [
+    "asyncify_start_unwind",
+    "asyncify_stop_unwind",
+    "asyncify_start_rewind",
+    "asyncify_stop_rewind",
+    "asyncify_get_state",
+];
+
+/// The producers entry our emitter adds (`processed-by`).
+const OUR_PRODUCER: &str = "wasm-rewind";
+
+/// Everything `inspect` reports.
+#[derive(Debug, Serialize)]
+pub struct Facts {
+    /// Who instrumented the module: `"wasm-rewind"`, `"binaryen"` or `null`.
+    pub instrumented_by: Option<String>,
+    /// Our version from the producers section, when it has one.
+    pub wasm_rewind_version: Option<String>,
+    /// Functions: counts and the instrumented ones.
+    pub functions: Functions,
+    /// Imports that can unwind, as `module.name`.
+    pub unwinding_imports: Vec<String>,
+    /// How the two lists above were found: `"code"` (read from an
+    /// instrumented module) or `"analysis"` (what `instrument` would do with
+    /// default options).
+    pub basis: String,
+    /// What the WASIX stack shim (`wasm-rewind run`, `wasm_rewind_shim`) needs.
+    pub shim: Shim,
+    /// Sizes in bytes.
+    pub sizes: Sizes,
+}
+
+/// Function counts and names.
+#[derive(Debug, Serialize)]
+pub struct Functions {
+    /// Imported functions.
+    pub imported: usize,
+    /// Defined functions (the runtime included, for an instrumented module).
+    pub defined: usize,
+    /// Names (or `$index`) of the instrumented functions, in index order.
+    pub instrumented: Vec<String>,
+}
+
+/// The shim's requirements and whether the module meets them.
+#[derive(Debug, Serialize)]
+pub struct Shim {
+    /// The WASIX stack calls the module imports; the shim serves these.
+    pub wasix_imports: Vec<String>,
+    /// How `__stack_pointer` can be reached: `"exported"`, `"name-section"`
+    /// (`instrument` exports it), or `"missing"`.
+    pub stack_pointer: String,
+    /// Whether the module exports its memory as `memory`.
+    pub memory_exported: bool,
+    /// Where the unwind buffer goes: `"asyncify_memory"` (its own exported
+    /// memory), `"free-stack:__stack_low"` or `"free-stack:__data_end"` (the
+    /// free part of the C stack), or `"none"`.
+    pub buffer: String,
+    /// Whether `wasm-rewind run` can run the module as it is (true when the
+    /// module does not call the WASIX stack functions: it needs no shim).
+    pub ready: bool,
+    /// What stands in the way, each with what to do.
+    pub problems: Vec<String>,
+}
+
+/// Sizes of the parts of the module.
+#[derive(Debug, Default, Serialize)]
+pub struct Sizes {
+    /// The whole module.
+    pub total: usize,
+    /// The code section.
+    pub code: usize,
+    /// The data section.
+    pub data: usize,
+    /// All custom sections.
+    pub custom: usize,
+    /// Each custom section: name and size.
+    pub custom_sections: Vec<(String, usize)>,
+}
+
+/// What one pass over the bytes collects.
+#[derive(Default)]
+struct Scan {
+    func_imports: Vec<String>,
+    defined_funcs: usize,
+    exports: Vec<(String, ExternalKind, u32)>,
+    func_names: HashMap<u32, String>,
+    global_names: HashMap<u32, String>,
+    producers: Vec<(String, String)>,
+    /// Per defined function: what `from_code` needs of its body.
+    bodies: Vec<Body>,
+    sizes: Sizes,
+}
+
+#[derive(Default)]
+struct Body {
+    globals: BTreeSet<u32>,
+    /// Each direct call and the globals read within the next few instructions.
+    calls: Vec<(u32, Vec<u32>)>,
+    /// A body that is just `global.get N` (`asyncify_get_state`'s shape).
+    only_global_get: Option<u32>,
+}
+
+/// How many instructions after a call may hold the state test.
+const STATE_TEST_WINDOW: usize = 4;
+
+/// Reads the facts of `wasm`, a binary module.
+pub fn facts(wasm: &[u8]) -> Result<Facts> {
+    let scan = scan(wasm).context("cannot read the module")?;
+    let exported = |name: &str| scan.exports.iter().find(|(n, _, _)| n == name);
+    let has_runtime = ASYNCIFY_EXPORTS.iter().all(|n| exported(n).is_some());
+    let ours_version = scan
+        .producers
+        .iter()
+        .find(|(name, _)| name == OUR_PRODUCER)
+        .map(|(_, v)| v.clone());
+    let our_names = scan
+        .func_names
+        .values()
+        .any(|n| n.starts_with("__wasm_rewind_"));
+    let instrumented_by = match (has_runtime, ours_version.is_some() || our_names) {
+        (false, _) => None,
+        (true, true) => Some("wasm-rewind".to_string()),
+        (true, false) => Some("binaryen".to_string()),
+    };
+    let n_imports = scan.func_imports.len() as u32;
+    let name_of = |f: u32| {
+        scan.func_names.get(&f).cloned().unwrap_or_else(|| {
+            if f < n_imports {
+                scan.func_imports[f as usize].clone()
+            } else {
+                format!("${f}")
+            }
+        })
+    };
+
+    let (instrumented, unwinding_imports, basis) = if has_runtime {
+        let (funcs, imports) = from_code(&scan);
+        (
+            funcs.into_iter().map(name_of).collect(),
+            imports
+                .into_iter()
+                .map(|f| scan.func_imports[f as usize].clone())
+                .collect(),
+            "code",
+        )
+    } else {
+        let (funcs, imports) = from_analysis(wasm)?;
+        (funcs, imports, "analysis")
+    };
+
+    let wasix_imports: Vec<String> = scan
+        .func_imports
+        .iter()
+        .filter(|i| WASIX_STACK_IMPORTS.contains(&i.as_str()))
+        .cloned()
+        .collect();
+    let shim = shim(&scan, has_runtime, wasix_imports);
+    Ok(Facts {
+        instrumented_by,
+        wasm_rewind_version: ours_version,
+        functions: Functions {
+            imported: scan.func_imports.len(),
+            defined: scan.defined_funcs,
+            instrumented,
+        },
+        unwinding_imports,
+        basis: basis.to_string(),
+        shim,
+        sizes: scan.sizes,
+    })
+}
+
+/// Instrumented functions and unwinding imports, read from the code.
+fn from_code(scan: &Scan) -> (Vec<u32>, Vec<u32>) {
+    let n_imports = scan.func_imports.len() as u32;
+    let export_index = |name: &str| {
+        scan.exports
+            .iter()
+            .find(|(n, k, _)| n == name && *k == ExternalKind::Func)
+            .map(|(_, _, i)| *i)
+    };
+    // The state global: what `asyncify_get_state` returns, else by name.
+    let state = export_index("asyncify_get_state")
+        .and_then(|f| f.checked_sub(n_imports))
+        .and_then(|d| scan.bodies.get(d as usize)?.only_global_get)
+        .or_else(|| {
+            scan.global_names
+                .iter()
+                .find(|(_, n)| n.as_str() == "__asyncify_state")
+                .map(|(g, _)| *g)
+        });
+    let Some(state) = state else {
+        return (Vec::new(), Vec::new());
+    };
+    let runtime: BTreeSet<u32> = ASYNCIFY_EXPORTS
+        .iter()
+        .filter_map(|n| export_index(n))
+        .collect();
+    let is_runtime = |f: u32| {
+        runtime.contains(&f)
+            || scan
+                .func_names
+                .get(&f)
+                .is_some_and(|n| n.starts_with("__wasm_rewind_") || n.starts_with("asyncify_"))
+    };
+    let mut funcs = Vec::new();
+    let mut imports = BTreeSet::new();
+    for (d, body) in scan.bodies.iter().enumerate() {
+        let f = n_imports + d as u32;
+        if is_runtime(f) || !body.globals.contains(&state) {
+            continue;
+        }
+        funcs.push(f);
+        for (callee, next) in &body.calls {
+            if *callee < n_imports && next.contains(&state) {
+                imports.insert(*callee);
+            }
+        }
+    }
+    (funcs, imports.into_iter().collect())
+}
+
+/// Instrumented functions and unwinding imports as the pass would decide them
+/// with default options.
+fn from_analysis(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
+    let info = module_info::parse_module(wasm)?;
+    let scans = analysis::scan::scan_functions(&info)?;
+    let analysis = analysis::unwind::analyze(&info, &scans, &Options::default())?;
+    let n_imports = info.num_imported_funcs();
+    let funcs = (n_imports..info.num_funcs())
+        .filter(|&f| analysis.instrumented[f as usize])
+        .map(|f| info.func_display_name(f))
+        .collect();
+    let imports = info
+        .imports
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| analysis.can_unwind[*i])
+        .map(|(_, imp)| imp.qualified())
+        .collect();
+    Ok((funcs, imports))
+}
+
+/// What the shim needs, and what is missing.
+fn shim(scan: &Scan, instrumented: bool, wasix_imports: Vec<String>) -> Shim {
+    let exported = |name: &str, kind: ExternalKind| {
+        scan.exports.iter().any(|(n, k, _)| n == name && *k == kind)
+    };
+    let named = |name: &str| scan.global_names.values().any(|n| n == name);
+    let stack_pointer = if exported("__stack_pointer", ExternalKind::Global) {
+        "exported"
+    } else if named("__stack_pointer") {
+        "name-section"
+    } else {
+        "missing"
+    };
+    let memory_exported = exported("memory", ExternalKind::Memory);
+    let buffer = if exported("asyncify_memory", ExternalKind::Memory) {
+        "asyncify_memory"
+    } else if exported("__stack_low", ExternalKind::Global) {
+        "free-stack:__stack_low"
+    } else if exported("__data_end", ExternalKind::Global) {
+        "free-stack:__data_end"
+    } else {
+        "none"
+    };
+    let mut problems = Vec::new();
+    if !wasix_imports.is_empty() {
+        if !instrumented {
+            problems.push(
+                "not instrumented: run `wasm-rewind instrument` on it (it also exports \
+                 __stack_pointer and adds the buffer memory)"
+                    .to_string(),
+            );
+        } else {
+            if stack_pointer != "exported" {
+                problems.push(
+                    "__stack_pointer is not exported: link with -Wl,--export=__stack_pointer, \
+                     or instrument the original with `wasm-rewind instrument` (it exports it \
+                     when the name section has it)"
+                        .to_string(),
+                );
+            }
+            if buffer == "none" {
+                problems.push(
+                    "no place for the unwind buffer: instrument with `wasm-rewind instrument` \
+                     (it adds `asyncify_memory`) or link with -Wl,--export=__stack_low"
+                        .to_string(),
+                );
+            }
+        }
+        if !memory_exported {
+            problems.push(
+                "memory is not exported as `memory`: the shim reads jmp_bufs through it"
+                    .to_string(),
+            );
+        }
+    }
+    Shim {
+        ready: problems.is_empty(),
+        wasix_imports,
+        stack_pointer: stack_pointer.to_string(),
+        memory_exported,
+        buffer: buffer.to_string(),
+        problems,
+    }
+}
+
+/// One pass over the module's sections.
+fn scan(wasm: &[u8]) -> Result<Scan> {
+    let mut s = Scan::default();
+    s.sizes.total = wasm.len();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload? {
+            Payload::ImportSection(reader) => {
+                for import in reader.into_imports() {
+                    let import = import?;
+                    match import.ty {
+                        TypeRef::Func(_) | TypeRef::FuncExact(_) => s
+                            .func_imports
+                            .push(format!("{}.{}", import.module, import.name)),
+                        _ => {}
+                    }
+                }
+            }
+            Payload::FunctionSection(reader) => s.defined_funcs = reader.count() as usize,
+            Payload::ExportSection(reader) => {
+                for export in reader {
+                    let e = export?;
+                    s.exports.push((e.name.to_string(), e.kind, e.index));
+                }
+            }
+            Payload::CodeSectionStart { size, .. } => s.sizes.code = size as usize,
+            Payload::CodeSectionEntry(body) => s.bodies.push(read_body(&body)?),
+            Payload::DataSection(reader) => s.sizes.data = reader.range().len(),
+            Payload::CustomSection(c) => {
+                s.sizes.custom += c.range().len();
+                s.sizes
+                    .custom_sections
+                    .push((c.name().to_string(), c.data().len()));
+                match c.as_known() {
+                    KnownCustom::Name(names) => {
+                        for name in names.into_iter().flatten() {
+                            let (map, into) = match name {
+                                Name::Function(m) => (m, &mut s.func_names),
+                                Name::Global(m) => (m, &mut s.global_names),
+                                _ => continue,
+                            };
+                            for n in map.into_iter().flatten() {
+                                into.insert(n.index, n.name.to_string());
+                            }
+                        }
+                    }
+                    KnownCustom::Producers(fields) => {
+                        for field in fields.into_iter().flatten() {
+                            if field.name != "processed-by" {
+                                continue;
+                            }
+                            for v in field.values.into_iter().flatten() {
+                                s.producers
+                                    .push((v.name.to_string(), v.version.to_string()));
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(s)
+}
+
+/// The globals a body touches and what follows each of its calls.
+fn read_body(body: &wasmparser::FunctionBody<'_>) -> Result<Body> {
+    let ops: Vec<Operator<'_>> = body
+        .get_operators_reader()?
+        .into_iter()
+        .collect::<Result<_, _>>()?;
+    let mut b = Body::default();
+    for (i, op) in ops.iter().enumerate() {
+        match op {
+            Operator::GlobalGet { global_index } | Operator::GlobalSet { global_index } => {
+                b.globals.insert(*global_index);
+            }
+            Operator::Call { function_index } => {
+                let next = ops[i + 1..]
+                    .iter()
+                    .take(STATE_TEST_WINDOW)
+                    .take_while(|op| !matches!(op, Operator::Call { .. }))
+                    .filter_map(|op| match op {
+                        Operator::GlobalGet { global_index } => Some(*global_index),
+                        _ => None,
+                    })
+                    .collect();
+                b.calls.push((*function_index, next));
+            }
+            _ => {}
+        }
+    }
+    if let [Operator::GlobalGet { global_index }, Operator::End] = ops.as_slice() {
+        b.only_global_get = Some(*global_index);
+    }
+    Ok(b)
+}

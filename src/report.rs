@@ -1,0 +1,105 @@
+//! `instrument --report FILE.json`: the facts `inspect` gives about the
+//! output, with the pass's own answers in place of what `inspect` reads from
+//! code (the instrumented functions from its decisions, the unwinding imports
+//! from its analysis of the input with the same options), plus every
+//! per-function decision and the `--stats` numbers.
+
+use crate::facts::{facts, Facts};
+use crate::files::Output;
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::path::Path;
+use wasm_rewind_transform::{analysis, module_info, Instrumented, Options};
+
+/// The JSON document.
+#[derive(Serialize)]
+struct Report<'a> {
+    /// The output module, as `inspect --json` describes it.
+    module: Facts,
+    /// One entry per defined function of the input, in index order.
+    decisions: Vec<Decision<'a>>,
+    /// The `--stats` numbers.
+    stats: Stats<'a>,
+}
+
+/// [`wasm_rewind_transform::Decision`] for serde.
+#[derive(Serialize)]
+struct Decision<'a> {
+    index: u32,
+    name: &'a str,
+    instrumented: bool,
+    reason: &'a str,
+}
+
+/// [`wasm_rewind_transform::Stats`] for serde.
+#[derive(Serialize)]
+struct Stats<'a> {
+    functions: usize,
+    instrumented_functions: usize,
+    resumable_call_sites: usize,
+    frame_layouts: usize,
+    exact_frames: usize,
+    input_size: usize,
+    output_size: usize,
+    dropped_sections: &'a [String],
+    warnings: &'a [String],
+}
+
+/// Writes the report for one run of the pass to `path` (atomically, as the
+/// module itself).
+pub fn write(path: &Path, input: &[u8], options: &Options, done: &Instrumented) -> Result<()> {
+    let mut module = facts(&done.wasm).context("cannot describe the output for --report")?;
+    module.functions.instrumented = done
+        .decisions
+        .iter()
+        .filter(|d| d.instrumented)
+        .map(|d| d.name.clone())
+        .collect();
+    module.unwinding_imports = unwinding_imports(input, options)?;
+    module.basis = "pass".to_string();
+    let s = &done.stats;
+    let report = Report {
+        module,
+        decisions: done
+            .decisions
+            .iter()
+            .map(|d| Decision {
+                index: d.index,
+                name: &d.name,
+                instrumented: d.instrumented,
+                reason: &d.reason,
+            })
+            .collect(),
+        stats: Stats {
+            functions: s.functions,
+            instrumented_functions: s.instrumented_functions,
+            resumable_call_sites: s.resumable_call_sites,
+            frame_layouts: s.frame_layouts,
+            exact_frames: s.exact_frames,
+            input_size: s.input_size,
+            output_size: s.output_size,
+            dropped_sections: &s.dropped_sections,
+            warnings: &s.warnings,
+        },
+    };
+    let mut json = serde_json::to_vec_pretty(&report)?;
+    json.push(b'\n');
+    Output(Some(path.to_path_buf()))
+        .write(&json)
+        .context("cannot write the --report file")
+}
+
+/// The imports the pass treated as able to unwind (the analysis, run again on
+/// the input: the pass keeps no list of them).
+fn unwinding_imports(input: &[u8], options: &Options) -> Result<Vec<String>> {
+    let info = module_info::parse_module(input)?;
+    let scans = analysis::scan::scan_functions(&info)?;
+    let analysis = analysis::unwind::analyze(&info, &scans, options)?;
+    Ok(info
+        .imports
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| analysis.can_unwind[*i])
+        .map(|(_, imp)| imp.qualified())
+        .collect())
+}
