@@ -218,8 +218,8 @@ impl Instrument {
         self
     }
 
-    /// Calls `report(done, total)` as the work advances, for a progress bar.
-    /// The pass reports whole runs for now (`0/1` before, `1/1` after).
+    /// Calls `report(done, total)` as the work advances, for a progress bar
+    /// (see [`instrument_with_progress`](crate::instrument_with_progress)).
     pub fn progress(mut self, report: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
         self.progress = Some(Box::new(report));
         self
@@ -227,14 +227,10 @@ impl Instrument {
 
     /// Instruments `wasm`, a binary module.
     pub fn run(&self, wasm: &[u8]) -> Result<Instrumented> {
-        if let Some(report) = &self.progress {
-            report(0, 1);
+        match &self.progress {
+            Some(report) => crate::instrument_with_progress(wasm, &self.options, &**report),
+            None => instrument(wasm, &self.options),
         }
-        let out = instrument(wasm, &self.options)?;
-        if let Some(report) = &self.progress {
-            report(1, 1);
-        }
-        Ok(out)
     }
 
     /// Reads the module at `input`, instruments it and writes the result to
@@ -341,7 +337,6 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::Instrument;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
 
     const TWO: &str = r#"(module
@@ -405,17 +400,20 @@ mod tests {
     }
 
     #[test]
-    fn progress_reports_start_and_end() {
-        let calls = Arc::new(AtomicUsize::new(0));
+    fn progress_runs_from_zero_to_total() {
+        let calls = Arc::new(std::sync::Mutex::new(Vec::new()));
         let seen = calls.clone();
         Instrument::new()
-            .progress(move |done, total| {
-                assert_eq!(total, 1);
-                assert_eq!(done, seen.fetch_add(1, Ordering::SeqCst));
-            })
+            .progress(move |done, total| seen.lock().unwrap().push((done, total)))
             .run(&wasm())
             .unwrap();
-        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        let calls = calls.lock().unwrap();
+        let total = calls[0].1;
+        assert!(total > 1, "{calls:?}");
+        assert_eq!(calls.first().unwrap().0, 0, "{calls:?}");
+        assert_eq!(*calls.last().unwrap(), (total, total), "{calls:?}");
+        assert!(calls.iter().all(|&(_, t)| t == total), "{calls:?}");
+        assert!(calls.windows(2).all(|w| w[0].0 <= w[1].0), "{calls:?}");
     }
 
     #[test]

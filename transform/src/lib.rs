@@ -214,7 +214,22 @@ const STACK_GLOBALS: &[&str] = &[
 /// assert!(wasmparser::validate(&out.wasm).is_ok());
 /// ```
 pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
+    instrument_with_progress(wasm, options, &|_, _| {})
+}
+
+/// [`instrument`], calling `progress(done, total)` as the work advances: once
+/// the bodies are validated, after each chunk of functions is rewritten, and
+/// when the output is validated (`done == total`). The units are abstract
+/// (two per function, one for writing the module), only their ratio means
+/// something.
+pub fn instrument_with_progress(
+    wasm: &[u8],
+    options: &Options,
+    progress: &(dyn Fn(usize, usize) + Sync),
+) -> Result<Instrumented> {
     let info = module_info::parse_module(wasm)?;
+    let total = 2 * info.bodies.len() + 1;
+    progress(0, total);
     refuse_instrumented(&info)?;
     let embedding;
     let options = if options.embed_runtime {
@@ -224,6 +239,7 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         options
     };
     let scans = analysis::scan::scan_functions(&info)?;
+    progress(info.bodies.len(), total);
     let analysis = analysis::unwind::analyze(&info, &scans, options)?;
 
     // Where the buffer lives. A module calling the WASIX stack functions gets
@@ -342,7 +358,10 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
         runtime_import: removed.clone(),
         info: &info,
     };
-    let rewritten = instrument::rewrite_functions(&mut ctx, &analysis)?;
+    let n_bodies = info.bodies.len();
+    let rewritten = instrument::rewrite_functions(&mut ctx, &analysis, &|done| {
+        progress(n_bodies + done, total)
+    })?;
     let mut added = runtime::build(&ctx);
     let mut embedded_runtime_size = 0;
     if let Some(e) = &embedded {
@@ -417,6 +436,8 @@ pub fn instrument(wasm: &[u8], options: &Options) -> Result<Instrumented> {
             ),
         ));
     }
+
+    progress(total, total);
 
     let names: Vec<String> = (0..info.num_funcs())
         .map(|f| info.func_display_name(f))

@@ -249,7 +249,14 @@ const CHUNK: usize = 256;
 /// Rewrites every function that changes (instrumented, or any with `--asserts`):
 /// per chunk of functions, plan in parallel, intern the block types in function
 /// order, emit in parallel.
-pub fn rewrite_functions(ctx: &mut Ctx<'_>, analysis: &UnwindAnalysis) -> Result<Rewritten> {
+///
+/// `done(n)` is called after each chunk with the number of functions done so
+/// far, for progress reports.
+pub fn rewrite_functions(
+    ctx: &mut Ctx<'_>,
+    analysis: &UnwindAnalysis,
+    done: &dyn Fn(usize),
+) -> Result<Rewritten> {
     let info = ctx.info;
     let mut all = Rewritten {
         bodies: Vec::with_capacity(info.bodies.len()),
@@ -266,6 +273,7 @@ pub fn rewrite_functions(ctx: &mut Ctx<'_>, analysis: &UnwindAnalysis) -> Result
         all.sites += chunk.sites;
         all.layouts += chunk.layouts;
         all.exact_sites += chunk.exact_sites;
+        done(all.bodies.len());
     }
     Ok(all)
 }
