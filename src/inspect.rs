@@ -29,7 +29,7 @@ pub struct Opts {
     /// The module: `.wasm` or `.wat`, or `-` for stdin.
     #[arg(value_name = "MODULE")]
     module: PathBuf,
-    /// Print JSON (one object; fields described in docs/users.md) instead of
+    /// Print JSON (one object; fields described in the README) instead of
     /// text.
     #[arg(long)]
     json: bool,
