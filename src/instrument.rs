@@ -279,6 +279,13 @@ fn print_stats(done: &Instrumented) -> Result<()> {
         "size: {} -> {} bytes ({ratio:.2}x)",
         s.input_size, s.output_size
     )?;
+    if s.embedded_runtime_size > 0 {
+        writeln!(
+            err,
+            "embedded runtime: {} bytes of code",
+            s.embedded_runtime_size
+        )?;
+    }
     writeln!(err, "dropped sections: {dropped}")?;
     Ok(())
 }
