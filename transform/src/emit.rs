@@ -302,14 +302,8 @@ impl<'c, 'a> Writer<'c, 'a> {
                     wasmparser::Name::Module { name, .. } => names.module(name),
                     wasmparser::Name::Function(map) => {
                         for n in map.into_iter().flatten() {
-                            if !self
-                                .add
-                                .removed
-                                .get(n.index as usize)
-                                .copied()
-                                .unwrap_or(false)
-                            {
-                                func_names.append(self.ctx.func_map[n.index as usize], n.name);
+                            if let Some(f) = self.mapped_func(n.index) {
+                                func_names.append(f, n.name);
                             }
                         }
                         self.append_added_func_names(&mut func_names);
@@ -335,13 +329,26 @@ impl<'c, 'a> Writer<'c, 'a> {
                         names.globals(&global_names);
                         wrote_globals = true;
                     }
-                    wasmparser::Name::Local(_) if !wrote_funcs => {
-                        // Function names must come first; keep order by writing
-                        // them now.
-                        self.append_added_func_names(&mut func_names);
-                        names.functions(&func_names);
-                        wrote_funcs = true;
-                        let _ = self.parse_custom_name_subsection(&mut names, sub);
+                    wasmparser::Name::Local(map) => {
+                        if !wrote_funcs {
+                            // Function names must come first; keep order by
+                            // writing them now.
+                            self.append_added_func_names(&mut func_names);
+                            names.functions(&func_names);
+                            wrote_funcs = true;
+                        }
+                        let mut locals = wasm_encoder::IndirectNameMap::new();
+                        for f in map.into_iter().flatten() {
+                            let Some(mapped) = self.mapped_func(f.index) else {
+                                continue;
+                            };
+                            let mut m = NameMap::new();
+                            for n in f.names.into_iter().flatten() {
+                                m.append(n.index, n.name);
+                            }
+                            locals.append(mapped, &m);
+                        }
+                        names.locals(&locals);
                     }
                     // Label names index blocks in order; rewritten functions
                     // have new blocks, so their label names would be wrong.
@@ -349,14 +356,19 @@ impl<'c, 'a> Writer<'c, 'a> {
                         let mut labels = wasm_encoder::IndirectNameMap::new();
                         for f in map.into_iter().flatten() {
                             let defined = f.index.checked_sub(self.info.num_imported_funcs());
-                            if defined.is_some_and(|d| self.add.bodies[d as usize].is_some()) {
+                            if defined.is_some_and(|d| {
+                                self.add.bodies.get(d as usize).is_none_or(|b| b.is_some())
+                            }) {
                                 continue;
                             }
+                            let Some(mapped) = self.mapped_func(f.index) else {
+                                continue;
+                            };
                             let mut m = NameMap::new();
                             for n in f.names.into_iter().flatten() {
                                 m.append(n.index, n.name);
                             }
-                            labels.append(self.ctx.func_map[f.index as usize], &m);
+                            labels.append(mapped, &m);
                         }
                         names.labels(&labels);
                     }
@@ -377,6 +389,22 @@ impl<'c, 'a> Writer<'c, 'a> {
             names.globals(&global_names);
         }
         names
+    }
+
+    /// The output index of input function `index`, or `None` when the input
+    /// has no such function (a name section may name anything: engines
+    /// ignore what does not fit, and so do we) or it was removed.
+    fn mapped_func(&self, index: u32) -> Option<u32> {
+        let removed = self
+            .add
+            .removed
+            .get(index as usize)
+            .copied()
+            .unwrap_or(false);
+        match self.ctx.func_map.get(index as usize) {
+            Some(&f) if !removed => Some(f),
+            _ => None,
+        }
     }
 
     fn append_added_func_names(&self, map: &mut NameMap) {

@@ -150,6 +150,18 @@ pub fn emit(
     instrumented: bool,
     asserts: bool,
 ) -> Result<Vec<u8>> {
+    // Engines (and wasmparser, which keeps its limit private) refuse a
+    // function with more than 50,000 locals; say so rather than emit a
+    // module that fails validation.
+    let total = body.locals.len() + plan.new_locals.len();
+    let limit = 50_000;
+    if total > limit {
+        return Err(Error::unsupported(format!(
+            "instrumenting needs {} more locals, which makes {total}, over the \
+             {limit} locals a function may have",
+            plan.new_locals.len()
+        )));
+    }
     let mut locals: Vec<(u32, wasm_encoder::ValType)> = Vec::new();
     let declared = body.locals[body.num_params as usize..]
         .iter()
