@@ -244,6 +244,19 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error>
     Ok(true)
 }
 
+/// Call when an export trapped: forgets the pending checkpoint or restore,
+/// whose stack is gone (so the state can serve a new instance), and returns
+/// the size of the buffer it was unwinding into, if one was pending.
+pub fn after_trap(shim: &mut ShimState) -> Option<u64> {
+    shim.resume_value = None;
+    match std::mem::replace(&mut shim.pending, Pending::None) {
+        Pending::None => None,
+        Pending::Checkpoint { buffer, .. } | Pending::Restore { buffer, .. } => {
+            Some(buffer.end - buffer.start)
+        }
+    }
+}
+
 fn guest_error<E: From<ShimError>>(message: &str) -> E {
     ShimError::Guest {
         message: message.to_string(),

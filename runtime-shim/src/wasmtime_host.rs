@@ -240,7 +240,9 @@ pub fn call<T: 'static>(
         get,
     });
     loop {
-        func.call(&mut *store, params, results)?;
+        if let Err(e) = func.call(&mut *store, params, results) {
+            return Err(trapped(e, get(store.data_mut())));
+        }
         let mut g = WasmtimeGuest {
             cx: &mut *store,
             ex: exports.clone(),
@@ -249,6 +251,30 @@ pub fn call<T: 'static>(
         if !driver::after_return(&mut g, name)? {
             return Ok(());
         }
+    }
+}
+
+/// The error of an export that trapped. A trap in the transform's overflow
+/// function while the shim was unwinding means the frames did not fit the
+/// buffer: that becomes [`ShimError::BufferTooSmall`] (with `needed` only known
+/// to exceed `available`: the frame that did not fit is not visible to the
+/// host), so hosts can match on it instead of reading a backtrace.
+fn trapped(e: wasmtime::Error, shim: &mut ShimState) -> wasmtime::Error {
+    let Some(available) = driver::after_trap(shim) else {
+        return e;
+    };
+    let overflowed = e
+        .downcast_ref::<wasmtime::WasmBacktrace>()
+        .and_then(|bt| bt.frames().first())
+        .and_then(|f| f.func_name())
+        .is_some_and(|n| n == "__wasm_rewind_buffer_overflow");
+    if overflowed {
+        e.context(ShimError::BufferTooSmall {
+            needed: available + 1,
+            available,
+        })
+    } else {
+        e
     }
 }
 
