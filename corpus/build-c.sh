@@ -20,7 +20,7 @@
 # finds __stack_pointer through it and exports it for the shim.
 #
 # Environment: CLANG (default clang-19), WASI_SYSROOT (default: made here),
-# EXTRA_CFLAGS (added when compiling).
+# EXTRA_CFLAGS (added when compiling), EXTRA_LDFLAGS (added when linking).
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -59,6 +59,9 @@ common=(--target=wasm32-wasi "--sysroot=$sysroot")
 # shellcheck disable=SC2086 # EXTRA_CFLAGS is a list of words
 "$clang" "${common[@]}" -I "$include" -O2 -Wall -Wextra ${EXTRA_CFLAGS:-} \
     -c "$src" -o "$tmp/prog.o"
-# No extra link flags: `wasm-rewind instrument` exports what the shim needs
-# and gives the module its own memory for the unwind buffer.
-"$clang" "${common[@]}" "$tmp/prog.o" -o "$out"
+# No extra link flags are needed: `wasm-rewind instrument` exports what the
+# shim needs and gives the module its own memory for the unwind buffer.
+# EXTRA_LDFLAGS is for modules other tools instrument (bench/run links
+# Binaryen's input with --export=__stack_pointer,__stack_low).
+# shellcheck disable=SC2086 # EXTRA_LDFLAGS is a list of words
+"$clang" "${common[@]}" "$tmp/prog.o" ${EXTRA_LDFLAGS:-} -o "$out"

@@ -88,12 +88,17 @@ cflags=(--target=wasm32-wasi -O2 -I "$include" -I "$lua"
     -D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS -Wno-return-type)
 # Flags, link (no -O: clang would run wasm-opt if one is on the PATH):
 #   -lwasi-emulated-signal -lwasi-emulated-process-clocks   see above.
-ldflags=(-lwasi-emulated-signal -lwasi-emulated-process-clocks)
+#   LUA_LDFLAGS (environment)         more, e.g. bench/run's
+#                                     -Wl,--export=__stack_pointer for the
+#                                     build Binaryen instruments.
+# shellcheck disable=SC2206 # LUA_LDFLAGS is a list of words
+ldflags=(-lwasi-emulated-signal -lwasi-emulated-process-clocks ${LUA_LDFLAGS:-})
 
 # The cache key: this script, the sources, our header and the compiler.
 key=$({
     cat "$0" "${srcs[@]}" "$lua"/*.h "$include"/*.h
     "$clang" --version
+    echo "${ldflags[@]}"
 } | sha256sum | cut -c1-16)
 out=$cache/$key/lua.wasm
 if [ ! -f "$out" ]; then
