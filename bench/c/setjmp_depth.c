@@ -10,9 +10,12 @@
 static jmp_buf target;
 
 __attribute__((noinline)) static int descend(int depth, int acc) {
+    /* Read after the call, so each level keeps a real frame: without it
+     * clang turns the recursion into a loop and every depth costs one. */
+    volatile int mine = depth;
     if (depth == 0)
         longjmp(target, acc | 1);
-    return descend(depth - 1, acc * 3 + depth) + 1;
+    return descend(depth - 1, acc * 3 + depth) + mine;
 }
 
 int main(int argc, char **argv) {
