@@ -44,16 +44,7 @@ fn run(cmd: &mut Command) -> Result<Outcome, String> {
 
 /// Runs a build step: it must exit with 0. Returns its stdout.
 fn step(cmd: &mut Command) -> Result<String, String> {
-    let what = format!("{cmd:?}");
-    let o = run(cmd)?;
-    if o.code == Some(0) {
-        Ok(o.stdout)
-    } else {
-        Err(format!(
-            "{what} failed (exit {:?})\n--- stdout\n{}--- stderr\n{}",
-            o.code, o.stdout, o.stderr
-        ))
-    }
+    process::step(cmd, TIMEOUT)
 }
 
 /// Whether the module imports `wasix_32v1.stack_checkpoint`, i.e. Lua's

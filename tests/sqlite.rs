@@ -52,16 +52,7 @@ fn require_tools() {
 
 /// Runs a build step: it must exit with 0. Returns its stdout.
 fn step(cmd: &mut Command) -> Result<String, String> {
-    let what = format!("{cmd:?}");
-    let o = process::run(cmd, BUILD_TIMEOUT)?;
-    if o.code == Some(0) {
-        Ok(o.stdout)
-    } else {
-        Err(format!(
-            "{what} failed (exit {:?})\n--- stdout\n{}--- stderr\n{}",
-            o.code, o.stdout, o.stderr
-        ))
-    }
+    process::step(cmd, BUILD_TIMEOUT)
 }
 
 /// Runs `build.sh FLAGS`: the path it prints on its last line.

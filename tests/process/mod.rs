@@ -70,3 +70,19 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Outcome, String> {
         stderr: err.join().unwrap(),
     })
 }
+
+/// Runs a build step to completion: it must exit with 0. Returns its stdout;
+/// otherwise an error with the command, its exit code and both streams.
+#[allow(dead_code)] // not every test crate has build steps
+pub fn step(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
+    let what = format!("{cmd:?}");
+    let o = run(cmd, timeout)?;
+    if o.code == Some(0) {
+        Ok(o.stdout)
+    } else {
+        Err(format!(
+            "{what} failed (exit {:?})\n--- stdout\n{}--- stderr\n{}",
+            o.code, o.stdout, o.stderr
+        ))
+    }
+}
