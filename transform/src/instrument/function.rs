@@ -31,11 +31,13 @@
 //!   zeros of the result types)
 //! ```
 //!
-//! A construct that opens its frame is entered by falling through, so chains of
-//! nested blocks (common in compiler output) cost nothing. On the normal path an
-//! instrumented function pays one state test at entry, one `global.get`+`if` per
-//! entry into a frame with a dispatch, and a `global.get`+`br_if` after each call
-//! that can unwind. Nothing else changes.
+//! A `block` or `loop` that opens its frame is entered by falling through, and
+//! the enclosing frame hands its dispatch cases down to it; so a chain of
+//! nested blocks (every C `switch` compiles to one) costs one state test where
+//! it is entered, not one per block. On the normal path an instrumented
+//! function pays one state test at entry, one `global.get`+`if` per entry into
+//! a frame with a dispatch, and a `global.get`+`br_if` after each call that can
+//! unwind. Nothing else changes.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::instrument::body::{is_block_opener, Body};
@@ -107,12 +109,13 @@ impl Labels {
 }
 
 /// One dispatch case: a site, or one arm of a construct item, with the call
-/// indices from `lo` that lead to it.
+/// indices `lo..=hi` that lead to it.
 struct Case<'p> {
     item: &'p Item,
     resume: u32,
     then_arm: bool,
     lo: u32,
+    hi: u32,
 }
 
 struct Emitter<'c, 'a> {
@@ -138,6 +141,9 @@ struct Emitter<'c, 'a> {
     results: &'c [ValType],
     /// Whether to check after each call that nothing started unwinding.
     asserts: bool,
+    /// Dispatch cases handed down by enclosing frames to the frame that opens
+    /// next (see [`Emitter::frame_header`]).
+    deferred: Vec<Case<'c>>,
 }
 
 /// Emits the rewritten body of a function: instrumented per `plan` when
@@ -204,10 +210,15 @@ pub fn emit(
         prespill_close: prespills.iter().map(|p| (p.end, *p)).collect(),
         results,
         asserts,
+        deferred: Vec::new(),
     };
     if instrumented {
         e.labels.push(Label::Synth(0));
         e.instrumented_body()?;
+        debug_assert!(
+            e.deferred.is_empty(),
+            "a deferred dispatch was never emitted"
+        );
     } else {
         e.labels.push(Label::Orig);
         e.ops()?;
@@ -383,10 +394,19 @@ impl<'c, 'a> Emitter<'c, 'a> {
     }
 
     /// Opens the resume blocks of a frame and emits its dispatch.
+    ///
+    /// A frame whose first item is a `block` or `loop` opening it (compiler
+    /// output nests dozens: every C `switch` is one such chain) does not emit
+    /// its own dispatch: it hands its cases down to that construct's frame,
+    /// which dispatches for both. A rewind reaches the inner frame's header
+    /// anyway, by falling through, and branches from there to any enclosing
+    /// resume block are valid; so a chain of n nested frames costs the normal
+    /// path one state test instead of n.
     fn frame_header(&mut self, id: FrameId) -> Result<()> {
         let plan = self.plan;
+        let inherited = std::mem::take(&mut self.deferred);
         let Some(frame) = plan.frames.get(&id) else {
-            return Ok(());
+            return self.dispatch(inherited, true);
         };
         // Resume blocks for every item but one entered by falling through.
         let rids: Vec<Option<u32>> = frame
@@ -402,11 +422,9 @@ impl<'c, 'a> Emitter<'c, 'a> {
             }
         }
 
-        let mut cases: Vec<Case<'_>> = Vec::new();
-        let lo = frame.items[0].lo;
-        let hi = frame.items.last().unwrap().hi;
-        // Case number per call index; 0 means "fall through into the first item".
-        let mut case_of_k = vec![0usize; (hi - lo + 1) as usize];
+        // This frame's cases, in call-index order; the inherited ones (from
+        // enclosing frames, all past this frame's indices) come after them.
+        let mut cases: Vec<Case<'c>> = Vec::new();
         for (item, rid) in frame.items.iter().zip(&rids) {
             let Some(rid) = *rid else { continue };
             let arms: Vec<(u32, u32, bool)> = match item.else_lo {
@@ -414,40 +432,57 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 Some(_) => vec![(item.lo, item.hi, false)],
                 None => vec![(item.lo, item.hi, true)],
             };
-            for (a, b, then_arm) in arms {
+            for (lo, hi, then_arm) in arms {
                 cases.push(Case {
                     item,
                     resume: rid,
                     then_arm,
-                    lo: a,
+                    lo,
+                    hi,
                 });
-                for k in a..=b {
-                    case_of_k[(k - lo) as usize] = cases.len();
-                }
             }
         }
+        cases.extend(inherited);
+        let first = &frame.items[0];
+        if first.direct_entry
+            && matches!(
+                self.body.ops[first.op as usize],
+                Operator::Block { .. } | Operator::Loop { .. }
+            )
+        {
+            self.deferred = cases;
+            return Ok(());
+        }
+        self.dispatch(cases, first.direct_entry)
+    }
+
+    /// Emits the dispatch of `cases` (ascending, contiguous call-index
+    /// intervals), which runs only while rewinding. With `falls_through`,
+    /// indices below the first case belong to the construct that follows,
+    /// entered by falling through.
+    fn dispatch(&mut self, cases: Vec<Case<'c>>, falls_through: bool) -> Result<()> {
         if cases.is_empty() {
             return Ok(());
         }
-        let falls_through = frame.items[0].direct_entry;
-
-        // Dispatch, only while rewinding, and past the items entered by falling
-        // through. At a frame entry the state is 0 or 2: the rewind ends (state
-        // 0) inside the call it resumes, so frames entered after it, in a loop
-        // say, run normally although $resume still holds the index.
+        // At a frame entry the state is 0 or 2: the rewind ends (state 0)
+        // inside the call it resumes, so frames entered after it, in a loop
+        // say, run normally although $resume still holds the index. The normal
+        // path pays for the state test alone.
         let dispatch = self.fresh();
         self.ins(Instruction::GlobalGet(self.ctx.state_global));
+        self.open(Instruction::If(BlockType::Empty), Label::Synth(dispatch));
+        let lo = cases[0].lo;
+        let hi = cases.last().unwrap().hi;
         if falls_through {
             self.ins(Instruction::LocalGet(self.plan.resume_local));
-            self.ins(Instruction::I32Const(cases[0].lo as i32));
-            self.ins(Instruction::I32GeU);
-            self.ins(Instruction::I32Mul);
+            self.ins(Instruction::I32Const(lo as i32));
+            self.ins(Instruction::I32LtU);
+            self.ins(Instruction::BrIf(0));
         }
-        self.open(Instruction::If(BlockType::Empty), Label::Synth(dispatch));
         // A br_table costs one entry per call index in range; when the range is
         // much larger than the number of cases (a frame whose later item is a
         // big construct), a binary search on the interval bounds stays linear.
-        let range = (hi - cases[0].lo + 1) as usize;
+        let range = (hi - lo + 1) as usize;
         if cases.len() == 1 {
             self.case(cases[0].item, cases[0].resume, cases[0].then_arm)?;
         } else if range > 4 * cases.len() + 4 {
@@ -462,17 +497,16 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 self.ins(Instruction::I32Const(lo as i32));
                 self.ins(Instruction::I32Sub);
             }
-            // Case c sits at depth c - 1; "fall through" leaves the dispatch.
-            let targets: Vec<u32> = case_of_k
-                .iter()
-                .map(|&c| {
-                    if c == 0 {
-                        self.depth_of(dispatch)
-                    } else {
-                        c as u32 - 1
-                    }
-                })
-                .collect();
+            // Case c sits at depth c.
+            let mut targets: Vec<u32> = Vec::with_capacity(range);
+            for (c, case) in cases.iter().enumerate() {
+                targets.extend(std::iter::repeat_n(
+                    c as u32,
+                    (case.hi - case.lo + 1) as usize,
+                ));
+            }
+            // Call indices come from our own frames; anything else is a
+            // corrupted buffer, which lands on the last case.
             let default = cases.len() as u32 - 1;
             self.ins(Instruction::BrTable(Cow::Owned(targets), default));
             for case in &cases {
