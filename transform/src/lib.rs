@@ -344,7 +344,10 @@ pub fn instrument_with_progress(
     if let Some(e) = &embedded {
         e.intern_types(&mut types);
     }
+    let identity_indices =
+        globals_by == 0 && func_map.iter().enumerate().all(|(i, &f)| f == i as u32);
     let mut ctx = Ctx {
+        identity_indices,
         func_map,
         globals_from,
         globals_by,

@@ -1,9 +1,10 @@
-//! Rewrite phase: plan each instrumented function, then emit it, in parallel.
+//! Rewrite phase: decode, plan and emit each function, in parallel.
 //!
 //! Block types with parameters need entries in the type section, and their
-//! indices must not depend on thread scheduling: planning (parallel) collects
-//! the signatures, interning (sequential, in function order) numbers them, and
-//! emission (parallel) only looks them up.
+//! indices must not depend on thread scheduling: a function whose block types
+//! are all in the type section already is emitted right after planning; the
+//! others wait until the end of their chunk, where their new types are
+//! interned sequentially in function order, then are emitted.
 
 pub mod body;
 pub mod function;
@@ -152,6 +153,9 @@ pub struct Ctx<'m> {
     pub runtime_import: Vec<bool>,
     /// The module.
     pub info: &'m ModuleInfo<'m>,
+    /// No function or global index changes: operators are copied as they are
+    /// encoded in the input, without decoding and re-encoding them.
+    pub identity_indices: bool,
 }
 
 impl Ctx<'_> {
@@ -240,15 +244,48 @@ pub struct Rewritten {
     pub exact_sites: usize,
 }
 
-type Planned<'a> = Option<(body::Body<'a>, Plan, Vec<ValType>)>;
+/// A function decoded and planned, waiting for its new block types to be
+/// interned before it can be emitted.
+type Planned<'a> = (body::Body<'a>, Plan, Vec<ValType>);
 
-/// Defined functions planned, interned and emitted together: bounds the
-/// decoded bodies held at once while keeping type numbering deterministic.
+/// What became of one defined function in the parallel step.
+enum Step<'a> {
+    /// Unchanged (`None`) or rewritten, with its site and layout counts.
+    Done(Option<Vec<u8>>, Counts),
+    /// Needs block types not yet in the type section: emitted after interning.
+    Deferred(Box<Planned<'a>>),
+}
+
+/// Sites, layouts and exact sites of one plan.
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    sites: usize,
+    layouts: usize,
+    exact_sites: usize,
+}
+
+impl Counts {
+    fn of(plan: &Plan) -> Counts {
+        Counts {
+            sites: plan.sites.len(),
+            layouts: plan.layouts.len(),
+            exact_sites: plan.sites.iter().filter(|s| s.exact).count(),
+        }
+    }
+}
+
+/// Defined functions handled together: the unit of progress reports, and the
+/// point where block types needed by the deferred functions are interned.
 const CHUNK: usize = 256;
 
-/// Rewrites every function that changes (instrumented, or any with `--asserts`):
-/// per chunk of functions, plan in parallel, intern the block types in function
-/// order, emit in parallel.
+/// Rewrites every function that changes (instrumented, or any with `--asserts`).
+///
+/// Per chunk of functions, in parallel, each function is decoded, planned and
+/// emitted in one step, so its decoded body is freed at once and its memory
+/// reused for the next on the same thread. The few functions that need a block
+/// type the type section does not have yet (block parameters, multi-value) are
+/// set aside; their types are interned in function order, so numbering never
+/// depends on scheduling, and they are emitted after.
 ///
 /// `done(n)` is called after each chunk with the number of functions done so
 /// far, for progress reports.
@@ -266,24 +303,60 @@ pub fn rewrite_functions(
     };
     for start in (0..info.bodies.len()).step_by(CHUNK) {
         let range = start..(start + CHUNK).min(info.bodies.len());
-        let planned = plan_functions(ctx, analysis, range)?;
-        intern_block_types(&mut ctx.types, &planned);
-        let chunk = emit_functions(ctx, analysis, start, planned)?;
-        all.bodies.extend(chunk.bodies);
-        all.sites += chunk.sites;
-        all.layouts += chunk.layouts;
-        all.exact_sites += chunk.exact_sites;
+        let steps = plan_and_emit(ctx, analysis, range)?;
+        let mut deferred: Vec<(usize, Planned<'_>)> = Vec::new();
+        let mut bodies: Vec<Option<Vec<u8>>> = Vec::with_capacity(steps.len());
+        for (i, step) in steps.into_iter().enumerate() {
+            match step {
+                Step::Done(body, counts) => {
+                    all.add(counts);
+                    bodies.push(body);
+                }
+                Step::Deferred(planned) => {
+                    all.add(Counts::of(&planned.1));
+                    deferred.push((i, *planned));
+                    bodies.push(None);
+                }
+            }
+        }
+        if !deferred.is_empty() {
+            for (_, (_, plan, results)) in &deferred {
+                for_each_block_type(plan, results, |params, results| {
+                    ctx.types.intern(params, results);
+                });
+            }
+            let ctx = &*ctx;
+            let emitted = deferred
+                .into_par_iter()
+                .map(|(i, (body, plan, results))| {
+                    emit_one(ctx, analysis, start + i, &body, &plan, &results).map(|b| (i, b))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            for (i, body) in emitted {
+                bodies[i] = Some(body);
+            }
+        }
+        all.bodies.extend(bodies);
         done(all.bodies.len());
     }
     Ok(all)
 }
 
-/// Plans the defined functions in `range` that change.
-fn plan_functions<'a>(
+impl Rewritten {
+    fn add(&mut self, counts: Counts) {
+        self.sites += counts.sites;
+        self.layouts += counts.layouts;
+        self.exact_sites += counts.exact_sites;
+    }
+}
+
+/// Decodes, plans and (unless it needs new block types) emits each defined
+/// function in `range` that changes.
+fn plan_and_emit<'a>(
     ctx: &Ctx<'a>,
     analysis: &UnwindAnalysis,
     range: std::ops::Range<usize>,
-) -> Result<Vec<Planned<'a>>> {
+) -> Result<Vec<Step<'a>>> {
     let info = ctx.info;
     let (asserts, address_type) = (ctx.asserts, ctx.address_type());
     let imported = info.num_imported_funcs();
@@ -294,58 +367,88 @@ fn plan_functions<'a>(
             let f = imported + i as u32;
             let instrumented = analysis.instrumented[f as usize];
             if !instrumented && !asserts {
-                return Ok(None);
+                return Ok(Step::Done(None, Counts::default()));
             }
             let sig = info.func_sig(f);
             let mut validator = info.validator_for(i).into_validator(std::mem::take(allocs));
-            let result = (|| {
-                let decoded = body::decode(
-                    b,
-                    sig.params().len() as u32,
-                    sig.params(),
-                    &mut validator,
-                    plan::wants_stack,
-                )?;
+            let decoded = body::decode(
+                b,
+                sig.params().len() as u32,
+                sig.params(),
+                &mut validator,
+                plan::wants_stack,
+            );
+            *allocs = validator.into_allocations();
+            let step = (|| {
+                let decoded = decoded?;
                 let plan = if instrumented {
                     plan::plan(info, analysis, &decoded, sig.results(), address_type)?
                 } else {
                     Plan::empty()
                 };
-                Ok(Some((decoded, plan, sig.results().to_vec())))
+                let mut interned = true;
+                for_each_block_type(&plan, sig.results(), |params, results| {
+                    interned &= ctx.types.get(params, results).is_some();
+                });
+                if !interned {
+                    let planned = (decoded, plan, sig.results().to_vec());
+                    return Ok(Step::Deferred(Box::new(planned)));
+                }
+                let body = emit_one(ctx, analysis, i, &decoded, &plan, sig.results())?;
+                Ok(Step::Done(Some(body), Counts::of(&plan)))
             })();
-            *allocs = validator.into_allocations();
-            result.map_err(|e: Error| e.in_function(info.func_display_name(f)))
+            step.map_err(|e: Error| e.in_function(info.func_display_name(f)))
         })
         .collect()
 }
 
-/// Interns every block type the emitter will ask for, in function order.
-fn intern_block_types(types: &mut TypeInterner, planned: &[Planned<'_>]) {
+/// Emits defined function number `i`.
+fn emit_one(
+    ctx: &Ctx<'_>,
+    analysis: &UnwindAnalysis,
+    i: usize,
+    body: &body::Body<'_>,
+    plan: &Plan,
+    results: &[ValType],
+) -> Result<Vec<u8>> {
+    let f = ctx.info.num_imported_funcs() + i as u32;
+    let instrumented = analysis.instrumented[f as usize] && !plan.sites.is_empty();
+    // The in-module runtime changes the state on purpose: no asserts there.
+    let asserts = ctx.asserts && !analysis.is_runtime(f);
+    function::emit(ctx, body, plan, results, instrumented, asserts)
+        .map_err(|e| e.in_function(ctx.info.func_display_name(f)))
+}
+
+/// Calls `want` with every block type with parameters or several results
+/// (those need a type-section entry) the emitter will ask for in a function.
+fn for_each_block_type(
+    plan: &Plan,
+    results: &[ValType],
+    mut want: impl FnMut(&[ValType], &[ValType]),
+) {
     let mut want = |params: &[ValType], results: &[ValType]| {
         if !params.is_empty() || results.len() > 1 {
-            types.intern(params, results);
+            want(params, results);
         }
     };
-    for (_, plan, results) in planned.iter().flatten() {
-        if plan.sites.is_empty() {
-            continue;
+    if plan.sites.is_empty() {
+        return;
+    }
+    want(&[], results);
+    let mut frames: Vec<_> = plan.frames.iter().collect();
+    frames.sort_by_key(|(id, _)| **id);
+    for (_, frame) in frames {
+        for item in frame.items.iter().filter(|it| !it.direct_entry) {
+            want(&frame.params, &item.entry_types);
         }
-        want(&[], results);
-        let mut frames: Vec<_> = plan.frames.iter().collect();
-        frames.sort_by_key(|(id, _)| **id);
-        for (_, frame) in frames {
-            for item in frame.items.iter().filter(|it| !it.direct_entry) {
-                want(&frame.params, &item.entry_types);
-            }
+    }
+    for site in &plan.sites {
+        if site.escapes_handlers {
+            want(&site.operands, &site.results);
         }
-        for site in &plan.sites {
-            if site.escapes_handlers {
-                want(&site.operands, &site.results);
-            }
-            if !site.below.is_empty() {
-                let kept = kept_across(site);
-                want(&kept, &kept);
-            }
+        if !site.below.is_empty() {
+            let kept = kept_across(site);
+            want(&kept, &kept);
         }
     }
 }
@@ -355,51 +458,4 @@ pub fn kept_across(site: &Site) -> Vec<ValType> {
     let mut kept = site.below.clone();
     kept.extend(&site.results);
     kept
-}
-
-/// Emits planned functions; `first` is the defined-function number of the first.
-fn emit_functions(
-    ctx: &Ctx<'_>,
-    analysis: &UnwindAnalysis,
-    first: usize,
-    planned: Vec<Planned<'_>>,
-) -> Result<Rewritten> {
-    let imported = ctx.info.num_imported_funcs();
-    let sites = planned
-        .iter()
-        .flatten()
-        .map(|(_, p, _)| p.sites.len())
-        .sum();
-    let exact_sites = planned
-        .iter()
-        .flatten()
-        .map(|(_, p, _)| p.sites.iter().filter(|s| s.exact).count())
-        .sum();
-    let layouts = planned
-        .iter()
-        .flatten()
-        .map(|(_, p, _)| p.layouts.len())
-        .sum();
-    let bodies = planned
-        .into_par_iter()
-        .enumerate()
-        .map(|(i, planned)| {
-            let f = imported + (first + i) as u32;
-            let Some((body, plan, results)) = planned else {
-                return Ok(None);
-            };
-            let instrumented = analysis.instrumented[f as usize] && !plan.sites.is_empty();
-            // The in-module runtime changes the state on purpose: no asserts there.
-            let asserts = ctx.asserts && !analysis.is_runtime(f);
-            function::emit(ctx, &body, &plan, &results, instrumented, asserts)
-                .map(Some)
-                .map_err(|e| e.in_function(ctx.info.func_display_name(f)))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Rewritten {
-        bodies,
-        sites,
-        layouts,
-        exact_sites,
-    })
 }
