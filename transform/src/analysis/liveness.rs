@@ -36,12 +36,12 @@ impl LocalSet {
 
     /// Adds `i`.
     pub fn insert(&mut self, i: u32) {
-        self.words[i as usize / 64] |= 1 << (i % 64);
+        set_bit(&mut self.words, i);
     }
 
     /// Removes `i`.
     pub fn remove(&mut self, i: u32) {
-        self.words[i as usize / 64] &= !(1 << (i % 64));
+        clear_bit(&mut self.words, i);
     }
 
     /// Adds all of `other`; returns whether anything changed.
@@ -66,6 +66,14 @@ impl LocalSet {
 }
 
 /// Whether an operator ends a basic block (the next one starts a new block).
+fn set_bit(words: &mut [u64], i: u32) {
+    words[i as usize / 64] |= 1 << (i % 64);
+}
+
+fn clear_bit(words: &mut [u64], i: u32) {
+    words[i as usize / 64] &= !(1 << (i % 64));
+}
+
 fn ends_block(op: &Operator<'_>) -> bool {
     matches!(
         op,
@@ -130,13 +138,18 @@ pub fn live_after(body: &Body<'_>, points: &[u32]) -> Vec<LocalSet> {
     // Successors, resolved with the control stack as it is at each branch.
     // A label's target is the first op after its `end`, or the first op of a loop
     // body; `None` stands for leaving the function.
-    let mut succs: Vec<Vec<u32>> = vec![Vec::new(); n_blocks];
+    // Edges in compressed rows (successors of block b: succs[succ_start[b]..
+    // succ_start[b + 1]]), and the sets below in flat bit matrices: one
+    // allocation each instead of several per block.
+    let mut succs: Vec<u32> = Vec::with_capacity(2 * n_blocks);
+    let mut succ_start: Vec<u32> = Vec::with_capacity(n_blocks + 1);
     // The function's own frame is the outermost label; branching to it leaves.
     let mut labels: Vec<Option<usize>> = vec![None];
     let target_block = |t: Option<usize>| t.filter(|&i| i < n).map(|i| block_of[i]);
-    for b in 0..n_blocks {
+    for (b, &start) in block_start.iter().enumerate() {
+        succ_start.push(succs.len() as u32);
         // Keep the label stack in step over all ops of the block.
-        let (start, end) = (block_start[b], block_end(b));
+        let end = block_end(b);
         for (i, op) in ops.iter().enumerate().take(end).skip(start) {
             let last = i + 1 == end;
             let label =
@@ -154,7 +167,7 @@ pub fn live_after(body: &Body<'_>, points: &[u32]) -> Vec<LocalSet> {
             if !last {
                 continue;
             }
-            let s = &mut succs[b];
+            let s = &mut succs;
             let fallthrough = target_block(Some(i + 1));
             match op {
                 Operator::If { .. } => {
@@ -194,47 +207,62 @@ pub fn live_after(body: &Body<'_>, points: &[u32]) -> Vec<LocalSet> {
     }
 
     // use/def per block.
-    let mut uses = vec![LocalSet::new(n_locals); n_blocks];
-    let mut defs = vec![LocalSet::new(n_locals); n_blocks];
+    succ_start.push(succs.len() as u32);
+    let succs_of = |b: usize| &succs[succ_start[b] as usize..succ_start[b + 1] as usize];
+
+    let words = n_locals.div_ceil(64);
+    let row = |b: usize| b * words..(b + 1) * words;
+    let mut uses = vec![0u64; n_blocks * words];
+    let mut defs = vec![0u64; n_blocks * words];
     for b in 0..n_blocks {
+        let (u, d) = (&mut uses[row(b)], &mut defs[row(b)]);
         for i in (block_start[b]..block_end(b)).rev() {
             match &ops[i] {
-                Operator::LocalGet { local_index } => uses[b].insert(*local_index),
+                Operator::LocalGet { local_index } => set_bit(u, *local_index),
                 Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
-                    uses[b].remove(*local_index);
-                    defs[b].insert(*local_index);
+                    clear_bit(u, *local_index);
+                    set_bit(d, *local_index);
                 }
                 _ => {}
             }
         }
     }
-    let mut preds: Vec<Vec<u32>> = vec![Vec::new(); n_blocks];
-    for (b, s) in succs.iter().enumerate() {
-        for &t in s {
-            preds[t as usize].push(b as u32);
+    let mut pred_start = vec![0u32; n_blocks + 1];
+    for &t in &succs {
+        pred_start[t as usize + 1] += 1;
+    }
+    for b in 0..n_blocks {
+        pred_start[b + 1] += pred_start[b];
+    }
+    let mut preds = vec![0u32; succs.len()];
+    let mut fill = pred_start.clone();
+    for b in 0..n_blocks {
+        for &t in succs_of(b) {
+            preds[fill[t as usize] as usize] = b as u32;
+            fill[t as usize] += 1;
         }
     }
-    let mut live_in = vec![LocalSet::new(n_locals); n_blocks];
-    let mut live_out = vec![LocalSet::new(n_locals); n_blocks];
+    let mut live_in = vec![0u64; n_blocks * words];
+    let mut live_out = vec![0u64; n_blocks * words];
+    let mut inn = vec![0u64; words];
     let mut queued = vec![true; n_blocks];
     let mut work: VecDeque<u32> = (0..n_blocks as u32).rev().collect();
     while let Some(b) = work.pop_front() {
         let b = b as usize;
         queued[b] = false;
-        let mut out = LocalSet::new(n_locals);
-        for &s in &succs[b] {
-            out.union_with(&live_in[s as usize]);
+        inn.fill(0);
+        for &s in succs_of(b) {
+            for (w, x) in inn.iter_mut().zip(&live_in[row(s as usize)]) {
+                *w |= x;
+            }
         }
-        // in = use ∪ (out − def)
-        let mut inn = out.clone();
-        for (w, d) in inn.words.iter_mut().zip(&defs[b].words) {
-            *w &= !d;
+        live_out[row(b)].copy_from_slice(&inn);
+        for ((w, d), u) in inn.iter_mut().zip(&defs[row(b)]).zip(&uses[row(b)]) {
+            *w = (*w & !d) | u;
         }
-        inn.union_with(&uses[b]);
-        live_out[b] = out;
-        if inn != live_in[b] {
-            live_in[b] = inn;
-            for &p in &preds[b] {
+        if inn[..] != live_in[row(b)] {
+            live_in[row(b)].copy_from_slice(&inn);
+            for &p in &preds[pred_start[b] as usize..pred_start[b + 1] as usize] {
                 if !std::mem::replace(&mut queued[p as usize], true) {
                     work.push_back(p);
                 }
@@ -242,12 +270,13 @@ pub fn live_after(body: &Body<'_>, points: &[u32]) -> Vec<LocalSet> {
         }
     }
 
-    // Walk each block holding points backwards from its live-out.
     let mut result = vec![LocalSet::new(n_locals); points.len()];
     let mut k = points.len();
     while k > 0 {
         let b = block_of[points[k - 1] as usize] as usize;
-        let mut live = live_out[b].clone();
+        let mut live = LocalSet {
+            words: live_out[row(b)].to_vec(),
+        };
         let mut i = block_end(b);
         while k > 0 && block_of[points[k - 1] as usize] as usize == b {
             let p = points[k - 1] as usize;

@@ -26,6 +26,11 @@ pub struct Body<'a> {
     pub ops: Vec<Operator<'a>>,
     /// Byte offset of each operator in the input.
     pub offsets: Vec<usize>,
+    /// The body's bytes, and the offset in the input where they start: an
+    /// operator's encoding is `code[offsets[i] - start..offsets[i + 1] - start]`.
+    pub code: &'a [u8],
+    /// See `code`.
+    pub code_start: usize,
     /// For `block`, `loop`, `if`, `try_table`, `try`: index of the matching `end`.
     /// For `else`, `catch`, `catch_all`: index of the construct's `end`.
     /// `u32::MAX` elsewhere.
@@ -36,6 +41,34 @@ pub struct Body<'a> {
     pub has_exceptions: bool,
     /// Operand stacks before the operators for which `want(op)` returned true.
     pub stacks: Vec<(u32, StackBefore)>,
+}
+
+impl<'a> Body<'a> {
+    /// The input's encoding of operator `i` (never the final `end`), when it
+    /// is as compact as re-encoding it would make it.
+    ///
+    /// Linkers pad relocated immediates (call indices, addresses) to five
+    /// bytes; re-encoding drops the padding. A padded LEB128 holds a byte with
+    /// the continuation bit followed by a final 0x00, or 0xff followed by 0x7f
+    /// (negative); a minimal one never does. Constants' raw bytes can look the
+    /// same: those are re-encoded too, which only costs time.
+    pub fn compact_op_bytes(&self, i: usize) -> Option<&'a [u8]> {
+        let bytes =
+            &self.code[self.offsets[i] - self.code_start..self.offsets[i + 1] - self.code_start];
+        let padded = bytes
+            .windows(2)
+            .any(|w| (w[0] & 0x80 != 0 && w[1] == 0x00) || (w[0] == 0xff && w[1] == 0x7f));
+        (!padded).then_some(bytes)
+    }
+
+    /// The operand stack recorded before operator `op`, if it was wanted.
+    pub fn stack_before(&self, op: u32) -> Option<&StackBefore> {
+        // Recorded in operator order: a binary search, no map to build.
+        self.stacks
+            .binary_search_by_key(&op, |(i, _)| *i)
+            .ok()
+            .map(|at| &self.stacks[at].1)
+    }
 }
 
 /// Whether `op` opens a block with its own label and frame (`block`, `loop`,
@@ -144,6 +177,8 @@ pub fn decode<'a>(
         num_params,
         ops,
         offsets,
+        code: body.as_bytes(),
+        code_start: body.range().start,
         end_of,
         else_of,
         has_exceptions,

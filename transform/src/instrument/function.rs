@@ -64,8 +64,10 @@ struct Labels {
     stack: Vec<Label>,
     /// Positions in `stack` of the input's own labels, bottom first.
     orig: Vec<usize>,
-    /// Position in `stack` of each open synthetic label.
-    synth: HashMap<u32, usize>,
+    /// Position in `stack` of each synthetic label, by id (ids are small and
+    /// dense: a vector, not a map, since every branch the rewrite adds looks
+    /// one up).
+    synth: Vec<u32>,
 }
 
 impl Labels {
@@ -73,7 +75,11 @@ impl Labels {
         match label {
             Label::Orig => self.orig.push(self.stack.len()),
             Label::Synth(id) => {
-                self.synth.insert(id, self.stack.len());
+                let id = id as usize;
+                if self.synth.len() <= id {
+                    self.synth.resize(id + 1, u32::MAX);
+                }
+                self.synth[id] = self.stack.len() as u32;
             }
         }
         self.stack.push(label);
@@ -85,7 +91,7 @@ impl Labels {
                 self.orig.pop();
             }
             Some(Label::Synth(id)) => {
-                self.synth.remove(&id);
+                self.synth[id as usize] = u32::MAX;
             }
             None => unreachable!("more ends than blocks"),
         }
@@ -97,8 +103,9 @@ impl Labels {
 
     /// Depth of the synthetic label `id` from the top.
     fn depth_of(&self, id: u32) -> u32 {
-        let pos = self.synth[&id];
-        (self.stack.len() - 1 - pos) as u32
+        let pos = self.synth[id as usize];
+        debug_assert_ne!(pos, u32::MAX, "label {id} is not open");
+        (self.stack.len() - 1 - pos as usize) as u32
     }
 
     /// Maps a relative depth of the input onto the rewritten control stack.
@@ -130,10 +137,11 @@ struct Emitter<'c, 'a> {
     /// Label of the block that rethrows exceptions caught around converted
     /// tail calls, outside every handler of the function.
     rethrow_label: Option<u32>,
-    /// Resume blocks still open: the op where each ends, and its label id.
-    resume_ends: HashMap<u32, u32>,
-    /// Sites by the op index of their call.
-    site_at: HashMap<u32, usize>,
+    /// Per op index: the label id of the resume block that ends there, or
+    /// `u32::MAX`. Dense, as is `site_at`: both are read at every operator.
+    resume_ends: Vec<u32>,
+    /// Per op index: the site whose call it is, or `u32::MAX`.
+    site_at: Vec<u32>,
     /// Prespilled constructs by the op index of their opener and of their `end`.
     prespill_open: HashMap<u32, &'c Prespill>,
     prespill_close: HashMap<u32, &'c Prespill>,
@@ -194,13 +202,14 @@ pub fn emit(
         next_id: 0,
         save_labels: Vec::new(),
         rethrow_label: None,
-        resume_ends: HashMap::new(),
-        site_at: plan
-            .sites
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.op, i))
-            .collect(),
+        resume_ends: vec![u32::MAX; body.ops.len()],
+        site_at: {
+            let mut at = vec![u32::MAX; body.ops.len()];
+            for (i, s) in plan.sites.iter().enumerate() {
+                at[s.op as usize] = i as u32;
+            }
+            at
+        },
         prespill_open: plan
             .frames
             .values()
@@ -418,7 +427,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
             if let Some(rid) = *rid {
                 let bt = self.ctx.block_type(&frame.params, &item.entry_types)?;
                 self.open(Instruction::Block(bt), Label::Synth(rid));
-                self.resume_ends.insert(item.entry_op, rid);
+                self.resume_ends[item.entry_op as usize] = rid;
             }
         }
 
@@ -572,7 +581,8 @@ impl<'c, 'a> Emitter<'c, 'a> {
             let iu = i as u32;
             // A rewind re-enters here: close the resume block (after moving the
             // values below a prespilled construct into locals).
-            if let Some(rid) = self.resume_ends.remove(&iu) {
+            let rid = self.resume_ends[i];
+            if rid != u32::MAX {
                 if let Some(p) = self.prespill_open.get(&iu).copied() {
                     for &(l, _) in p.inputs.iter().rev() {
                         self.ins(Instruction::LocalSet(l));
@@ -587,14 +597,20 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 debug_assert_eq!(self.labels.top(), Some(&Label::Synth(rid)));
                 self.close();
             }
-            if let Some(&s) = self.site_at.get(&iu) {
-                self.site(s)?;
+            let s = self.site_at[i];
+            if s != u32::MAX {
+                self.site(s as usize)?;
                 continue;
             }
             match op {
                 op if is_block_opener(op) => {
-                    let ins = self.convert(op)?;
-                    self.open(ins, Label::Orig);
+                    // A try_table's catch clauses name labels: re-encoded.
+                    if !matches!(op, Operator::TryTable { .. }) && self.copy_as_is(i) {
+                        self.labels.push(Label::Orig);
+                    } else {
+                        let ins = self.convert(op)?;
+                        self.open(ins, Label::Orig);
+                    }
                     self.frame_header((iu, 0))?;
                 }
                 Operator::Else => {
@@ -606,7 +622,12 @@ impl<'c, 'a> Emitter<'c, 'a> {
                     // The function's final `end` closes `$body` (or the function
                     // itself when not instrumented).
                     self.close();
-                    if let Some(p) = self.prespill_close.get(&iu).copied() {
+                    let closing = if self.prespill_close.is_empty() {
+                        None
+                    } else {
+                        self.prespill_close.get(&iu).copied()
+                    };
+                    if let Some(p) = closing {
                         for &(l, _) in p.results.iter().rev() {
                             self.ins(Instruction::LocalSet(l));
                         }
@@ -658,8 +679,11 @@ impl<'c, 'a> Emitter<'c, 'a> {
                     self.ins(Instruction::BrTable(Cow::Owned(ts), d));
                 }
                 _ => {
-                    let ins = self.convert(op)?;
-                    self.ins(ins);
+                    // Branches, whose depths change, are handled above.
+                    if !self.copy_as_is(i) {
+                        let ins = self.convert(op)?;
+                        self.ins(ins);
+                    }
                     if self.asserts && self.can_assert_after(op) {
                         self.assert_normal();
                     }
@@ -667,6 +691,22 @@ impl<'c, 'a> Emitter<'c, 'a> {
             }
         }
         Ok(())
+    }
+
+    /// Copies operator `i` as the input encodes it, when no index in it
+    /// changes and its encoding is compact; says whether it did. Most operators
+    /// qualify, and copying skips decoding and re-encoding them.
+    fn copy_as_is(&mut self, i: usize) -> bool {
+        if !self.ctx.identity_indices {
+            return false;
+        }
+        match self.body.compact_op_bytes(i) {
+            Some(bytes) => {
+                self.out.raw(bytes.iter().copied());
+                true
+            }
+            None => false,
+        }
     }
 
     /// Converts an input operator that needs no label remapping.

@@ -272,8 +272,10 @@ pub fn plan(
     func_results: &[ValType],
     address_type: ValType,
 ) -> Result<Plan> {
-    let stacks: HashMap<u32, &crate::instrument::body::StackBefore> =
-        body.stacks.iter().map(|(i, s)| (*i, s)).collect();
+    let stack_at = |i: u32| {
+        body.stack_before(i)
+            .expect("recorded for every wanted operator")
+    };
     let n_locals = body.locals.len() as u32;
     let mut pool = LocalPool {
         first: n_locals,
@@ -304,7 +306,7 @@ pub fn plan(
         match op {
             op if is_block_opener(op) => {
                 let parent_dead = *dead.last().unwrap();
-                dead.push(parent_dead || stacks[&(i as u32)].unreachable);
+                dead.push(parent_dead || stack_at(i as u32).unreachable);
                 let scope = match op {
                     Operator::TryTable { .. } => Some(false),
                     Operator::Try { .. } => Some(true),
@@ -356,7 +358,7 @@ pub fn plan(
             ),
             Operator::CallRef { type_index } | Operator::ReturnCallRef { type_index } => {
                 if analysis.call_ref(type_index).can_unwind
-                    && !stacks.get(&(i as u32)).is_some_and(|s| s.unreachable)
+                    && !body.stack_before(i as u32).is_some_and(|s| s.unreachable)
                 {
                     return Err(Error::unsupported(
                         "`call_ref` that can unwind: resuming it needs its function \
@@ -373,7 +375,7 @@ pub fn plan(
         if !class.can_unwind {
             continue;
         }
-        let stack = stacks[&(i as u32)];
+        let stack = stack_at(i as u32);
         if stack.unreachable {
             continue;
         }
@@ -523,7 +525,7 @@ pub fn plan(
                 // The construct holds sites: it is an item of its parent frame.
                 let opener = closed.opener;
                 let opener_op = &body.ops[opener as usize];
-                let stack = stacks[&opener];
+                let stack = stack_at(opener);
                 let (params, _) = block_sig(info, opener_block_type(opener_op).unwrap());
                 let n_inputs = params.len() + usize::from(matches!(opener_op, Operator::If { .. }));
                 let split = stack.frame_types.len() - n_inputs;
