@@ -84,8 +84,11 @@ srcs+=("$here/driver.c")
 #                                     luaL_error (never returns) without return.
 #   -DLUA_USE_C89                     (not used) Lua's default (no LUA_USE_POSIX,
 #                                     no LUA_USE_DLOPEN) already compiles.
+#   LUA_CFLAGS (environment)          more, e.g. bench/run's build whose
+#                                     LUAI_TRY does not call setjmp.
+# shellcheck disable=SC2206 # LUA_CFLAGS is a list of words
 cflags=(--target=wasm32-wasi -O2 -I "$include" -I "$lua"
-    -D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS -Wno-return-type)
+    -D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS -Wno-return-type ${LUA_CFLAGS:-})
 # Flags, link (no -O: clang would run wasm-opt if one is on the PATH):
 #   -lwasi-emulated-signal -lwasi-emulated-process-clocks   see above.
 #   LUA_LDFLAGS (environment)         more, e.g. bench/run's
@@ -98,7 +101,7 @@ ldflags=(-lwasi-emulated-signal -lwasi-emulated-process-clocks ${LUA_LDFLAGS:-})
 key=$({
     cat "$0" "${srcs[@]}" "$lua"/*.h "$include"/*.h
     "$clang" --version
-    echo "${ldflags[@]}"
+    echo "${cflags[@]}" "${ldflags[@]}"
 } | sha256sum | cut -c1-16)
 out=$cache/$key/lua.wasm
 if [ ! -f "$out" ]; then
