@@ -321,7 +321,7 @@ pub fn rewrite_functions(
         }
         if !deferred.is_empty() {
             for (_, (_, plan, results)) in &deferred {
-                for_each_block_type(plan, results, |params, results| {
+                for_each_block_type(plan, results, true, |params, results| {
                     ctx.types.intern(params, results);
                 });
             }
@@ -387,7 +387,7 @@ fn plan_and_emit<'a>(
                     Plan::empty()
                 };
                 let mut interned = true;
-                for_each_block_type(&plan, sig.results(), |params, results| {
+                for_each_block_type(&plan, sig.results(), false, |params, results| {
                     interned &= ctx.types.get(params, results).is_some();
                 });
                 if !interned {
@@ -421,9 +421,12 @@ fn emit_one(
 
 /// Calls `want` with every block type with parameters or several results
 /// (those need a type-section entry) the emitter will ask for in a function.
+/// In a fixed order when `ordered` (interning numbers them in call order);
+/// checking whether they all exist needs none, and skips sorting the frames.
 fn for_each_block_type(
     plan: &Plan,
     results: &[ValType],
+    ordered: bool,
     mut want: impl FnMut(&[ValType], &[ValType]),
 ) {
     let mut want = |params: &[ValType], results: &[ValType]| {
@@ -436,7 +439,9 @@ fn for_each_block_type(
     }
     want(&[], results);
     let mut frames: Vec<_> = plan.frames.iter().collect();
-    frames.sort_by_key(|(id, _)| **id);
+    if ordered {
+        frames.sort_by_key(|(id, _)| **id);
+    }
     for (_, frame) in frames {
         for item in frame.items.iter().filter(|it| !it.direct_entry) {
             want(&frame.params, &item.entry_types);
