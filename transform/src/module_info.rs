@@ -51,6 +51,17 @@ pub struct TableInit {
     pub funcs: Vec<u32>,
 }
 
+/// One active data segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DataSegment {
+    /// The memory it initializes.
+    pub memory: u32,
+    /// Its offset, when that is a plain constant.
+    pub offset: Option<u64>,
+    /// Its length in bytes.
+    pub len: u64,
+}
+
 /// Everything the later phases need to know about the input module.
 pub struct ModuleInfo<'a> {
     /// The input bytes.
@@ -79,6 +90,13 @@ pub struct ModuleInfo<'a> {
     pub globals: Vec<GlobalType>,
     /// Number of imported globals.
     pub imported_globals: u32,
+    /// The initial value of each global whose initializer is a plain
+    /// `i32.const` or `i64.const` (as the bits of a u64: an i32 is
+    /// zero-extended); `None` for imports and other initializers.
+    pub global_inits: Vec<Option<u64>>,
+    /// Active data segments: memory, constant offset (`None` when the offset
+    /// is not a plain constant) and length.
+    pub data_segments: Vec<DataSegment>,
     /// Global names from the name section (and exports).
     pub global_names: HashMap<u32, String>,
     /// Exports: name, kind, index.
@@ -198,6 +216,8 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
         memory_names: Vec::new(),
         globals: Vec::new(),
         imported_globals: 0,
+        global_inits: Vec::new(),
+        data_segments: Vec::new(),
         global_names: HashMap::new(),
         exports: Vec::new(),
         func_names: HashMap::new(),
@@ -271,6 +291,7 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
                                 info.refs_cross_boundary = true;
                             }
                             info.globals.push(ty);
+                            info.global_inits.push(None);
                             info.imported_globals += 1;
                         }
                         TypeRef::Tag(_) => {}
@@ -299,7 +320,9 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
             }
             Payload::GlobalSection(reader) => {
                 for global in reader {
-                    info.globals.push(global?.ty);
+                    let global = global?;
+                    info.globals.push(global.ty);
+                    info.global_inits.push(const_value(&global.init_expr));
                 }
             }
             Payload::ExportSection(reader) => {
@@ -346,6 +369,22 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
                     }
                 }
             }
+            Payload::DataSection(reader) => {
+                for data in reader {
+                    let data = data?;
+                    if let wasmparser::DataKind::Active {
+                        memory_index,
+                        offset_expr,
+                    } = data.kind
+                    {
+                        info.data_segments.push(DataSegment {
+                            memory: memory_index,
+                            offset: const_value(&offset_expr),
+                            len: data.data.len() as u64,
+                        });
+                    }
+                }
+            }
             Payload::CustomSection(reader) => {
                 info.custom_sections.push(reader.name().to_string());
                 if let wasmparser::KnownCustom::Name(names) = reader.as_known() {
@@ -365,6 +404,18 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
         let _ = read_names(&mut info, names);
     }
     Ok(info)
+}
+
+/// The value of a constant expression that is one `i32.const` or `i64.const`
+/// (an i32 zero-extended: addresses are unsigned).
+fn const_value(expr: &wasmparser::ConstExpr<'_>) -> Option<u64> {
+    let mut ops = expr.get_operators_reader();
+    let value = match ops.read().ok()? {
+        Operator::I32Const { value } => value as u32 as u64,
+        Operator::I64Const { value } => value as u64,
+        _ => return None,
+    };
+    matches!(ops.read().ok()?, Operator::End).then_some(value)
 }
 
 fn sig_has_refs(sig: Option<&FuncType>) -> bool {

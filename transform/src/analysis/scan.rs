@@ -22,6 +22,10 @@ pub struct FunctionScan {
     /// Tables written by `table.set`, `table.grow`, `table.fill`, `table.copy`
     /// or `table.init`.
     pub mutated_tables: Vec<u32>,
+    /// Globals this function lowers the way a C stack pointer is lowered in a
+    /// prologue: `global.get g; i32.const c; i32.sub` (or the i64 forms) with
+    /// `c > 0`, and a `global.set g` somewhere in the body. Each at most once.
+    pub stack_decrements: Vec<u32>,
 }
 
 /// Validates all bodies and scans them. Errors name the function.
@@ -52,11 +56,15 @@ fn scan_body(
         validator.define_locals(offset, count, ty)?;
     }
     let mut ops = body.get_operators_reader()?;
+    let mut prologue = PrologueMatcher::default();
+    let mut set_globals = Vec::new();
     while !ops.eof() {
         let offset = ops.original_position();
         let op = ops.read()?;
         validator.op(offset, &op).map_err(Error::from)?;
+        prologue.step(&op);
         match op {
+            Operator::GlobalSet { global_index } => set_globals.push(global_index),
             Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
                 scan.calls.push((function_index, offset))
             }
@@ -81,5 +89,50 @@ fn scan_body(
         }
     }
     ops.finish()?;
+    scan.stack_decrements = prologue.lowered;
+    scan.stack_decrements.sort_unstable();
+    scan.stack_decrements.dedup();
+    set_globals.sort_unstable();
+    scan.stack_decrements
+        .retain(|g| set_globals.binary_search(g).is_ok());
     Ok(scan)
+}
+
+/// Recognises `global.get g; iNN.const c; iNN.sub` with `c > 0`, the way
+/// wasm-ld's code (clang's prologues) lowers `__stack_pointer`.
+#[derive(Default)]
+struct PrologueMatcher {
+    /// 1: saw `global.get g`; 2: then a positive constant of that width.
+    state: u8,
+    global: u32,
+    wide: bool,
+    lowered: Vec<u32>,
+}
+
+impl PrologueMatcher {
+    fn step(&mut self, op: &Operator<'_>) {
+        self.state = match (self.state, op) {
+            (_, Operator::GlobalGet { global_index }) => {
+                self.global = *global_index;
+                1
+            }
+            (1, Operator::I32Const { value }) if *value > 0 => {
+                self.wide = false;
+                2
+            }
+            (1, Operator::I64Const { value }) if *value > 0 => {
+                self.wide = true;
+                2
+            }
+            (2, Operator::I32Sub) if !self.wide => {
+                self.lowered.push(self.global);
+                0
+            }
+            (2, Operator::I64Sub) if self.wide => {
+                self.lowered.push(self.global);
+                0
+            }
+            _ => 0,
+        };
+    }
 }
