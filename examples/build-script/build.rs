@@ -51,9 +51,12 @@ fn build() -> Result<(), String> {
         .arg(&source)
         .arg("-o")
         .arg(&object))?;
+    // --export=__stack_low: where the C stack begins, which a WASIX host
+    // (Wasmer) needs and the pass cannot derive when the data comes first.
     run(Command::new(&clang)
         .args(&common)
         .arg(&object)
+        .arg("-Wl,--export=__stack_low")
         .arg("-o")
         .arg(&wasm))?;
 

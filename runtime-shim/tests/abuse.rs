@@ -20,6 +20,7 @@ const PRELUDE: &str = r#"
   (import "wasix_32v1" "stack_restore" (func $restore (param i32 i64)))
   (memory (export "memory") 2)
   (global $__stack_pointer (mut i32) (i32.const 65536))
+  (global $__stack_low i32 (i32.const 1072))
   (func $setjmp (param $env i32) (result i32)
     (drop (call $checkpoint (local.get $env) (local.get $env)))
     (i32.wrap_i64 (i64.load (local.get $env))))

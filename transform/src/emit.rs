@@ -14,8 +14,8 @@ use std::convert::Infallible;
 use wasm_encoder::reencode::{utils, Error as ReencodeError, Reencode};
 use wasm_encoder::{
     CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, FunctionSection, GlobalSection,
-    GlobalType, ImportSection, MemorySection, MemoryType, Module, NameMap, NameSection, SectionId,
-    TypeSection, ValType as EncType,
+    GlobalType, ImportSection, MemorySection, MemoryType, Module, NameMap, NameSection, RefType,
+    SectionId, TableSection, TableType, TypeSection, ValType as EncType,
 };
 
 /// What the pass adds to the module, besides rewritten bodies.
@@ -39,8 +39,41 @@ pub struct Additions<'a> {
     /// `--embed-runtime`: exported (or start) functions, by input index, whose
     /// export names the wrapper at this output index instead.
     pub entry_wrappers: HashMap<u32, u32>,
-    /// Globals defined after the two state globals (the embedded runtime's).
-    pub extra_globals: Vec<(GlobalType, ConstExpr)>,
+    /// Globals defined after the two state globals (the embedded runtime's,
+    /// then `__stack_low` when the pass derives it); see `Ctx::extra_global`.
+    pub extra_globals: Vec<ExtraGlobal>,
+    /// Add the grow hook's table (after the input's tables) for the host.
+    pub grow_hook: bool,
+}
+
+/// A global the pass defines after the two state globals.
+pub struct ExtraGlobal {
+    /// Its name in the name section.
+    pub name: String,
+    /// Its type.
+    pub ty: GlobalType,
+    /// Its initializer.
+    pub init: ConstExpr,
+}
+
+impl ExtraGlobal {
+    /// An immutable address-typed constant.
+    pub fn constant(name: &str, memory64: bool, value: u64) -> ExtraGlobal {
+        let (val_type, init) = if memory64 {
+            (EncType::I64, ConstExpr::i64_const(value as i64))
+        } else {
+            (EncType::I32, ConstExpr::i32_const(value as u32 as i32))
+        };
+        ExtraGlobal {
+            name: name.to_string(),
+            ty: GlobalType {
+                val_type,
+                mutable: false,
+                shared: false,
+            },
+            init,
+        }
+    }
 }
 
 struct Writer<'c, 'a> {
@@ -202,8 +235,20 @@ impl<'c, 'a> Writer<'c, 'a> {
             };
             globals.global(d, &zero);
         }
-        for (ty, init) in &self.add.extra_globals {
-            globals.global(*ty, init);
+        for g in &self.add.extra_globals {
+            globals.global(g.ty, &g.init);
+        }
+    }
+
+    fn added_tables(&self, tables: &mut TableSection) {
+        if self.add.grow_hook {
+            tables.table(TableType {
+                element_type: RefType::FUNCREF,
+                table64: false,
+                minimum: 1,
+                maximum: Some(1),
+                shared: false,
+            });
         }
     }
 
@@ -233,6 +278,7 @@ impl<'c, 'a> Writer<'c, 'a> {
             (SectionId::Type, !self.ctx.types.added.is_empty()),
             (SectionId::Import, self.add.import_globals),
             (SectionId::Function, true),
+            (SectionId::Table, self.add.grow_hook),
             (SectionId::Memory, self.add.secondary_memory.is_some()),
             (
                 SectionId::Global,
@@ -261,6 +307,11 @@ impl<'c, 'a> Writer<'c, 'a> {
                 SectionId::Function => {
                     let mut s = FunctionSection::new();
                     self.added_functions(&mut s);
+                    module.section(&s);
+                }
+                SectionId::Table => {
+                    let mut s = TableSection::new();
+                    self.added_tables(&mut s);
                     module.section(&s);
                 }
                 SectionId::Memory => {
@@ -419,11 +470,8 @@ impl<'c, 'a> Writer<'c, 'a> {
             (self.ctx.state_global, "__asyncify_state".to_string()),
             (self.ctx.data_global, "__asyncify_data".to_string()),
         ];
-        for i in 0..self.add.extra_globals.len() as u32 {
-            names.push((
-                self.ctx.data_global + 1 + i,
-                format!("__wasm_rewind_runtime_{i}"),
-            ));
+        for (i, g) in self.add.extra_globals.iter().enumerate() {
+            names.push((self.ctx.extra_global(i), g.name.clone()));
         }
         names
     }
@@ -496,6 +544,16 @@ impl Reencode for Writer<'_, '_> {
     ) -> Result<(), ReencodeError<Infallible>> {
         utils::parse_function_section(self, funcs, section)?;
         self.added_functions(funcs);
+        Ok(())
+    }
+
+    fn parse_table_section(
+        &mut self,
+        tables: &mut TableSection,
+        section: wasmparser::TableSectionReader<'_>,
+    ) -> Result<(), ReencodeError<Infallible>> {
+        utils::parse_table_section(self, tables, section)?;
+        self.added_tables(tables);
         Ok(())
     }
 

@@ -88,6 +88,7 @@ mod error;
 pub mod instrument;
 pub mod module_info;
 mod options;
+mod stack_layout;
 
 pub use builder::{FileError, Instrument};
 pub use error::{Error, ErrorKind, Result};
@@ -96,6 +97,7 @@ pub use options::{wildcard_match, Options, WASIX_STACK_IMPORTS};
 use analysis::unwind::UnwindAnalysis;
 use instrument::{runtime, Ctx, TypeInterner};
 use module_info::ModuleInfo;
+use stack_layout::{StackBottom, StackLayout};
 use wasm_encoder::ExportKind;
 
 /// The result of [`instrument`]: the new module and what the pass did.
@@ -186,19 +188,6 @@ const INSTRUMENTED_MARKERS: &[&str] = &[
     "__asyncify_data",
 ];
 
-/// Pages of the secondary memory a module calling the WASIX stack functions
-/// gets for its unwind buffer by default (1 MiB).
-pub const WASIX_BUFFER_PAGES: u32 = 16;
-
-/// Globals a stack-switching host looks for (exported by `--preset wasix`).
-const STACK_GLOBALS: &[&str] = &[
-    "__stack_pointer",
-    "__data_end",
-    "__heap_base",
-    "__stack_low",
-    "__stack_high",
-];
-
 /// Instruments `wasm` (a binary module) so its call stack can be unwound and
 /// rewound through the Asyncify ABI, as `wasm-opt --asyncify` would.
 ///
@@ -242,16 +231,11 @@ pub fn instrument_with_progress(
     progress(info.bodies.len(), total);
     let analysis = analysis::unwind::analyze(&info, &scans, options)?;
 
-    // Where the buffer lives. A module calling the WASIX stack functions gets
-    // a secondary memory unless told otherwise: without link flags nothing
-    // says where its C stack ends (wasm-ld's .bss has no data segment), so no
-    // region of memory 0 is known to be free.
+    // Where the buffer lives: memory 0 unless told otherwise, as in
+    // Binaryen's ABI, because a host passes `asyncify_start_unwind` an address
+    // of its choosing in that memory (Wasmer: the free part of the C stack).
     let wasix = imports_wasix_stack_calls(&info);
-    let secondary_memory = match (options.secondary_memory, &options.memory) {
-        // The embedded runtime keeps its buffer in memory 0 (embed/mod.rs).
-        (None, None) if wasix && !options.embed_runtime => Some(WASIX_BUFFER_PAGES),
-        (pages, _) => pages,
-    };
+    let secondary_memory = options.secondary_memory;
     let (memory, memory64) = match (secondary_memory, &options.memory) {
         (Some(_), Some(_)) => {
             return Err(Error::new(
@@ -283,6 +267,14 @@ pub fn instrument_with_progress(
             }
         },
     };
+    // A module for a WASIX host: the host must find its C stack (exports),
+    // and, with the buffer in memory 0, the free part of that stack.
+    let stack = StackLayout::find(&info, &scans);
+    let for_wasix_host = options.export_stack_globals || wasix;
+    if for_wasix_host && !options.embed_runtime && secondary_memory.is_none() && memory == 0 {
+        check_stack_for_wasix_host(&stack)?;
+    }
+    let grow_hook = wasix && !options.embed_runtime;
     let addr = if memory64 {
         wasmparser::ValType::I64
     } else {
@@ -307,7 +299,12 @@ pub fn instrument_with_progress(
     let funcs = runtime::layout_funcs(info.num_funcs() - n_removed, options.asserts);
     let embedded = if options.embed_runtime {
         let first = funcs.start_unwind + runtime::count(options.asserts);
-        Some(embed::Embed::plan(&info, &analysis.instrumented, first)?)
+        Some(embed::Embed::plan(
+            &info,
+            &stack,
+            &analysis.instrumented,
+            first,
+        )?)
     } else {
         None
     };
@@ -354,6 +351,7 @@ pub fn instrument_with_progress(
         state_global,
         data_global: state_global + 1,
         memory,
+        grow_hook: grow_hook.then_some(info.tables.len() as u32),
         memory64,
         funcs,
         types,
@@ -401,12 +399,29 @@ pub fn instrument_with_progress(
     if secondary_memory.is_some() {
         exports.push(("asyncify_memory".into(), ExportKind::Memory, memory));
     }
-    let mut warnings = analysis.warnings.clone();
-    // A module calling the WASIX stack functions is meant for a host that needs
-    // to find its C stack: make that reachable without extra link flags.
-    if options.export_stack_globals || wasix {
-        exports.extend(stack_global_exports(&info, &ctx, &mut warnings));
+    if grow_hook {
+        exports.push((
+            runtime::GROW_HOOK_EXPORT.into(),
+            ExportKind::Table,
+            info.tables.len() as u32,
+        ));
     }
+    let mut extra_globals = embedded.as_ref().map(|e| e.globals()).unwrap_or_default();
+    if for_wasix_host {
+        exports.extend(stack_global_exports(&info, &ctx, &stack));
+        if stack.bottom() == StackBottom::StackFirst && stack.low.is_none() {
+            // The stack comes first: say so, rather than let the host fall
+            // back on address 0 with a warning that it may corrupt memory.
+            let index = ctx.extra_global(extra_globals.len());
+            extra_globals.push(emit::ExtraGlobal::constant(
+                "__stack_low",
+                info.memories.first().is_some_and(|m| m.memory64),
+                0,
+            ));
+            exports.push(("__stack_low".into(), ExportKind::Global, index));
+        }
+    }
+    let warnings = analysis.warnings.clone();
 
     let (out, dropped) = emit::write(
         &ctx,
@@ -424,7 +439,8 @@ pub fn instrument_with_progress(
                 .as_ref()
                 .map(|e| e.entry_wrappers())
                 .unwrap_or_default(),
-            extra_globals: embedded.as_ref().map(|e| e.globals()).unwrap_or_default(),
+            extra_globals,
+            grow_hook,
         },
     );
     let mut validator = wasmparser::Validator::new_with_features(module_info::features());
@@ -531,41 +547,48 @@ fn imports_wasix_stack_calls(info: &ModuleInfo<'_>) -> bool {
         .any(|i| WASIX_STACK_IMPORTS.contains(&i.qualified().as_str()))
 }
 
-/// Exports for the stack globals the module has but does not export.
+/// Exports for the stack globals the module has but does not export under
+/// their own names.
 fn stack_global_exports(
     info: &ModuleInfo<'_>,
     ctx: &Ctx<'_>,
-    warnings: &mut Vec<String>,
+    stack: &StackLayout,
 ) -> Vec<(String, ExportKind, u32)> {
-    let mut out = Vec::new();
-    for &name in STACK_GLOBALS {
-        if info.exports_name(name) {
-            continue;
-        }
-        let found = info
-            .global_names
-            .iter()
-            .filter(|(_, n)| n.as_str() == name)
-            .map(|(g, _)| *g)
-            .min();
-        match found {
-            Some(g) => {
-                let g = if g >= ctx.globals_from {
-                    g + ctx.globals_by
-                } else {
-                    g
-                };
-                out.push((name.to_string(), ExportKind::Global, g));
-            }
-            None if name == "__stack_pointer" => warnings.push(
-                "no global named `__stack_pointer` (no name section?): a stack-switching \
-                 host will not find the C stack; link with --export=__stack_pointer"
-                    .to_string(),
-            ),
-            None => {}
-        }
+    stack
+        .named()
+        .into_iter()
+        .filter(|(name, _)| !info.exports_name(name))
+        .map(|(name, g)| {
+            let index = if g.index >= ctx.globals_from {
+                g.index + ctx.globals_by
+            } else {
+                g.index
+            };
+            (name.to_string(), ExportKind::Global, index)
+        })
+        .collect()
+}
+
+/// Refuses a module whose C stack a WASIX host (Wasmer) could not find
+/// safely, naming the link flags that fix it.
+fn check_stack_for_wasix_host(stack: &StackLayout) -> Result<()> {
+    if stack.pointer.is_none() {
+        return Err(Error::unsupported(
+            "cannot find the module's `__stack_pointer` (not exported, no name section, and no \
+             function prologue lowers a single global), and a WASIX host such as Wasmer needs it \
+             to checkpoint the stack: link with -Wl,--export=__stack_pointer",
+        ));
     }
-    out
+    if stack.bottom() == StackBottom::Unknown {
+        return Err(Error::unsupported(
+            "the module does not say where its C stack begins (no `__stack_low` or \
+             `__data_end` global, and its data lies below the stack), so a WASIX host such as \
+             Wasmer would unwind over its data: link with -Wl,--export=__stack_low (clang 16 \
+             or later; -Wl,--export=__data_end before that), or use --embed-runtime, which \
+             needs neither",
+        ));
+    }
+    Ok(())
 }
 
 fn decisions(info: &ModuleInfo<'_>, analysis: &UnwindAnalysis, names: &[String]) -> Vec<Decision> {

@@ -323,6 +323,8 @@ fn preset_wasix_does_not_warn_about_the_other_word_size() {
         r#"(module
           (import "wasix_32v1" "stack_checkpoint" (func $cp (param i32 i32) (result i32)))
           (memory 1)
+          (global $__stack_pointer (mut i32) (i32.const 4096))
+          (global $__stack_low i32 (i32.const 1024))
           (func (export "f") (result i32) (call $cp (i32.const 0) (i32.const 8))))"#,
         &Options::wasix(),
     );
@@ -335,11 +337,12 @@ fn preset_wasix_does_not_warn_about_the_other_word_size() {
 }
 
 #[test]
-fn modules_calling_wasix_stack_functions_get_a_buffer_memory_and_stack_exports() {
+fn modules_calling_wasix_stack_functions_export_their_stack_and_keep_the_buffer_in_memory_0() {
     let wat = r#"(module
       (import "wasix_32v1" "stack_checkpoint" (func $cp (param i32 i32) (result i32)))
       (memory 2)
       (global $__stack_pointer (mut i32) (i32.const 70000))
+      (global $__data_end i32 (i32.const 1028))
       (data (i32.const 1024) "abc")
       (func (export "f") (result i32) (call $cp (global.get $__stack_pointer) (i32.const 8))))"#;
     let exports = |wasm: &[u8]| -> Vec<String> {
@@ -356,22 +359,30 @@ fn modules_calling_wasix_stack_functions_get_a_buffer_memory_and_stack_exports()
             .flatten()
             .collect()
     };
+    // Binaryen's ABI, as Wasmer drives it: the buffer in memory 0, the
+    // stack's globals exported, and the hook our host grows the buffer by.
     let out = run(wat, &Options::default());
     let names = exports(&out.wasm);
-    assert!(names.contains(&"__stack_pointer".to_string()), "{names:?}");
-    assert!(names.contains(&"asyncify_memory".to_string()), "{names:?}");
-    // An explicit --memory keeps the buffer in the program's memory.
+    for name in ["__stack_pointer", "__data_end", "__wasm_rewind_grow_hook"] {
+        assert!(names.contains(&name.to_string()), "{name}: {names:?}");
+    }
+    assert!(!names.contains(&"asyncify_memory".to_string()), "{names:?}");
+    // A memory of its own only when asked.
     let out = run(
         wat,
         &Options {
-            memory: Some("0".into()),
+            secondary_memory: Some(4),
             ..Options::default()
         },
     );
-    assert!(!exports(&out.wasm).contains(&"asyncify_memory".to_string()));
+    assert!(exports(&out.wasm).contains(&"asyncify_memory".to_string()));
     // A module that does not call them is left as Binaryen would.
     let plain = run(&wat.replace("wasix_32v1", "env"), &Options::default());
     let names = exports(&plain.wasm);
     assert!(!names.contains(&"asyncify_memory".to_string()), "{names:?}");
     assert!(!names.contains(&"__stack_pointer".to_string()), "{names:?}");
+    assert!(
+        !names.contains(&"__wasm_rewind_grow_hook".to_string()),
+        "{names:?}"
+    );
 }

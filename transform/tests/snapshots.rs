@@ -130,3 +130,20 @@ fn memory64_uses_i64_pointers() {
         &Options::default()
     ));
 }
+
+#[test]
+fn wasix_module_exports_its_stack_and_a_grow_hook() {
+    // The stack comes first (the data above the stack pointer's start), so
+    // the pass adds `__stack_low = 0`; the buffer stays in memory 0 and a
+    // frame that does not fit asks the host for room through the hook.
+    insta::assert_snapshot!(instrumented_wat(
+        r#"(module
+          (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
+          (memory (export "memory") 2)
+          (global $__stack_pointer (mut i32) (i32.const 65536))
+          (func $setjmp (export "setjmp") (param $env i32) (result i32)
+            (call $checkpoint (local.get $env) (i32.add (local.get $env) (i32.const 8))))
+          (data (i32.const 65536) "data"))"#,
+        &Options::wasix()
+    ));
+}

@@ -33,6 +33,7 @@ use wasmparser::{ExternalKind, Parser, Payload, TypeRef, ValType};
 use crate::instrument::runtime::AddedFunction;
 use crate::instrument::{Ctx, TypeInterner};
 use crate::module_info::{FuncImport, ModuleInfo};
+use crate::stack_layout::StackLayout;
 use crate::{Error, ErrorKind, Result};
 
 /// Pages of memory 0 the runtime takes on the first checkpoint (4 MiB).
@@ -104,7 +105,12 @@ impl Embed {
     /// Checks that the module can carry the runtime and plans it. `first` is
     /// the output index after the Asyncify runtime's functions; `instrumented`
     /// says which input functions are.
-    pub fn plan(info: &ModuleInfo<'_>, instrumented: &[bool], first: u32) -> Result<Embed> {
+    pub fn plan(
+        info: &ModuleInfo<'_>,
+        stack: &StackLayout,
+        instrumented: &[bool],
+        first: u32,
+    ) -> Result<Embed> {
         if info.imports.iter().any(|i| {
             i.module == "wasix_64v1"
                 && stack_call(&FuncImport {
@@ -131,7 +137,7 @@ impl Embed {
                 ))
             }
         }
-        let sp = stack_pointer(info)?;
+        let sp = stack_pointer(info, stack)?;
         let mut saved = vec![sp];
         for (name, kind, index) in &info.exports {
             let g = *index;
@@ -315,12 +321,13 @@ impl Embed {
         types.intern(&[ValType::I32], &[]);
     }
 
-    /// The globals the template defines, with their names, to append after
-    /// the state globals (all start at zero).
-    pub fn globals(&self) -> Vec<(wasm_encoder::GlobalType, ConstExpr)> {
+    /// The globals the template defines, to append after the state globals
+    /// (all start at zero); they come first among the extra globals.
+    pub fn globals(&self) -> Vec<crate::emit::ExtraGlobal> {
         self.globals64
             .iter()
-            .map(|&is64| {
+            .enumerate()
+            .map(|(i, &is64)| {
                 let (val_type, init) = if is64 {
                     (wasm_encoder::ValType::I64, ConstExpr::i64_const(0))
                 } else {
@@ -331,7 +338,11 @@ impl Embed {
                     mutable: true,
                     shared: false,
                 };
-                (ty, init)
+                crate::emit::ExtraGlobal {
+                    name: format!("__wasm_rewind_runtime_{i}"),
+                    ty,
+                    init,
+                }
             })
             .collect()
     }
@@ -383,7 +394,7 @@ impl Embed {
         let mut remap = ctx.remap();
         let sp = remap.global_index(self.saved[0]).map_err(internal)?;
         let mut globals = vec![sp];
-        globals.extend((0..self.globals64.len() as u32).map(|i| ctx.data_global + 1 + i));
+        globals.extend((0..self.globals64.len()).map(|i| ctx.extra_global(i)));
         let types = self
             .types
             .iter()
@@ -528,26 +539,14 @@ fn is_numeric(t: ValType) -> bool {
     matches!(t, ValType::I32 | ValType::I64 | ValType::F32 | ValType::F64)
 }
 
-/// The module's `__stack_pointer`: exported under that name, or named so in
-/// the name section. A jump must restore it, and the stale check reads it.
-fn stack_pointer(info: &ModuleInfo<'_>) -> Result<u32> {
-    let exported = info
-        .exports
-        .iter()
-        .find(|(n, k, _)| n == "__stack_pointer" && *k == ExternalKind::Global)
-        .map(|(_, _, g)| *g);
-    let named = || {
-        info.global_names
-            .iter()
-            .filter(|(_, n)| n.as_str() == "__stack_pointer")
-            .map(|(g, _)| *g)
-            .min()
-    };
-    let g = exported.or_else(named).ok_or_else(|| {
+/// The module's `__stack_pointer` (see `stack_layout`). A jump must restore
+/// it, and the stale check reads it.
+fn stack_pointer(info: &ModuleInfo<'_>, stack: &StackLayout) -> Result<u32> {
+    let g = stack.pointer.map(|p| p.index).ok_or_else(|| {
         Error::unsupported(
-            "--embed-runtime needs the module's `__stack_pointer`, and there is no global of \
-             that name: keep the name section (do not strip the module) or link with \
-             -Wl,--export=__stack_pointer",
+            "--embed-runtime needs the module's `__stack_pointer`, and none was found (not \
+             exported, no name section, and no function prologue lowers a single global): \
+             link with -Wl,--export=__stack_pointer",
         )
     })?;
     let ty = info.globals[g as usize];

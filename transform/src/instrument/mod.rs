@@ -41,7 +41,8 @@ pub struct RuntimeFuncs {
     pub pop_index: u32,
     /// `pop_frame(size) -> p`
     pub pop_frame: u32,
-    /// `buffer_overflow()`: traps; its name is the diagnostic.
+    /// `buffer_overflow(needed)`: asks the grow hook for room, or traps; its
+    /// name is the diagnostic.
     pub buffer_overflow: u32,
     /// `assert_failed()`: traps (only with `--asserts`).
     pub assert_failed: u32,
@@ -140,6 +141,9 @@ pub struct Ctx<'m> {
     pub data_global: u32,
     /// The memory holding the buffer.
     pub memory: u32,
+    /// The output index of the grow hook's table, when the output has one
+    /// (see `runtime::GROW_HOOK_EXPORT`).
+    pub grow_hook: Option<u32>,
     /// Whether that memory is 64-bit (pointers are i64).
     pub memory64: bool,
     /// The added functions.
@@ -166,6 +170,13 @@ impl Ctx<'_> {
             globals_from: self.globals_from,
             globals_by: self.globals_by,
         }
+    }
+
+    /// The output index of the `i`-th global the pass defines after the two
+    /// state globals: they follow every input global and the state globals,
+    /// whether those are imported (then counted among the imports) or not.
+    pub fn extra_global(&self, i: usize) -> u32 {
+        self.info.globals.len() as u32 + 2 + i as u32
     }
 
     /// The address type of the buffer's memory.

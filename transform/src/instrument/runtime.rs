@@ -17,8 +17,12 @@ use super::{Ctx, RuntimeFuncs, TypeInterner};
 use wasm_encoder::{BlockType, Function, Instruction, MemArg, ValType as EncType};
 use wasmparser::ValType;
 
-/// Name of the function that traps when a frame does not fit in the buffer.
+/// Name of the function called when a frame does not fit in the buffer: it
+/// asks the host for room through the grow hook, or traps.
 pub const OVERFLOW_FUNCTION: &str = "__wasm_rewind_buffer_overflow";
+/// Export name of the grow hook: a table of one `funcref`, null until a host
+/// that can grow the buffer puts a `(func (param needed: addr))` in it.
+pub const GROW_HOOK_EXPORT: &str = "__wasm_rewind_grow_hook";
 /// Name of the function that traps when `--asserts` finds an unexpected unwind.
 pub const ASSERT_FUNCTION: &str = "__wasm_rewind_assert_failed";
 
@@ -126,8 +130,12 @@ pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
         },
         AddedFunction {
             name: OVERFLOW_FUNCTION.into(),
-            ty: unit,
-            body: Builder::trap(),
+            ty: if ctx.grow_hook.is_some() {
+                ptr_to_unit
+            } else {
+                unit
+            },
+            body: b.overflow(),
             export: None,
         },
     ];
@@ -260,8 +268,10 @@ impl Builder<'_> {
     /// `push_frame(k, size) -> p`: checks `end - pos >= size + 4` (no overflow
     /// possible: `pos <= end` holds, the controls check it), stores `k` at
     /// `pos + size`, advances `pos` past it and returns the old `pos`. A frame
-    /// that does not fit calls the overflow function, which traps before any
-    /// byte past `end` is written.
+    /// that does not fit calls the overflow function, which may give the
+    /// buffer more room (a host's grow hook moves `end`, and may move the
+    /// frames and `pos`); `{pos, end}` are read again after it, and a frame
+    /// that still does not fit traps before any byte past `end` is written.
     fn push_frame(&self) -> Vec<u8> {
         let c = self.ctx;
         let (k, size, pos) = (0, 1, 2);
@@ -270,45 +280,95 @@ impl Builder<'_> {
         } else {
             Instruction::I32LtU
         };
-        Self::finish(
-            Function::new([(1, self.enc_addr())]),
-            &[
+        // end - pos < size + 4 ? (reads `end` from the data structure)
+        let short = [
+            Instruction::GlobalGet(c.data_global),
+            self.load_addr(self.word()),
+            Instruction::LocalGet(pos),
+            self.sub(),
+            Instruction::LocalGet(size),
+            self.konst(4),
+            self.add(),
+            lt,
+        ];
+        let mut body = vec![
+            Instruction::GlobalGet(c.data_global),
+            self.load_addr(0),
+            Instruction::LocalSet(pos),
+        ];
+        body.extend(short.iter().cloned());
+        body.push(Instruction::If(BlockType::Empty));
+        if c.grow_hook.is_some() {
+            body.extend([
+                Instruction::LocalGet(size),
+                self.konst(4),
+                self.add(),
+                Instruction::Call(c.funcs.buffer_overflow),
                 Instruction::GlobalGet(c.data_global),
                 self.load_addr(0),
                 Instruction::LocalSet(pos),
-                // end - pos < size + 4 ?
-                Instruction::GlobalGet(c.data_global),
-                self.load_addr(self.word()),
-                Instruction::LocalGet(pos),
-                self.sub(),
-                Instruction::LocalGet(size),
-                self.konst(4),
-                self.add(),
-                lt,
+            ]);
+            body.extend(short.iter().cloned());
+            body.extend([
                 Instruction::If(BlockType::Empty),
-                Instruction::Call(c.funcs.buffer_overflow),
+                Instruction::Unreachable,
                 Instruction::End,
-                // *(pos + size) = k
-                Instruction::LocalGet(pos),
-                Instruction::LocalGet(size),
-                self.add(),
-                Instruction::LocalGet(k),
-                Instruction::I32Store(MemArg {
-                    offset: 0,
-                    align: 2,
-                    memory_index: c.memory,
-                }),
-                // data.pos = pos + size + 4
-                Instruction::GlobalGet(c.data_global),
-                Instruction::LocalGet(pos),
-                Instruction::LocalGet(size),
-                self.add(),
-                self.konst(4),
-                self.add(),
-                self.store_addr(0),
-                Instruction::LocalGet(pos),
-            ],
-        )
+            ]);
+        } else {
+            body.push(Instruction::Call(c.funcs.buffer_overflow));
+        }
+        body.push(Instruction::End);
+        body.extend([
+            // *(pos + size) = k
+            Instruction::LocalGet(pos),
+            Instruction::LocalGet(size),
+            self.add(),
+            Instruction::LocalGet(k),
+            Instruction::I32Store(MemArg {
+                offset: 0,
+                align: 2,
+                memory_index: c.memory,
+            }),
+            // data.pos = pos + size + 4
+            Instruction::GlobalGet(c.data_global),
+            Instruction::LocalGet(pos),
+            Instruction::LocalGet(size),
+            self.add(),
+            self.konst(4),
+            self.add(),
+            self.store_addr(0),
+            Instruction::LocalGet(pos),
+        ]);
+        Self::finish(Function::new([(1, self.enc_addr())]), &body)
+    }
+
+    /// `buffer_overflow(needed)` with a grow hook: calls the function the
+    /// host put in it, `(call_indirect $hook (local.get $needed) (i32.const 0))`
+    /// (a null slot traps there: no host offered to grow the buffer).
+    /// `buffer_overflow()` without one: traps. Either way its name is the
+    /// diagnostic in a backtrace.
+    fn overflow(&self) -> Vec<u8> {
+        let c = self.ctx;
+        match c.grow_hook {
+            Some(table) => {
+                let ty = c
+                    .types
+                    .get(&[c.address_type()], &[])
+                    .expect("interned by intern_types");
+                Self::finish(
+                    Function::new([]),
+                    &[
+                        Instruction::LocalGet(0),
+                        Instruction::I32Const(0),
+                        Instruction::CallIndirect {
+                            type_index: ty,
+                            table_index: table,
+                        },
+                    ],
+                )
+            }
+            None => Self::trap(),
+        }
     }
 
     /// `pop_index() -> k`: `pos -= 4; return *pos`.
