@@ -24,6 +24,35 @@
 //! globals (`__stack_pointer` above all; linear memory is not restored, so
 //! later writes to volatile locals survive, as C requires) and rewinds: the
 //! stack is rebuilt as it was at the checkpoint, whose import returns `val`.
+//!
+//! # Where the buffer lives
+//!
+//! In the module's own `asyncify_memory` when it has one (`instrument
+//! --secondary-memory`): all of it is the buffer's.
+//!
+//! Otherwise in memory 0, as Binaryen's ABI has it, in a window the shim
+//! borrows at the top of that memory for the length of one request: it saves
+//! the window's bytes, lets the frames be written there, and writes the bytes
+//! back once the rewind has reached the checkpoint call again. Nothing else
+//! touches memory in between (an unwinding or rewinding function only moves
+//! its frame; the host reads the C stack, which lies below the window, and
+//! writes the jmp_buf and `ret` only after giving the window back), so the
+//! window may overlap anything, heap included, and can never corrupt it.
+//! Owning pages instead is not safe: the malloc of wasi-libc (the 2022 one
+//! Debian ships) takes everything from `__heap_base` to the end of memory as
+//! its first heap the first time it runs, so pages a host grows before the
+//! program's first malloc become the program's. The free part of the C stack,
+//! which Wasmer uses, is safe but small exactly when unwinds are large (deep
+//! nesting), and needs link-time bounds.
+//!
+//! The window starts at twice the size of the last unwind (at least 4 KiB),
+//! so a request copies about what it unwinds. When a frame does not fit,
+//! the instrumented code calls the module's grow hook (`__wasm_rewind_grow_hook`,
+//! which `instrument` adds to modules calling the WASIX stack functions), and
+//! [`grow`] extends the window by growing memory 0, up to
+//! [`ShimConfig::max_buffer`]. A module without the hook (Binaryen's output)
+//! gets a fixed window of [`FIXED_WINDOW`] bytes at the very end of memory, so
+//! an overflowing frame traps out of bounds rather than writing over data.
 
 use crate::abi::{Errno, JmpBuf, JMP_BUF_HASH_OFFSET, JMP_BUF_SIZE};
 use crate::error::ShimError;
@@ -39,17 +68,35 @@ pub struct ShimConfig {
     pub key: HashKey,
     /// Bounds of the snapshot store. Defaults to [`StoreLimits::default`].
     pub limits: StoreLimits,
-    /// Most bytes the asyncify buffer may take. Defaults to 1 MiB; the region
-    /// the guest offers (see [`Guest::buffer_region`]) bounds it too.
+    /// Most bytes the asyncify buffer may grow to (the frames of one unwind).
+    /// Defaults to [`DEFAULT_MAX_BUFFER`].
     pub max_buffer: u64,
 }
+
+/// The default [`ShimConfig::max_buffer`]: 64 MiB of frames, far more than
+/// the deepest C program we know unwinds (Lua at its C-stack limit, about
+/// 200 nested calls, needs well under 1 MiB), and still a bound on what a
+/// runaway guest can make the host copy.
+pub const DEFAULT_MAX_BUFFER: u64 = 64 << 20;
+
+/// The window given to a module without a grow hook (Binaryen's output),
+/// which cannot ask for more room: 1 MiB, or [`ShimConfig::max_buffer`] if
+/// smaller.
+pub const FIXED_WINDOW: u64 = 1 << 20;
+
+/// The smallest window borrowed for a request.
+const MIN_WINDOW: u64 = 4096;
+
+/// Bytes of the `{pos, end}` structure at the window's start (two u64 at
+/// most; kept 16 for both widths so the buffer stays 16-aligned).
+const HEADER: u64 = 16;
 
 impl Default for ShimConfig {
     fn default() -> ShimConfig {
         ShimConfig {
             key: HashKey::random(),
             limits: StoreLimits::default(),
-            max_buffer: 1 << 20,
+            max_buffer: DEFAULT_MAX_BUFFER,
         }
     }
 }
@@ -59,6 +106,12 @@ pub struct ShimState {
     snapshots: SnapshotStore,
     max_buffer: u64,
     pending: Pending,
+    /// The buffer of the request under way.
+    window: Option<Window>,
+    /// Bytes the last unwind took: the next window is twice that.
+    last_unwind: u64,
+    /// The hash to write into a jmp_buf once the window is given back.
+    jmp_buf_write: Option<(u64, SnapshotHash)>,
     /// What the rewound `stack_checkpoint` call returns through `ret`.
     resume_value: Option<u64>,
     /// `__stack_pointer` when the first export was called: the stack's top.
@@ -75,6 +128,9 @@ impl ShimState {
             snapshots: SnapshotStore::new(config.key, config.limits),
             max_buffer: config.max_buffer,
             pending: Pending::None,
+            window: None,
+            last_unwind: 0,
+            jmp_buf_write: None,
             resume_value: None,
             stack_top: None,
             binding: None,
@@ -90,23 +146,22 @@ impl ShimState {
 /// A request made by an import, completed once the stack has unwound.
 enum Pending {
     None,
-    Checkpoint {
-        env: u64,
-        buffer: Buffer,
-    },
-    Restore {
-        hash: SnapshotHash,
-        val: u64,
-        buffer: Buffer,
-    },
+    Checkpoint { env: u64 },
+    Restore { hash: SnapshotHash, val: u64 },
 }
 
-/// The asyncify data structure `{ pos, end }` and the buffer after it.
-#[derive(Clone, Copy)]
-struct Buffer {
+/// The asyncify data structure `{ pos, end }` at `data`, the buffer
+/// `[start, end)` after it, and, when it is borrowed from the program's
+/// memory, the bytes it held.
+struct Window {
     data: u64,
     start: u64,
     end: u64,
+    /// The bytes of `[data, end)` before the request, to write back; `None`
+    /// when the memory is the buffer's own.
+    saved: Option<Vec<u8>>,
+    /// The highest address the frames reached: what must be written back.
+    high_water: u64,
 }
 
 /// Which linear memory an access is for.
@@ -140,9 +195,16 @@ pub trait Guest {
     fn write(&mut self, mem: Mem, addr: u64, bytes: &[u8]) -> Result<(), ShimError>;
     /// The current `__stack_pointer`.
     fn stack_pointer(&mut self) -> u64;
-    /// The `[low, high)` range of [`Mem::Buffer`] that is free for the buffer
-    /// right now.
-    fn buffer_region(&mut self) -> (u64, u64);
+    /// Whether [`Mem::Buffer`] is a memory of its own (`asyncify_memory`),
+    /// rather than the program's memory, where the buffer is borrowed.
+    fn buffer_memory_is_dedicated(&self) -> bool;
+    /// Whether the module has the grow hook, so [`grow`] can be called when a
+    /// frame does not fit.
+    fn has_grow_hook(&self) -> bool;
+    /// Size in bytes of [`Mem::Buffer`].
+    fn buffer_memory_size(&mut self) -> u64;
+    /// Grows [`Mem::Buffer`] by `pages` 64 KiB pages.
+    fn grow_buffer_memory(&mut self, pages: u64) -> Result<(), ShimError>;
     /// Whether [`Mem::Buffer`] is 64-bit (`{pos, end}` are then two u64).
     fn buffer_is_64(&self) -> bool;
     /// The exported mutable globals a snapshot saves, by name.
@@ -157,6 +219,10 @@ pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::E
     match g.state()? {
         2 => {
             g.stop_rewind()?;
+            give_back_window(g)?;
+            if let Some((env, hash)) = g.shim().jmp_buf_write.take() {
+                g.write(Mem::Program, env + JMP_BUF_HASH_OFFSET as u64, &hash)?;
+            }
             let val = g.shim().resume_value.take().unwrap_or(0);
             g.write(Mem::Program, ret, &val.to_le_bytes())?;
             Ok(Errno::Success)
@@ -167,9 +233,9 @@ pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::E
                     "stack_checkpoint called while another request is pending",
                 ));
             }
-            let buffer = place_buffer(g)?;
-            g.shim().pending = Pending::Checkpoint { env, buffer };
-            g.start_unwind(buffer.data)?;
+            let data = borrow_window(g, 0)?;
+            g.shim().pending = Pending::Checkpoint { env };
+            g.start_unwind(data)?;
             Ok(Errno::Success)
         }
         s => Err(guest_error(&format!(
@@ -193,7 +259,8 @@ pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> 
         .expect("read returns the length asked for");
     let hash = JmpBuf::from_bytes(&bytes).hash;
     let sp = g.stack_pointer();
-    let snapshot_sp = g.shim().snapshots.get(&hash)?.stack_pointer;
+    let snapshot = g.shim().snapshots.get(&hash)?;
+    let (snapshot_sp, frames) = (snapshot.stack_pointer, snapshot.asyncify.len() as u64);
     if snapshot_sp < sp {
         return Err(ShimError::StaleSnapshot {
             snapshot_sp,
@@ -201,11 +268,55 @@ pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> 
         }
         .into());
     }
-    let buffer = place_buffer(g)?;
-    g.shim().pending = Pending::Restore { hash, val, buffer };
-    g.start_unwind(buffer.data)?;
+    let data = borrow_window(g, frames)?;
+    g.shim().pending = Pending::Restore { hash, val };
+    g.start_unwind(data)?;
     Ok(())
 }
+
+/// The grow hook: a frame of `needed` bytes does not fit in the buffer of
+/// the unwind under way. Extends the buffer by growing its memory (at least
+/// doubling it), up to [`ShimConfig::max_buffer`].
+pub fn grow<G: Guest>(g: &mut G, needed: u64) -> Result<(), G::Error> {
+    let Some(w) = g.shim().window.as_ref() else {
+        return Err(guest_error(
+            "the unwind buffer's grow hook was called with no unwind under way",
+        ));
+    };
+    let (data, start, end) = (w.data, w.start, w.end);
+    let pos = read_pos(g, data)?;
+    let want = pos.saturating_add(needed);
+    if want <= end {
+        return Ok(());
+    }
+    let max = g.shim().max_buffer;
+    let used = pos.saturating_sub(start);
+    if used.saturating_add(needed) > max {
+        return Err(ShimError::BufferTooSmall {
+            needed: used.saturating_add(needed),
+            available: max,
+        }
+        .into());
+    }
+    // The window reaches the end of the memory (see `borrow_window`), so
+    // growing the memory extends it in place.
+    let size = g.buffer_memory_size();
+    let target = want.max(start + 2 * (end - start)).min(start + max);
+    let pages = target.saturating_sub(size).div_ceil(PAGE);
+    g.grow_buffer_memory(pages)?;
+    let new_end = g.buffer_memory_size().min(start + max) & !15;
+    let w = g.shim().window.as_mut().expect("checked above");
+    if let Some(saved) = &mut w.saved {
+        // The new pages are fresh zeros; give them back as such.
+        saved.resize((new_end - w.data) as usize, 0);
+    }
+    w.end = new_end;
+    write_header(g, data, pos, new_end)?;
+    Ok(())
+}
+
+/// Bytes in a WebAssembly page.
+const PAGE: u64 = 65536;
 
 /// Call before calling an export: remembers where the stack starts.
 pub fn begin<G: Guest>(g: &mut G) {
@@ -224,36 +335,45 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error>
         return Ok(false);
     }
     g.stop_unwind()?;
-    let buffer = match std::mem::replace(&mut g.shim().pending, Pending::None) {
-        Pending::Checkpoint { env, buffer } => {
-            take_checkpoint(g, env, buffer)?;
-            buffer
-        }
-        Pending::Restore { hash, val, buffer } => {
-            prepare_restore(g, &hash, val, buffer)?;
-            buffer
-        }
-        Pending::None => {
-            return Err(guest_error(&format!(
-                "`{export}` unwound, but no stack_checkpoint or stack_restore asked for it: \
-                 another import started an unwind the shim cannot complete"
-            )))
-        }
+    let Some(w) = g.shim().window.as_ref() else {
+        return Err(no_request(export));
     };
-    g.start_rewind(buffer.data)?;
+    let (data, start) = (w.data, w.start);
+    let pos = read_pos(g, data)?;
+    let shim = g.shim();
+    shim.last_unwind = pos.saturating_sub(start);
+    if let Some(w) = shim.window.as_mut() {
+        w.high_water = w.high_water.max(pos);
+    }
+    match std::mem::replace(&mut g.shim().pending, Pending::None) {
+        Pending::Checkpoint { env } => take_checkpoint(g, env, start, pos)?,
+        Pending::Restore { hash, val } => prepare_restore(g, &hash, val)?,
+        Pending::None => return Err(no_request(export)),
+    }
+    let data = g.shim().window.as_ref().expect("kept for the rewind").data;
+    g.start_rewind(data)?;
     Ok(true)
+}
+
+fn no_request<E: From<ShimError>>(export: &str) -> E {
+    guest_error(&format!(
+        "`{export}` unwound, but no stack_checkpoint or stack_restore asked for it: \
+         another import started an unwind the shim cannot complete"
+    ))
 }
 
 /// Call when an export trapped: forgets the pending checkpoint or restore,
 /// whose stack is gone (so the state can serve a new instance), and returns
-/// the size of the buffer it was unwinding into, if one was pending.
+/// the size of the buffer it was unwinding into, if one was pending. A
+/// borrowed window is left as it is: the instance that trapped is not run
+/// again by the shim.
 pub fn after_trap(shim: &mut ShimState) -> Option<u64> {
     shim.resume_value = None;
+    shim.jmp_buf_write = None;
+    let window = shim.window.take();
     match std::mem::replace(&mut shim.pending, Pending::None) {
         Pending::None => None,
-        Pending::Checkpoint { buffer, .. } | Pending::Restore { buffer, .. } => {
-            Some(buffer.end - buffer.start)
-        }
+        Pending::Checkpoint { .. } | Pending::Restore { .. } => window.map(|w| w.end - w.start),
     }
 }
 
@@ -264,51 +384,103 @@ fn guest_error<E: From<ShimError>>(message: &str) -> E {
     .into()
 }
 
-/// Places `{pos, end}` and the buffer in the free region, at most
-/// `max_buffer` bytes, and writes `pos = start`.
-fn place_buffer<G: Guest>(g: &mut G) -> Result<Buffer, ShimError> {
-    let (low, high) = g.buffer_region();
-    let data = low.next_multiple_of(16);
-    let start = data + 16;
-    let end = (high & !15).min(start.saturating_add(g.shim().max_buffer));
-    if end <= start {
-        return Err(ShimError::BufferTooSmall {
-            needed: 16,
-            available: high.saturating_sub(data),
+/// Places `{pos, end}` and a buffer of at least `frames` bytes (see the
+/// module documentation for where), writes `pos = start` and returns the
+/// address of `{pos, end}`.
+fn borrow_window<G: Guest>(g: &mut G, frames: u64) -> Result<u64, ShimError> {
+    if g.shim().window.is_some() {
+        return Err(ShimError::Guest {
+            message: "a stack_checkpoint or stack_restore ran while another was under way".into(),
         });
     }
-    let buffer = Buffer { data, start, end };
-    write_data(g, &buffer, start)?;
-    Ok(buffer)
+    let max = g.shim().max_buffer;
+    if frames > max {
+        return Err(ShimError::BufferTooSmall {
+            needed: frames,
+            available: max,
+        });
+    }
+    let (data, end, saved) = if g.buffer_memory_is_dedicated() {
+        let size = g.buffer_memory_size();
+        if size < HEADER + frames {
+            return Err(ShimError::BufferTooSmall {
+                needed: frames,
+                available: size.saturating_sub(HEADER),
+            });
+        }
+        (0, (size & !15).min(HEADER + max), None)
+    } else {
+        let capacity = if g.has_grow_hook() {
+            (2 * g.shim().last_unwind).max(MIN_WINDOW)
+        } else {
+            FIXED_WINDOW
+        }
+        .min(max)
+        .max(frames);
+        let len = (HEADER + capacity).next_multiple_of(16);
+        // At the end of memory, above the C stack (the host reads the stack
+        // while the window is out), growing memory when it is too small.
+        let floor = g.shim().stack_top.unwrap_or(0).next_multiple_of(16);
+        let size = g.buffer_memory_size();
+        if size < floor.saturating_add(len) {
+            g.grow_buffer_memory((floor + len - size).div_ceil(PAGE))?;
+        }
+        let end = g.buffer_memory_size() & !15;
+        let data = end - len;
+        (data, end, Some(g.read(Mem::Buffer, data, len)?))
+    };
+    let start = data + HEADER;
+    write_header(g, data, start, end)?;
+    g.shim().window = Some(Window {
+        data,
+        start,
+        end,
+        saved,
+        high_water: data + HEADER,
+    });
+    Ok(data)
 }
 
-/// Writes `{ pos, end }` at `buffer.data`.
-fn write_data<G: Guest>(g: &mut G, buffer: &Buffer, pos: u64) -> Result<(), ShimError> {
+/// Gives the window back: writes back the bytes it borrowed, up to where
+/// the frames reached.
+fn give_back_window<G: Guest>(g: &mut G) -> Result<(), ShimError> {
+    let Some(w) = g.shim().window.take() else {
+        return Ok(());
+    };
+    if let Some(saved) = &w.saved {
+        let len = (w.high_water.min(w.end) - w.data) as usize;
+        g.write(Mem::Buffer, w.data, &saved[..len])?;
+    }
+    Ok(())
+}
+
+/// Writes `{ pos, end }` at `data`.
+fn write_header<G: Guest>(g: &mut G, data: u64, pos: u64, end: u64) -> Result<(), ShimError> {
     let mut bytes = Vec::with_capacity(16);
     if g.buffer_is_64() {
         bytes.extend(pos.to_le_bytes());
-        bytes.extend(buffer.end.to_le_bytes());
+        bytes.extend(end.to_le_bytes());
     } else {
         bytes.extend((pos as u32).to_le_bytes());
-        bytes.extend((buffer.end as u32).to_le_bytes());
+        bytes.extend((end as u32).to_le_bytes());
     }
-    g.write(Mem::Buffer, buffer.data, &bytes)
+    g.write(Mem::Buffer, data, &bytes)
 }
 
-fn read_pos<G: Guest>(g: &mut G, buffer: &Buffer) -> Result<u64, ShimError> {
+fn read_pos<G: Guest>(g: &mut G, data: u64) -> Result<u64, ShimError> {
     Ok(if g.buffer_is_64() {
-        let b = g.read(Mem::Buffer, buffer.data, 8)?;
+        let b = g.read(Mem::Buffer, data, 8)?;
         u64::from_le_bytes(b.try_into().expect("8 bytes"))
     } else {
-        let b = g.read(Mem::Buffer, buffer.data, 4)?;
+        let b = g.read(Mem::Buffer, data, 4)?;
         u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64
     })
 }
 
-/// The stack has unwound for a checkpoint: snapshot it.
-fn take_checkpoint<G: Guest>(g: &mut G, env: u64, buffer: Buffer) -> Result<(), G::Error> {
-    let pos = read_pos(g, &buffer)?;
-    let asyncify = g.read(Mem::Buffer, buffer.start, pos.saturating_sub(buffer.start))?;
+/// The stack has unwound for a checkpoint into `[start, pos)`: snapshot it.
+/// The frames stay in the buffer for the rewind that follows.
+fn take_checkpoint<G: Guest>(g: &mut G, env: u64, start: u64, pos: u64) -> Result<(), G::Error> {
+    let asyncify = g.read(Mem::Buffer, start, pos.saturating_sub(start))?;
     let sp = g.stack_pointer();
     let top = g.shim().stack_top.unwrap_or(sp).max(sp);
     let stack = g.read(Mem::Program, sp, top - sp)?;
@@ -320,29 +492,24 @@ fn take_checkpoint<G: Guest>(g: &mut G, env: u64, buffer: Buffer) -> Result<(), 
         globals,
     };
     let hash = g.shim().snapshots.insert(snapshot)?;
-    g.write(Mem::Program, env + JMP_BUF_HASH_OFFSET as u64, &hash)?;
+    // Written once the window is given back: the jmp_buf may lie inside it.
+    g.shim().jmp_buf_write = Some((env, hash));
     g.shim().resume_value = Some(0);
     Ok(())
 }
 
-/// The stack has unwound for a restore: load the snapshot's frames and globals.
-fn prepare_restore<G: Guest>(
-    g: &mut G,
-    hash: &SnapshotHash,
-    val: u64,
-    buffer: Buffer,
-) -> Result<(), G::Error> {
+/// The stack has unwound for a restore: put the snapshot's frames in the
+/// buffer and restore its globals.
+fn prepare_restore<G: Guest>(g: &mut G, hash: &SnapshotHash, val: u64) -> Result<(), G::Error> {
     let snapshot = g.shim().snapshots.get(hash)?.clone();
     let len = snapshot.asyncify.len() as u64;
-    if len > buffer.end - buffer.start {
-        return Err(ShimError::BufferTooSmall {
-            needed: len,
-            available: buffer.end - buffer.start,
-        }
-        .into());
-    }
-    g.write(Mem::Buffer, buffer.start, &snapshot.asyncify)?;
-    write_data(g, &buffer, buffer.start + len)?;
+    let w = g.shim().window.as_mut().expect("borrowed by restore");
+    // `restore` borrowed room for these frames; the unwind may have grown it.
+    debug_assert!(len <= w.end - w.start);
+    let (data, start, end) = (w.data, w.start, w.end);
+    w.high_water = w.high_water.max(start + len);
+    g.write(Mem::Buffer, start, &snapshot.asyncify)?;
+    write_header(g, data, start + len, end)?;
     for (name, value) in &snapshot.globals {
         g.set_global(name, *value)?;
     }

@@ -3,31 +3,18 @@
 //! It implements the engine-neutral [`crate::driver::Guest`] for an
 //! instance; the state machine itself is in [`crate::driver`].
 //!
-//! # Where the buffer lives, and why
-//!
-//! In the module's `asyncify_memory` when it exports one: `wasm-rewind
-//! instrument` gives every module that calls the WASIX stack functions such a
-//! memory, because without link flags nothing tells where the C stack ends
-//! (wasm-ld's `.bss` has no data segment), so no part of memory 0 is known to
-//! be free. A separate memory cannot overlap program data, and its size bounds
-//! the buffer.
-//!
-//! Otherwise (a module instrumented by `wasm-opt --asyncify`, which Wasmer
-//! drives the same way) between `__stack_low` (or `__data_end`) and the
-//! current `__stack_pointer`: the free part of the C stack. Nothing runs C code
-//! while a stack unwinds or rewinds, so that memory is unused then; the
-//! exported bound is the linker's, so it does not overlap `.bss`.
-//!
-//! Either way [`crate::ShimConfig::max_buffer`] bounds it too, and a frame that does
-//! not fit makes the instrumented code trap before writing past the end (see
-//! the transform): an error the embedder sees, never corruption.
+//! Where the buffer lives is the driver's choice (see [`crate::driver`]): a
+//! borrowed window at the top of memory 0, or the module's `asyncify_memory`.
+//! This binding also installs the host side of the grow hook: a function in
+//! the module's `__wasm_rewind_grow_hook` table that [`driver::grow`]s the
+//! buffer when a frame does not fit.
 
 use crate::driver::{self, Guest, Mem, ShimState};
 use crate::error::ShimError;
 use crate::snapshot::GlobalValue;
 use wasmtime::{
     AsContextMut, Caller, ExternType, Func, Global, Instance, Linker, Memory, Module, Mutability,
-    Store, Val,
+    Ref, Store, Table, Val,
 };
 
 /// The exports the shim drives, resolved once per instance.
@@ -41,21 +28,14 @@ struct Exports {
     /// The program's memory (jmp_bufs, the C stack).
     memory: Memory,
     stack_pointer: Global,
-    /// Where the asyncify buffer goes.
-    buffer: BufferPlace,
+    /// The module's own `asyncify_memory`, when it has one: the buffer's.
+    buffer_memory: Option<Memory>,
+    /// The grow hook's table, when the module has one.
+    grow_hook: Option<Table>,
     /// Exported mutable globals a snapshot saves, by name (asyncify's own excluded).
     globals: Vec<(String, Global)>,
     /// Whether the buffer's memory is 64-bit (`{pos, end}` and `ptr` are i64).
     memory64: bool,
-}
-
-/// The two placements of the buffer (see the module documentation).
-#[derive(Clone, Copy)]
-enum BufferPlace {
-    /// The module's own `asyncify_memory`.
-    Secondary(Memory),
-    /// The free stack of memory 0, above this global's value.
-    FreeStack { low: Global },
 }
 
 /// Names of the exports every instrumented module has.
@@ -107,15 +87,6 @@ pub fn check_module(module: &Module) -> Result<(), ShimError> {
             })
         }
     }
-    if !has("asyncify_memory") && !has("__stack_low") && !has("__data_end") {
-        return Err(ShimError::MissingExport {
-            name: "__stack_low".into(),
-            hint: "the unwind buffer needs a free region: instrument with `wasm-rewind \
-                   instrument` (it gives the module an `asyncify_memory`) or link with \
-                   -Wl,--export=__stack_low so the free part of the C stack is known"
-                .into(),
-        });
-    }
     Ok(())
 }
 
@@ -131,15 +102,9 @@ impl Exports {
         );
         let memory = instance.get_memory(&mut *store, "memory")?;
         let stack_pointer = instance.get_global(&mut *store, "__stack_pointer")?;
-        let (buffer, memory64) = match instance.get_memory(&mut *store, "asyncify_memory") {
-            Some(m) => (BufferPlace::Secondary(m), m.ty(&*store).is_64()),
-            None => {
-                let low = instance
-                    .get_global(&mut *store, "__stack_low")
-                    .or_else(|| instance.get_global(&mut *store, "__data_end"))?;
-                (BufferPlace::FreeStack { low }, memory.ty(&*store).is_64())
-            }
-        };
+        let buffer_memory = instance.get_memory(&mut *store, "asyncify_memory");
+        let memory64 = buffer_memory.unwrap_or(memory).ty(&*store).is_64();
+        let grow_hook = instance.get_table(&mut *store, GROW_HOOK);
         let names: Vec<String> = instance
             .exports(&mut *store)
             .filter_map(|e| {
@@ -163,11 +128,48 @@ impl Exports {
             stop_rewind,
             memory,
             stack_pointer,
-            buffer,
+            buffer_memory,
+            grow_hook,
             globals,
             memory64,
         })
     }
+}
+
+/// Export name of the transform's grow hook table.
+const GROW_HOOK: &str = "__wasm_rewind_grow_hook";
+
+/// Puts the host's grow function in the module's grow hook, once per
+/// instance (the slot is null until then).
+fn install_grow_hook<T: 'static>(
+    store: &mut Store<T>,
+    exports: &Exports,
+    get: fn(&mut T) -> &mut ShimState,
+) -> wasmtime::Result<()> {
+    let Some(table) = exports.grow_hook else {
+        return Ok(());
+    };
+    if table.get(&mut *store, 0).is_some_and(|r| !r.is_null()) {
+        return Ok(());
+    }
+    let func = if exports.memory64 {
+        Func::wrap(
+            &mut *store,
+            move |caller: Caller<'_, T>, needed: i64| -> wasmtime::Result<()> {
+                let mut g = WasmtimeGuest::from_caller(caller, get)?;
+                driver::grow(&mut g, needed as u64)
+            },
+        )
+    } else {
+        Func::wrap(
+            &mut *store,
+            move |caller: Caller<'_, T>, needed: i32| -> wasmtime::Result<()> {
+                let mut g = WasmtimeGuest::from_caller(caller, get)?;
+                driver::grow(&mut g, needed as u32 as u64)
+            },
+        )
+    };
+    table.set(&mut *store, 0, Ref::Func(Some(func)))
 }
 
 /// Adds `wasix_32v1` and `wasix_64v1` `stack_checkpoint`, `stack_restore` and
@@ -234,6 +236,7 @@ pub fn call<T: 'static>(
         return func.call(&mut *store, params, results);
     };
     get(store.data_mut()).binding = Some(Box::new(exports.clone()));
+    install_grow_hook(store, &exports, get)?;
     driver::begin(&mut WasmtimeGuest {
         cx: &mut *store,
         ex: exports.clone(),
@@ -328,8 +331,8 @@ impl<'a, T> WasmtimeGuest<Caller<'a, T>> {
 
 impl<C: HostData> WasmtimeGuest<C> {
     fn memory(&self, mem: Mem) -> Memory {
-        match (mem, self.ex.buffer) {
-            (Mem::Buffer, BufferPlace::Secondary(m)) => m,
+        match (mem, self.ex.buffer_memory) {
+            (Mem::Buffer, Some(m)) => m,
             _ => self.ex.memory,
         }
     }
@@ -394,14 +397,28 @@ impl<C: HostData> Guest for WasmtimeGuest<C> {
         global_u64(&mut self.cx, &self.ex.stack_pointer)
     }
 
-    fn buffer_region(&mut self) -> (u64, u64) {
-        match self.ex.buffer {
-            BufferPlace::Secondary(m) => (0, m.data_size(&self.cx) as u64),
-            BufferPlace::FreeStack { low } => {
-                let low = global_u64(&mut self.cx, &low);
-                (low, self.stack_pointer())
-            }
-        }
+    fn buffer_memory_is_dedicated(&self) -> bool {
+        self.ex.buffer_memory.is_some()
+    }
+
+    fn has_grow_hook(&self) -> bool {
+        self.ex.grow_hook.is_some()
+    }
+
+    fn buffer_memory_size(&mut self) -> u64 {
+        self.memory(Mem::Buffer).data_size(&self.cx) as u64
+    }
+
+    fn grow_buffer_memory(&mut self, pages: u64) -> Result<(), ShimError> {
+        let memory = self.memory(Mem::Buffer);
+        memory
+            .grow(&mut self.cx, pages)
+            .map(|_| ())
+            .map_err(|e| ShimError::Guest {
+                message: format!(
+                    "cannot grow the memory holding the unwind buffer by {pages} pages: {e}"
+                ),
+            })
     }
 
     fn buffer_is_64(&self) -> bool {

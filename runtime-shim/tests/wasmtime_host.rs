@@ -20,6 +20,7 @@ const PRELUDE: &str = r#"
   (import "wasix_32v1" "stack_restore" (func $restore (param i32 i64)))
   (memory (export "memory") 2)
   (global $__stack_pointer (mut i32) (i32.const 65536))
+  (global $__stack_low i32 (i32.const 1072))
   (data (i32.const 1024) "sixteen bytes...")
   (data (i32.const 1040) "\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
   (func $setjmp (param $env i32) (result i32)
@@ -244,7 +245,6 @@ fn with_stack_exports(body: &str) -> String {
     format!(
         "(module {PRELUDE} {body}
            (export \"__stack_pointer\" (global $__stack_pointer))
-           (global $__stack_low i32 (i32.const 1072))
            (export \"__stack_low\" (global $__stack_low)))"
     )
 }
@@ -263,12 +263,80 @@ const DEEP: &str = r#"
     (if (i32.eqz (local.get $r)) (then (call $dive (local.get $env) (i32.const 50))))
     (local.get $r))"#;
 
+/// Like `DEEP`, 1000 calls deep with 12-byte frames, and with the top page
+/// of memory 0 (heap, as far as the shim knows) filled with a pattern the
+/// program checks after the jump: `run` returns 42 only if the window the
+/// shim borrowed there was given back intact.
+const DEEP_WITH_HEAP: &str = r#"
+  (func $dive (param $env i32) (param $n i32) (result i32)
+    (drop (call $push (i32.const 32)))
+    (if (local.get $n)
+      (then (drop (call $dive (local.get $env) (i32.sub (local.get $n) (i32.const 1)))))
+      (else (call $longjmp (local.get $env) (i32.const 42))))
+    (call $pop (i32.const 32))
+    ;; Both locals live across the call: 12 bytes a frame.
+    (i32.add (local.get $env) (local.get $n)))
+  (func $fill (local $a i32)
+    (local.set $a (i32.const 65536))
+    (loop $l
+      (i32.store (local.get $a) (i32.xor (local.get $a) (i32.const 0x5a5a5a5a)))
+      (local.set $a (i32.add (local.get $a) (i32.const 4)))
+      (br_if $l (i32.lt_u (local.get $a) (i32.const 131072)))))
+  (func $intact (result i32) (local $a i32)
+    (local.set $a (i32.const 65536))
+    (loop $l
+      (if (i32.ne (i32.load (local.get $a)) (i32.xor (local.get $a) (i32.const 0x5a5a5a5a)))
+        (then (return (i32.const 0))))
+      (local.set $a (i32.add (local.get $a) (i32.const 4)))
+      (br_if $l (i32.lt_u (local.get $a) (i32.const 131072))))
+    (i32.const 1))
+  (func (export "run") (result i32)
+    (local $env i32) (local $r i32)
+    (call $fill)
+    (local.set $env (call $push (i32.const 32)))
+    (local.set $r (call $setjmp (local.get $env)))
+    (if (i32.eqz (local.get $r))
+      (then (drop (call $dive (local.get $env) (i32.const 1000)))))
+    (if (i32.eqz (call $intact)) (then (return (i32.const -1))))
+    (local.get $r))"#;
+
 #[test]
-fn buffer_in_the_free_stack_when_the_module_exports_its_bounds() {
-    // --memory 0: no asyncify_memory, so the shim uses [__stack_low, sp).
+fn the_buffer_is_borrowed_from_memory_0_and_given_back() {
+    // The default output: the buffer in memory 0. The 1000 frames of `dive`
+    // need about 12 KB, more than the first window (4 KiB), so the window
+    // grows through the hook, and memory with it; what it covered is intact
+    // afterwards.
+    let wasm = instrument(DEEP_WITH_HEAP);
+    let (result, mut store) = run_module(&wasm, ShimConfig::default());
+    assert_eq!(result.unwrap(), 42);
+    assert!(store.data_mut().shim.snapshots().len() == 1);
+}
+
+#[test]
+fn an_unwind_past_max_buffer_is_buffer_too_small() {
+    let wasm = instrument(DEEP_WITH_HEAP);
+    // Above the first window (4 KiB), below the 12 KB the unwind needs: the
+    // limit is met in the grow hook.
+    let config = ShimConfig {
+        max_buffer: 8192,
+        ..ShimConfig::default()
+    };
+    let (result, _) = run_module(&wasm, config);
+    let err = result.unwrap_err();
+    match err.downcast_ref::<ShimError>() {
+        Some(ShimError::BufferTooSmall { needed, available }) => {
+            assert_eq!(*available, 8192);
+            assert!(*needed > 8192, "{needed}");
+        }
+        other => panic!("expected BufferTooSmall, got {other:?} from {err:?}"),
+    }
+}
+
+#[test]
+fn a_secondary_memory_holds_the_buffer_when_asked() {
     let wasm = wat::parse_str(with_stack_exports(DEEP)).unwrap();
     let options = wasm_rewind_transform::Options {
-        memory: Some("0".into()),
+        secondary_memory: Some(4),
         ..Default::default()
     };
     let out = wasm_rewind_transform::instrument(&wasm, &options)
