@@ -7,7 +7,10 @@
 # Then: wasm-rewind instrument OUT.wasm OUT.rw.wasm && wasm-rewind run OUT.rw.wasm
 #
 # Flags (see DEVELOPERS.md):
-#   --target=wasm32-wasi      wasi-libc's triple (Debian's layout uses it).
+#   --target=wasm32-wasi      WASI preview 1 (clang 19); wasm32-wasip1 for clang 22
+#                             and later, which is where Debian installs their
+#                             compiler-rt builtins. Both names point at the same
+#                             wasi-libc in the sysroot made here.
 #   --sysroot=DIR             Debian installs wasi-libc in /usr/include/wasm32-wasi
 #                             and /usr/lib/wasm32-wasi; clang wants them under one
 #                             sysroot, so we make a throwaway one of two symlinks.
@@ -19,8 +22,14 @@
 # The name section is kept (no -s, no --strip-all): `wasm-rewind instrument`
 # finds __stack_pointer through it and exports it for the shim.
 #
+# Link flags: -Wl,--export=__stack_low tells a WASIX host (Wasmer) where the C
+# stack begins; `wasm-rewind instrument` refuses a module that calls the WASIX
+# stack functions without it when the stack follows the data (clang 19's
+# layout). clang 22 puts the stack first, where the pass can tell by itself.
+#
 # Environment: CLANG (default clang-19), WASI_SYSROOT (default: made here),
-# EXTRA_CFLAGS (added when compiling), EXTRA_LDFLAGS (added when linking).
+# EXTRA_CFLAGS (added when compiling), EXTRA_LDFLAGS (added when linking),
+# EXPORT_STACK_LOW=0 (link without -Wl,--export=__stack_low).
 set -euo pipefail
 
 if [ $# -ne 2 ]; then
@@ -51,17 +60,24 @@ if [ -z "$sysroot" ]; then
     done
     sysroot=$tmp/sysroot
     mkdir -p "$sysroot/include" "$sysroot/lib"
-    ln -s /usr/include/wasm32-wasi "$sysroot/include/wasm32-wasi"
-    ln -s /usr/lib/wasm32-wasi "$sysroot/lib/wasm32-wasi"
+    for triple in wasm32-wasi wasm32-wasip1; do
+        ln -s /usr/include/wasm32-wasi "$sysroot/include/$triple"
+        ln -s /usr/lib/wasm32-wasi "$sysroot/lib/$triple"
+    done
 fi
 
-common=(--target=wasm32-wasi "--sysroot=$sysroot")
+major=$("$clang" -dumpversion | cut -d. -f1)
+if [ "$major" -ge 22 ]; then target=wasm32-wasip1; else target=wasm32-wasi; fi
+common=("--target=$target" "--sysroot=$sysroot")
 # shellcheck disable=SC2086 # EXTRA_CFLAGS is a list of words
 "$clang" "${common[@]}" -I "$include" -O2 -Wall -Wextra ${EXTRA_CFLAGS:-} \
     -c "$src" -o "$tmp/prog.o"
-# No extra link flags are needed: `wasm-rewind instrument` exports what the
-# shim needs and gives the module its own memory for the unwind buffer.
-# EXTRA_LDFLAGS is for modules other tools instrument (bench/run links
-# Binaryen's input with --export=__stack_pointer,__stack_low).
+# `wasm-rewind instrument` exports __stack_pointer and the bounds it finds;
+# __stack_low must exist for that (see above). EXTRA_LDFLAGS is for modules
+# other tools instrument (Binaryen's input also needs
+# --export=__stack_pointer).
 # shellcheck disable=SC2086 # EXTRA_LDFLAGS is a list of words
-"$clang" "${common[@]}" "$tmp/prog.o" ${EXTRA_LDFLAGS:-} -o "$out"
+stack_low=(-Wl,--export=__stack_low)
+if [ "${EXPORT_STACK_LOW:-1}" = 0 ]; then stack_low=(); fi
+# shellcheck disable=SC2086 # EXTRA_LDFLAGS is a list of words
+"$clang" "${common[@]}" "$tmp/prog.o" "${stack_low[@]}" ${EXTRA_LDFLAGS:-} -o "$out"

@@ -72,14 +72,22 @@ pub struct Shim {
     pub stack_pointer: String,
     /// Whether the module exports its memory as `memory`.
     pub memory_exported: bool,
-    /// Where the unwind buffer goes: `"asyncify_memory"` (its own exported
-    /// memory), `"free-stack:__stack_low"` or `"free-stack:__data_end"` (the
-    /// free part of the C stack), or `"none"`.
+    /// Where `wasm-rewind run` puts the unwind buffer: `"asyncify_memory"`
+    /// (the module's own exported memory) or `"memory0"` (a window borrowed
+    /// at the top of memory 0 for each request).
     pub buffer: String,
+    /// Where a WASIX host that unwinds into the free C stack (Wasmer) finds
+    /// the stack's bottom: `"__stack_low"` or `"__data_end"` (exported), or
+    /// `"missing"` (it would fall back to address 0).
+    pub stack_bottom: String,
     /// Whether `wasm-rewind run` can run the module as it is (true when the
     /// module does not call the WASIX stack functions: it needs no shim).
     pub ready: bool,
-    /// What stands in the way, each with what to do.
+    /// Whether Wasmer can run it as it is: what `ready` needs, the buffer in
+    /// memory 0, and a known stack bottom.
+    pub wasmer_ready: bool,
+    /// What stands in the way, each with what to do; those that only concern
+    /// Wasmer start with "Wasmer:".
     pub problems: Vec<String>,
 }
 
@@ -278,19 +286,23 @@ fn shim(scan: &Scan, instrumented: bool, wasix_imports: Vec<String>) -> Shim {
     let memory_exported = exported("memory", ExternalKind::Memory);
     let buffer = if exported("asyncify_memory", ExternalKind::Memory) {
         "asyncify_memory"
-    } else if exported("__stack_low", ExternalKind::Global) {
-        "free-stack:__stack_low"
-    } else if exported("__data_end", ExternalKind::Global) {
-        "free-stack:__data_end"
     } else {
-        "none"
+        "memory0"
+    };
+    let stack_bottom = if exported("__stack_low", ExternalKind::Global) {
+        "__stack_low"
+    } else if exported("__data_end", ExternalKind::Global) {
+        "__data_end"
+    } else {
+        "missing"
     };
     let mut problems = Vec::new();
+    let mut wasmer_problems = Vec::new();
     if !wasix_imports.is_empty() {
         if !instrumented {
             problems.push(
                 "not instrumented: run `wasm-rewind instrument` on it (it also exports \
-                 __stack_pointer and adds the buffer memory)"
+                 __stack_pointer and the stack bounds it finds)"
                     .to_string(),
             );
         } else {
@@ -302,10 +314,18 @@ fn shim(scan: &Scan, instrumented: bool, wasix_imports: Vec<String>) -> Shim {
                         .to_string(),
                 );
             }
-            if buffer == "none" {
-                problems.push(
-                    "no place for the unwind buffer: instrument with `wasm-rewind instrument` \
-                     (it adds `asyncify_memory`) or link with -Wl,--export=__stack_low"
+            if buffer == "asyncify_memory" {
+                wasmer_problems.push(
+                    "Wasmer: the unwind buffer is in `asyncify_memory`, but Wasmer writes it \
+                     in memory 0: instrument without --secondary-memory"
+                        .to_string(),
+                );
+            }
+            if stack_bottom == "missing" {
+                wasmer_problems.push(
+                    "Wasmer: it cannot tell where the C stack begins and would unwind from \
+                     address 0: link with -Wl,--export=__stack_low (wasm-rewind instrument \
+                     exports it, and derives it when the stack comes first)"
                         .to_string(),
                 );
             }
@@ -317,12 +337,17 @@ fn shim(scan: &Scan, instrumented: bool, wasix_imports: Vec<String>) -> Shim {
             );
         }
     }
+    let ready = problems.is_empty();
+    let wasmer_ready = ready && wasmer_problems.is_empty();
+    problems.extend(wasmer_problems);
     Shim {
-        ready: problems.is_empty(),
+        ready,
+        wasmer_ready,
         wasix_imports,
         stack_pointer: stack_pointer.to_string(),
         memory_exported,
         buffer: buffer.to_string(),
+        stack_bottom: stack_bottom.to_string(),
         problems,
     }
 }

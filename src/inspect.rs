@@ -117,10 +117,10 @@ pub fn human(name: &str, f: &Facts) -> String {
             if s.memory_exported { "yes" } else { "no" }
         ));
         t.push_str(&format!("  unwind buffer: {}\n", s.buffer));
-        t.push_str(&format!(
-            "  ready to run: {}\n",
-            if s.ready { "yes" } else { "no" }
-        ));
+        t.push_str(&format!("  stack bottom for Wasmer: {}\n", s.stack_bottom));
+        let yes = |b: bool| if b { "yes" } else { "no" };
+        t.push_str(&format!("  ready to run: {}\n", yes(s.ready)));
+        t.push_str(&format!("  ready for Wasmer: {}\n", yes(s.wasmer_ready)));
         for p in &s.problems {
             t.push_str(&format!("  problem: {p}\n"));
         }

@@ -570,10 +570,67 @@ const WASIX: &str = r#"
   (import "env" "other" (func $other))
   (memory (export "memory") 1)
   (global $__stack_pointer (mut i32) (i32.const 4096))
+  (global $__stack_low i32 (i32.const 1024))
   (func $setjmp_user (export "setjmp_user") (result i32)
     (call $checkpoint (i32.const 16) (i32.const 32)))
   (func $bystander (export "bystander") (call $other)))
 "#;
+
+/// What wasm-ld 19 and `clang -O` (which runs wasm-opt and strips the names)
+/// leave: no names, no exported stack globals, the data below the stack. The
+/// stack pointer is the global the prologue lowers.
+const WASIX_STRIPPED: &str = r#"
+(module
+  (import "wasix_32v1" "stack_checkpoint" (func (param i32 i32) (result i32)))
+  (memory (export "memory") 2)
+  (global (mut i32) (i32.const 70000))
+  (func (export "_start") (local i32)
+    global.get 0
+    i32.const 32
+    i32.sub
+    local.tee 0
+    global.set 0
+    (drop (call 0 (local.get 0) (i32.add (local.get 0) (i32.const 24))))
+    (global.set 0 (i32.add (local.get 0) (i32.const 32))))
+  (data (i32.const 1024) "static data"))
+"#;
+
+/// The same with wasm-ld 22's layout: the stack first, the data above it.
+fn wasix_stack_first() -> String {
+    WASIX_STRIPPED
+        .replace("(i32.const 70000)", "(i32.const 65536)")
+        .replace("(data (i32.const 1024)", "(data (i32.const 65536)")
+}
+
+/// The value a global of `wasm` is initialised to, by export name.
+fn exported_global_value(wasm: &[u8], name: &str) -> Option<i64> {
+    let mut index = None;
+    let mut inits = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+        match payload.unwrap() {
+            wasmparser::Payload::ExportSection(r) => {
+                for e in r {
+                    let e = e.unwrap();
+                    if e.name == name && e.kind == wasmparser::ExternalKind::Global {
+                        index = Some(e.index as usize);
+                    }
+                }
+            }
+            wasmparser::Payload::GlobalSection(r) => {
+                for g in r {
+                    let mut ops = g.unwrap().init_expr.get_operators_reader();
+                    inits.push(match ops.read().unwrap() {
+                        wasmparser::Operator::I32Const { value } => Some(value as i64),
+                        wasmparser::Operator::I64Const { value } => Some(value),
+                        _ => None,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    inits.get(index?).copied().flatten()
+}
 
 #[test]
 fn preset_wasix() {
@@ -600,6 +657,43 @@ fn preset_wasix() {
     assert!(export_type(&plain, "__stack_pointer").is_none());
     let (_, out) = instrument_ok(&other, &["--preset", "wasix", "--imports", "env.*"]);
     assert!(export_type(&out, "__stack_pointer").is_some());
+}
+
+#[test]
+fn wasix_stack_pointer_is_found_without_names_and_the_unknown_bottom_is_refused() {
+    // Classic layout, nothing named: the stack pointer can be found from the
+    // prologue, but not where the stack begins. Refused, with the link flag.
+    for flags in [&[][..], &["--preset", "wasix"]] {
+        let (run, _) = instrument(WASIX_STRIPPED, flags);
+        run.assert_code(1);
+        assert!(
+            run.stderr.contains("-Wl,--export=__stack_low"),
+            "{}",
+            run.stderr
+        );
+    }
+    // With the bottom exported, as the link flag gives it, the pass finds
+    // the stack pointer from the prologue and exports it.
+    let linked = WASIX_STRIPPED.replace(
+        "(global (mut i32) (i32.const 70000))",
+        "(global (mut i32) (i32.const 70000))\n  (global (export \"__stack_low\") i32 (i32.const 4096))",
+    );
+    let (_, out) = instrument_ok(&linked, &[]);
+    assert_eq!(exported_global_value(&out, "__stack_pointer"), Some(70000));
+    assert_eq!(exported_global_value(&out, "__stack_low"), Some(4096));
+    // A host that does not need the bottom is not refused.
+    instrument_ok(WASIX_STRIPPED, &["--embed-runtime"]);
+    instrument_ok(WASIX_STRIPPED, &["--secondary-memory=4"]);
+}
+
+#[test]
+fn wasix_stack_first_layout_gets_a_stack_low_of_zero() {
+    let (_, out) = instrument_ok(&wasix_stack_first(), &["--preset", "wasix"]);
+    assert_eq!(exported_global_value(&out, "__stack_pointer"), Some(65536));
+    assert_eq!(exported_global_value(&out, "__stack_low"), Some(0));
+    // The hook a host grows the buffer through, and the buffer in memory 0.
+    assert!(export_type(&out, "__wasm_rewind_grow_hook").is_some());
+    assert!(export_type(&out, "asyncify_memory").is_none());
 }
 
 #[test]

@@ -33,6 +33,7 @@ const WASIX: &str = r#"
   (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
   (memory (export "memory") 1)
   (global $__stack_pointer (mut i32) (i32.const 4096))
+  (global $__stack_low i32 (i32.const 1024))
   (func $setjmp_user (export "setjmp_user") (result i32)
     (call $checkpoint (i32.const 16) (i32.const 32)))
   (func $pure (export "pure") (result i32) (i32.const 3)))
@@ -165,23 +166,35 @@ fn shim_needs_for_a_wasix_module() {
     let problems = strings(&plain["shim"]["problems"]).join("\n");
     assert!(problems.contains("wasm-rewind instrument"), "{problems}");
 
-    // Ours: __stack_pointer exported, the buffer in its own memory.
+    // Ours: __stack_pointer and the stack's bottom exported, the buffer in
+    // memory 0, where Wasmer puts it too.
     let f = inspect_json(&ours(WASIX, &[]));
     assert_eq!(f["shim"]["stack_pointer"], "exported");
-    assert_eq!(f["shim"]["buffer"], "asyncify_memory");
+    assert_eq!(f["shim"]["buffer"], "memory0");
+    assert_eq!(f["shim"]["stack_bottom"], "__stack_low");
     assert_eq!(f["shim"]["memory_exported"], true);
     assert_eq!(f["shim"]["ready"], true, "{}", f["shim"]);
+    assert_eq!(f["shim"]["wasmer_ready"], true, "{}", f["shim"]);
     assert_eq!(strings(&f["functions"]["instrumented"]), ["setjmp_user"]);
+
+    // Ours in a memory of its own: fine for `run`, not for Wasmer.
+    let f = inspect_json(&ours(WASIX, &["--secondary-memory=4"]));
+    assert_eq!(f["shim"]["buffer"], "asyncify_memory");
+    assert_eq!(f["shim"]["ready"], true, "{}", f["shim"]);
+    assert_eq!(f["shim"]["wasmer_ready"], false);
+    let problems = strings(&f["shim"]["problems"]).join("\n");
+    assert!(problems.contains("Wasmer: the unwind buffer"), "{problems}");
 
     // Binaryen's: nothing exported for the shim.
     let bin = common::instrument_binaryen(WASIX, &["-g"]);
     let f = inspect_json(&bin);
     assert_eq!(f["shim"]["stack_pointer"], "name-section");
-    assert_eq!(f["shim"]["buffer"], "none");
+    assert_eq!(f["shim"]["stack_bottom"], "missing");
     assert_eq!(f["shim"]["ready"], false);
+    assert_eq!(f["shim"]["wasmer_ready"], false);
     let problems = strings(&f["shim"]["problems"]).join("\n");
     assert!(problems.contains("__stack_pointer"), "{problems}");
-    assert!(problems.contains("__stack_low"), "{problems}");
+    assert!(problems.contains("Wasmer: it cannot tell"), "{problems}");
 }
 
 #[test]

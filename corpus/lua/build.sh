@@ -91,11 +91,14 @@ cflags=(--target=wasm32-wasi -O2 -I "$include" -I "$lua"
     -D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS -Wno-return-type ${LUA_CFLAGS:-})
 # Flags, link (no -O: clang would run wasm-opt if one is on the PATH):
 #   -lwasi-emulated-signal -lwasi-emulated-process-clocks   see above.
+#   -Wl,--export=__stack_low          where the C stack begins, for a WASIX
+#                                     host (see corpus/build-c.sh).
 #   LUA_LDFLAGS (environment)         more, e.g. bench/run's
 #                                     -Wl,--export=__stack_pointer for the
 #                                     build Binaryen instruments.
 # shellcheck disable=SC2206 # LUA_LDFLAGS is a list of words
-ldflags=(-lwasi-emulated-signal -lwasi-emulated-process-clocks ${LUA_LDFLAGS:-})
+ldflags=(-lwasi-emulated-signal -lwasi-emulated-process-clocks -Wl,--export=__stack_low
+    ${LUA_LDFLAGS:-})
 
 # The cache key: this script, the sources, our header and the compiler.
 key=$({

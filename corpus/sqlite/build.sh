@@ -131,9 +131,13 @@ else
         -D_WASI_EMULATED_MMAN -D_WASI_EMULATED_GETPID -D_WASI_EMULATED_SIGNAL
         -D_WASI_EMULATED_PROCESS_CLOCKS)
     # Flags, link (no -O: clang would run wasm-opt if one is on the PATH): the
-    # emulation libraries named above.
+    # emulation libraries named above, and __stack_low exported for a WASIX
+    # host (see corpus/build-c.sh).
+    # SQLITE_LDFLAGS (environment) adds more, e.g. -Wl,--export=__stack_pointer
+    # for a build Binaryen instruments.
+    # shellcheck disable=SC2206 # SQLITE_LDFLAGS is a list of words
     ldflags=(-lwasi-emulated-mman -lwasi-emulated-getpid -lwasi-emulated-signal
-        -lwasi-emulated-process-clocks)
+        -lwasi-emulated-process-clocks -Wl,--export=__stack_low ${SQLITE_LDFLAGS:-})
     name=sqlite.wasm
 fi
 # The driver's setjmp functions: in every variant but the plain wasm one.
@@ -154,7 +158,7 @@ obj_key=$({
     echo "$compiler_id"
 } | hash)
 key=$({
-    echo "$obj_key $name"
+    echo "$obj_key $name ${ldflags[*]}"
     cat "$here/driver.c" "$include"/*.h
 } | hash)
 obj=$cache/obj-$obj_key/sqlite3.o
