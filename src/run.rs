@@ -2,11 +2,12 @@
 //! the WASIX stack shim, so a C program using setjmp/longjmp runs with two
 //! commands: `wasm-rewind instrument`, then `wasm-rewind run`.
 
+use crate::module_cache::ModuleCache;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wasm_rewind_shim::{ShimConfig, ShimState};
-use wasmtime::{Engine, Linker, Module, Store};
+use wasmtime::{Engine, Linker, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
 
@@ -40,6 +41,11 @@ pub struct Opts {
     /// default it is random per run.
     #[arg(long, value_name = "HEX")]
     hash_key: Option<String>,
+    /// Compile the module every time instead of keeping the compiled code in
+    /// the cache directory ($WASM_REWIND_CACHE_DIR, else
+    /// $XDG_CACHE_HOME/wasm-rewind, else ~/.cache/wasm-rewind).
+    #[arg(long)]
+    no_cache: bool,
 }
 
 /// What the store holds: WASI and the shim.
@@ -52,8 +58,15 @@ impl Opts {
     /// Runs the program and returns its exit status.
     pub fn run(self) -> Result<ExitCode> {
         let engine = Engine::default();
-        let module = Module::from_file(&engine, &self.module)
+        let cache = if self.no_cache {
+            ModuleCache::Off
+        } else {
+            ModuleCache::default_dir()
+        };
+        let module = std::fs::read(&self.module)
             .map_err(anyhow::Error::from)
+            .and_then(|bytes| Ok(wat::parse_bytes(&bytes)?.into_owned()))
+            .and_then(|wasm| cache.load(&engine, &wasm))
             .with_context(|| format!("failed to load `{}`", self.module.display()))?;
         wasm_rewind_shim::check_module(&module)
             .with_context(|| format!("cannot run `{}`", self.module.display()))?;
