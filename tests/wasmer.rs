@@ -1,0 +1,457 @@
+//! Our output on the real Wasmer, the runtime that defines
+//! `stack_checkpoint` / `stack_restore` and serves them itself.
+//!
+//! Every C program of `corpus/c`, every Lua script of `corpus/lua` and the
+//! SQLite workloads of `corpus/sqlite` are built for wasm32-wasi, prepared
+//! four ways, run with `wasmer run`, and compared with the native build
+//! (gcc, Debian's lua5.4): stdout, stderr and exit code must be the same.
+//!
+//! - `default`: `wasm-rewind instrument IN OUT`, no flags;
+//! - `preset-wasix`: `--preset wasix`;
+//! - `embedded`: `--embed-runtime` (Wasmer runs it as plain WASI);
+//! - `binaryen`: `wasm-opt --asyncify` with the WASIX stack calls as the
+//!   import list, the control: the output every host of the ABI is written
+//!   for. Its input is linked with `--export=__stack_pointer`, which Binaryen
+//!   cannot add itself.
+//!
+//! The C programs are also built with clang-22, whose wasm-ld puts the stack
+//! before the data, and linked without `--export=__stack_low`: the pass must
+//! find the bottom of the stack itself.
+//!
+//! Wasmer is pinned to [`WASMER_VERSION`] (`.ci/run` installs it with
+//! `cargo install`). It keeps compiled modules in its own cache
+//! (`~/.wasmer/cache`), which later runs of the tests reuse.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+mod process;
+use process::Outcome;
+
+/// The Wasmer release the tests are pinned to.
+const WASMER_VERSION: &str = "7.4.2";
+
+/// A build or run that takes longer than this fails the test.
+const TIMEOUT: Duration = Duration::from_mins(5);
+
+/// Arguments given to every Lua script, after its name (as tests/lua.rs).
+const LUA_ARGS: [&str; 2] = ["a", "b c"];
+
+/// How many Wasmer processes run at once (each compiles in parallel too).
+const PARALLEL: usize = 4;
+
+/// Where Wasmer's own WASIX fails, on Binaryen's output as on ours: the
+/// module is driven by Wasmer's `stack_checkpoint`/`stack_restore`, which
+/// end the program with errno 79 (`Unknown`) after logging "snapshot stack
+/// restore failed - the snapshot can not be found". Seen with `RUST_LOG=warn`.
+///
+/// - Lua: Wasmer keeps snapshots in a chain of C-stack segments
+///   (`os/task/thread.rs`, `add_snapshot`) and drops every snapshot of a
+///   segment whose bytes changed, so a live outer `pcall`'s snapshot is
+///   forgotten once code deeper down has written to the stack above it.
+/// - SQLite's `setjmp.sql`: the first `longjmp` reads a jmp_buf whose hash is
+///   still 0: Wasmer zeroes it before the unwind and the rewind writes the
+///   saved C stack back over the hash it stored.
+///
+/// For these, the three variants Wasmer drives must exit with 79 (if Wasmer
+/// is fixed, the test says so), and the embedded runtime, which Wasmer runs
+/// as plain WASI, must still match native.
+const WASMER_FAILS: &[&str] = &["error_objects.lua", "errors_depth.lua", "setjmp.sql"];
+
+/// The errno Wasmer exits with when its stack calls fail.
+const WASMER_ERRNO_UNKNOWN: i32 = 79;
+
+const INSTALL: &str = "clang-19 lld-19 libclang-rt-19-dev-wasm32 clang-22 lld-22 \
+                       libclang-rt-22-dev-wasm32 wasi-libc gcc lua5.4 binaryen";
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Fails (never skips) unless `wasmer` is the pinned version.
+fn require_wasmer() {
+    let out = Command::new("wasmer").arg("--version").output();
+    let version = out
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    assert_eq!(
+        version.as_deref(),
+        Some(format!("wasmer {WASMER_VERSION}").as_str()),
+        "this test needs Wasmer {WASMER_VERSION}: cargo install wasmer-cli@{WASMER_VERSION} \
+         --locked --features cranelift (about 30 minutes; .ci/run does it)"
+    );
+}
+
+fn require_tools() {
+    require_wasmer();
+    for (tool, flag) in [
+        ("gcc", "--version"),
+        ("clang-19", "--version"),
+        ("clang-22", "--version"),
+        ("lua5.4", "-v"),
+    ] {
+        process::require(tool, flag, INSTALL);
+    }
+}
+
+fn step(cmd: &mut Command) -> Result<String, String> {
+    process::step(cmd, TIMEOUT)
+}
+
+fn run(cmd: &mut Command) -> Result<Outcome, String> {
+    process::run(cmd, TIMEOUT)
+}
+
+/// How a module is prepared for Wasmer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    Default,
+    PresetWasix,
+    Embedded,
+    Binaryen,
+}
+
+const VARIANTS: [Variant; 4] = [
+    Variant::Default,
+    Variant::PresetWasix,
+    Variant::Embedded,
+    Variant::Binaryen,
+];
+
+impl Variant {
+    fn name(self) -> &'static str {
+        match self {
+            Variant::Default => "default",
+            Variant::PresetWasix => "preset-wasix",
+            Variant::Embedded => "embedded",
+            Variant::Binaryen => "binaryen",
+        }
+    }
+
+    /// Writes the prepared form of `wasm` beside it and returns its path.
+    fn prepare(self, wasm: &Path) -> Result<PathBuf, String> {
+        let out = wasm.with_extension(format!("{}.wasm", self.name()));
+        let mut cmd = match self {
+            Variant::Binaryen => {
+                let mut cmd =
+                    Command::new(std::env::var_os("WASM_OPT").unwrap_or_else(|| "wasm-opt".into()));
+                cmd.arg(wasm)
+                    .args(["--enable-bulk-memory", "--enable-mutable-globals"])
+                    .args(["--enable-nontrapping-float-to-int", "--enable-sign-ext"])
+                    .arg("--asyncify")
+                    .arg(
+                        "--pass-arg=asyncify-imports@wasix_32v1.stack_checkpoint,\
+                         wasix_32v1.stack_restore",
+                    )
+                    .arg("-o");
+                cmd
+            }
+            _ => {
+                let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasm-rewind"));
+                cmd.arg("instrument").arg(wasm).arg("-q").arg("-o");
+                cmd
+            }
+        };
+        cmd.arg(&out);
+        match self {
+            Variant::PresetWasix => {
+                cmd.args(["--preset", "wasix"]);
+            }
+            Variant::Embedded => {
+                cmd.arg("--embed-runtime");
+            }
+            _ => {}
+        }
+        step(&mut cmd)?;
+        Ok(out)
+    }
+}
+
+/// `wasmer run` of `wasm` with `dir` mounted at its own absolute path.
+/// Debian's wasi-libc resolves relative paths only against a preopen named
+/// `.`, which Wasmer's `--volume` does not make, so the tests name files by
+/// absolute path, natively too: the same path gives the same messages.
+fn wasmer(wasm: &Path, dir: Option<&Path>, args: &[&str]) -> Command {
+    let mut cmd = Command::new("wasmer");
+    cmd.arg("run");
+    if let Some(dir) = dir {
+        cmd.arg("--volume")
+            .arg(format!("{}:{}", dir.display(), dir.display()));
+    }
+    cmd.arg(wasm).arg("--").args(args);
+    cmd
+}
+
+/// `dir/name` as a string, for arguments.
+fn path_arg(dir: &Path, name: &str) -> String {
+    dir.join(name).to_string_lossy().into_owned()
+}
+
+/// [`same`], except where [`WASMER_FAILS`] names `case` and Wasmer drives
+/// the variant: then Wasmer must fail the known way.
+fn check(case: &str, variant: Variant, native: &Outcome, wasm: &Outcome) -> Result<(), String> {
+    let what = format!("{case} ({})", variant.name());
+    if variant == Variant::Embedded || !WASMER_FAILS.contains(&case) {
+        return same(&what, native, wasm);
+    }
+    if wasm.code == Some(WASMER_ERRNO_UNKNOWN) {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: Wasmer was known to fail here with errno {WASMER_ERRNO_UNKNOWN}, and now \
+         exits with {:?}; if it matches native, take it off WASMER_FAILS\n--- stdout\n{}\
+         --- stderr\n{}",
+        wasm.code, wasm.stdout, wasm.stderr
+    ))
+}
+
+/// `Err` naming `what` and showing both outcomes when they differ.
+fn same(what: &str, native: &Outcome, wasm: &Outcome) -> Result<(), String> {
+    if native == wasm {
+        return Ok(());
+    }
+    Err(format!(
+        "{what}: Wasmer differs from native\n=== native (exit {:?})\n--- stdout\n{}--- stderr\n{}\
+         === wasmer (exit {:?})\n--- stdout\n{}--- stderr\n{}",
+        native.code, native.stdout, native.stderr, wasm.code, wasm.stdout, wasm.stderr
+    ))
+}
+
+/// Runs `jobs` on [`PARALLEL`] threads; the errors of those that failed.
+fn run_all<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Result<(), String> + Sync) -> Vec<String> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                if let Err(e) = check(job) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}
+
+/// Panics listing `failures`, if any, out of `total` checks.
+fn assert_none(what: &str, failures: Vec<String>, total: usize) {
+    assert!(
+        failures.is_empty(),
+        "{} of {total} {what} differ under Wasmer {WASMER_VERSION}:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+}
+
+/// Runs each module once with `args`, one after the other, so Wasmer
+/// compiles each once and the parallel runs after find it in its cache.
+fn warm(modules: &[PathBuf], args: &[&str], dir: Option<&Path>) {
+    for m in modules {
+        let _ = run(&mut wasmer(m, dir, args));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// C programs
+// ---------------------------------------------------------------------------
+
+fn c_sources() -> Vec<PathBuf> {
+    let mut srcs: Vec<PathBuf> = std::fs::read_dir(root().join("corpus/c"))
+        .expect("read corpus/c")
+        .map(|e| e.expect("corpus/c entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "c"))
+        .collect();
+    srcs.sort();
+    assert!(srcs.len() >= 10, "corpus/c has {} programs", srcs.len());
+    srcs
+}
+
+/// One C program built with one clang, native output beside it.
+struct CProgram {
+    name: String,
+    wasm: PathBuf,
+    native: Outcome,
+}
+
+fn build_c(src: &Path, dir: &Path, clang: &str) -> Result<CProgram, String> {
+    let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+    let native_exe = dir.join(format!("{name}.native"));
+    step(
+        Command::new("gcc")
+            .arg("-O2")
+            .arg(src)
+            .arg("-o")
+            .arg(&native_exe),
+    )?;
+    let native = run(&mut Command::new(&native_exe))?;
+    let wasm = dir.join(format!("{name}.{clang}.wasm"));
+    let mut build = Command::new("bash");
+    build
+        .arg(root().join("corpus/build-c.sh"))
+        .arg(src)
+        .arg(&wasm)
+        .env("CLANG", clang)
+        .env("EXTRA_LDFLAGS", "-Wl,--export=__stack_pointer");
+    if clang == "clang-22" {
+        // The stack comes first: the pass finds its bottom without the flag.
+        build.env("EXPORT_STACK_LOW", "0");
+    }
+    step(&mut build)?;
+    Ok(CProgram { name, wasm, native })
+}
+
+fn check_c_programs(clang: &str) {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let srcs = c_sources();
+    let built: Vec<Result<CProgram, String>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = srcs
+            .iter()
+            .map(|src| scope.spawn(|| build_c(src, dir.path(), clang)))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let programs: Vec<CProgram> = built
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let jobs: Vec<(&CProgram, Variant)> = programs
+        .iter()
+        .flat_map(|p| VARIANTS.map(|v| (p, v)))
+        .collect();
+    let failures = run_all(&jobs, |(p, variant)| {
+        let wasm = variant
+            .prepare(&p.wasm)
+            .map_err(|e| format!("{} ({clang}, {}): {e}", p.name, variant.name()))?;
+        let out = run(&mut wasmer(&wasm, None, &[]))?;
+        check(&p.name, *variant, &p.native, &out).map_err(|e| format!("{clang}: {e}"))
+    });
+    assert_none("C program runs", failures, jobs.len());
+}
+
+#[test]
+fn c_programs_match_native_under_wasmer() {
+    check_c_programs("clang-19");
+}
+
+#[test]
+fn c_programs_built_stack_first_match_native_under_wasmer() {
+    check_c_programs("clang-22");
+}
+
+// ---------------------------------------------------------------------------
+// Lua
+// ---------------------------------------------------------------------------
+
+/// Lua for wasm (linked with `--export=__stack_pointer` for Binaryen's
+/// control), prepared every way; once per test process.
+fn lua_builds() -> &'static Vec<(Variant, PathBuf)> {
+    static BUILT: OnceLock<Result<Vec<(Variant, PathBuf)>, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let stdout = step(
+            Command::new("bash")
+                .arg(root().join("corpus/lua/build.sh"))
+                .env("LUA_LDFLAGS", "-Wl,--export=__stack_pointer"),
+        )?;
+        let wasm = PathBuf::from(stdout.lines().last().unwrap_or_default());
+        VARIANTS
+            .iter()
+            .map(|v| Ok((*v, v.prepare(&wasm)?)))
+            .collect()
+    });
+    match built {
+        Ok(b) => b,
+        Err(e) => panic!("building Lua failed:\n{e}"),
+    }
+}
+
+fn lua_scripts() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("corpus/lua"))
+        .expect("read corpus/lua")
+        .filter_map(|e| e.expect("corpus/lua entry").file_name().into_string().ok())
+        .filter(|n| n.ends_with(".lua"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 6, "corpus/lua has {} scripts", names.len());
+    names
+}
+
+#[test]
+fn lua_scripts_match_native_under_wasmer() {
+    require_tools();
+    let builds = lua_builds();
+    let dir = root().join("corpus/lua");
+    let modules: Vec<PathBuf> = builds.iter().map(|(_, m)| m.clone()).collect();
+    warm(&modules, &["-e", ""], Some(&dir));
+    let scripts = lua_scripts();
+    let jobs: Vec<(&str, Variant, &Path)> = scripts
+        .iter()
+        .flat_map(|s| {
+            builds
+                .iter()
+                .map(move |(v, m)| (s.as_str(), *v, m.as_path()))
+        })
+        .collect();
+    let failures = run_all(&jobs, |(script, variant, module)| {
+        let path = path_arg(&dir, script);
+        let mut args = vec![path.as_str()];
+        args.extend(LUA_ARGS);
+        let native = run(Command::new("lua5.4").current_dir(&dir).args(&args))?;
+        let out = run(&mut wasmer(module, Some(&dir), &args))?;
+        check(script, *variant, &native, &out)
+    });
+    assert_none("Lua script runs", failures, jobs.len());
+}
+
+// ---------------------------------------------------------------------------
+// SQLite
+// ---------------------------------------------------------------------------
+
+#[test]
+fn sqlite_workloads_match_native_under_wasmer() {
+    require_tools();
+    let sqlite = root().join("corpus/sqlite");
+    let build = |flags: &[&str]| -> PathBuf {
+        let stdout = step(
+            Command::new("bash")
+                .arg(sqlite.join("build.sh"))
+                .args(flags)
+                .env("SQLITE_LDFLAGS", "-Wl,--export=__stack_pointer"),
+        )
+        .unwrap_or_else(|e| panic!("building SQLite failed:\n{e}"));
+        PathBuf::from(stdout.lines().last().unwrap_or_default())
+    };
+    let native = build(&["--native"]);
+    let setjmp = build(&["--setjmp"]);
+    let modules: Vec<(Variant, PathBuf)> = VARIANTS
+        .iter()
+        .map(|v| (*v, v.prepare(&setjmp).unwrap_or_else(|e| panic!("{e}"))))
+        .collect();
+    let mut workloads: Vec<String> = std::fs::read_dir(&sqlite)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().into_string().ok())
+        .filter(|n| n.ends_with(".sql"))
+        .collect();
+    workloads.sort();
+    assert!(workloads.len() >= 2, "corpus/sqlite has {workloads:?}");
+    let jobs: Vec<(&str, Variant, &Path)> = workloads
+        .iter()
+        .flat_map(|w| {
+            modules
+                .iter()
+                .map(move |(v, m)| (w.as_str(), *v, m.as_path()))
+        })
+        .collect();
+    let failures = run_all(&jobs, |(workload, variant, module)| {
+        let path = path_arg(&sqlite, workload);
+        let expected = run(Command::new(&native).current_dir(&sqlite).arg(&path))?;
+        let out = run(&mut wasmer(module, Some(&sqlite), &[&path]))?;
+        check(workload, *variant, &expected, &out)
+    });
+    assert_none("SQLite workload runs", failures, jobs.len());
+}
