@@ -6,7 +6,8 @@ use crate::module_cache::ModuleCache;
 use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use wasm_rewind_shim::{ShimConfig, ShimState};
+use wasm_rewind_shim::driver::DEFAULT_MAX_BUFFER;
+use wasm_rewind_shim::{ShimConfig, ShimState, StoreLimits};
 use wasmtime::{Engine, Linker, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
 use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
@@ -41,6 +42,23 @@ pub struct Opts {
     /// default it is random per run.
     #[arg(long, value_name = "HEX")]
     hash_key: Option<String>,
+    /// Most snapshots (setjmp checkpoints) kept at once. Snapshots of
+    /// functions that have returned are dropped at once, and those of a
+    /// jmp_buf given a newer one when room is needed; a checkpoint that finds
+    /// only live ones and no room fails with an error that names this flag.
+    #[arg(long, value_name = "N", default_value_t = StoreLimits::default().max_snapshots)]
+    max_snapshots: usize,
+    /// Most bytes of snapshots kept at once (frames shared between nested
+    /// checkpoints are counted once).
+    #[arg(long, value_name = "BYTES", default_value_t = StoreLimits::default().max_bytes)]
+    max_snapshot_memory: usize,
+    /// Most bytes the unwound stack of one setjmp or longjmp may take.
+    #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BUFFER)]
+    max_unwind_buffer: u64,
+    /// Print what the snapshot store did to stderr when the program ends
+    /// (snapshots taken, dropped, peak count and bytes).
+    #[arg(long)]
+    stats: bool,
     /// Compile the module every time instead of keeping the compiled code in
     /// the cache directory ($WASM_REWIND_CACHE_DIR, else
     /// $XDG_CACHE_HOME/wasm-rewind, else ~/.cache/wasm-rewind).
@@ -92,7 +110,15 @@ impl Opts {
                 .map_err(anyhow::Error::from)
                 .with_context(|| format!("--dir `{dir}`: cannot open `{host}`"))?;
         }
-        let mut config = ShimConfig::default();
+        let mut config = ShimConfig {
+            limits: StoreLimits {
+                max_snapshots: self.max_snapshots,
+                max_bytes: self.max_snapshot_memory,
+                ..StoreLimits::default()
+            },
+            max_buffer: self.max_unwind_buffer,
+            ..ShimConfig::default()
+        };
         if let Some(hex) = &self.hash_key {
             config.key = parse_key(hex)?;
         }
@@ -118,6 +144,14 @@ impl Opts {
             &[],
             &mut [],
         );
+        if self.stats {
+            let s = store.data().shim.snapshots().stats();
+            eprintln!(
+                "snapshots: {} taken, {} dropped as dead, {} dropped as displaced, \
+                 peak {} held, peak {} bytes",
+                s.inserted, s.dropped_dead, s.dropped_displaced, s.peak_snapshots, s.peak_bytes
+            );
+        }
         match result {
             Ok(()) => Ok(ExitCode::SUCCESS),
             Err(e) => {

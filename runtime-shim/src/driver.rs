@@ -11,12 +11,12 @@
 //! `stack_checkpoint(env, ret)`, first entry (state 0): place the asyncify
 //! buffer and start unwinding. Every instrumented function on the stack saves
 //! its frame and returns, up to the export. [`after_return`] then stops the
-//! unwind, copies the frames, the live stack bytes and the exported mutable
-//! globals into a [`Snapshot`], stores it under its keyed hash, writes the hash
-//! into the jmp_buf, and starts rewinding the same buffer: the binding calls
-//! the export again with the same arguments. The checkpoint import is
-//! re-entered while rewinding (state 2), stops the rewind and returns 0
-//! through `ret`.
+//! unwind, puts the frames, the digest of the live stack bytes and the
+//! exported mutable globals in a [`Snapshot`], stores it under its keyed
+//! hash, and starts rewinding the same buffer: the binding calls the export
+//! again with the same arguments. The checkpoint import is re-entered while
+//! rewinding (state 2): it stops the rewind, gives the buffer's window back,
+//! writes the hash into the jmp_buf and returns 0 through `ret`.
 //!
 //! `stack_restore(env, val)`: look the hash up (and re-verify it), refuse a
 //! stale snapshot, unwind the current stack (its frames are discarded); then
@@ -27,38 +27,15 @@
 //!
 //! # Where the buffer lives
 //!
-//! In the module's own `asyncify_memory` when it has one (`instrument
-//! --secondary-memory`): all of it is the buffer's.
-//!
-//! Otherwise in memory 0, as Binaryen's ABI has it, in a window the shim
-//! borrows at the top of that memory for the length of one request: it saves
-//! the window's bytes, lets the frames be written there, and writes the bytes
-//! back once the rewind has reached the checkpoint call again. Nothing else
-//! touches memory in between (an unwinding or rewinding function only moves
-//! its frame; the host reads the C stack, which lies below the window, and
-//! writes the jmp_buf and `ret` only after giving the window back), so the
-//! window may overlap anything, heap included, and can never corrupt it.
-//! Owning pages instead is not safe: the malloc of wasi-libc (the 2022 one
-//! Debian ships) takes everything from `__heap_base` to the end of memory as
-//! its first heap the first time it runs, so pages a host grows before the
-//! program's first malloc become the program's. The free part of the C stack,
-//! which Wasmer uses, is safe but small exactly when unwinds are large (deep
-//! nesting), and needs link-time bounds.
-//!
-//! The window starts at twice the size of the last unwind (at least 4 KiB),
-//! so a request copies about what it unwinds. When a frame does not fit,
-//! the instrumented code calls the module's grow hook (`__wasm_rewind_grow_hook`,
-//! which `instrument` adds to modules calling the WASIX stack functions), and
-//! [`grow`] extends the window by growing memory 0, up to
-//! [`ShimConfig::max_buffer`]. A module without the hook (Binaryen's output)
-//! gets a fixed window of [`FIXED_WINDOW`] bytes at the very end of memory, so
-//! an overflowing frame traps out of bounds rather than writing over data.
+//! See [`crate::window`]: a window borrowed at the top of memory 0 and given
+//! back after the request, or the module's own `asyncify_memory`.
 
 use crate::abi::{Errno, JmpBuf, JMP_BUF_HASH_OFFSET, JMP_BUF_SIZE};
 use crate::error::ShimError;
 use crate::hash::{HashKey, SnapshotHash};
-use crate::snapshot::{GlobalValue, Snapshot};
-use crate::store::{SnapshotStore, StoreLimits};
+use crate::snapshot::{stack_digest, GlobalValue, Snapshot};
+use crate::store::{Restored, SnapshotStore, StoreLimits};
+use crate::window::{read_pos, write_header, Window, WindowSizing};
 
 /// How a [`ShimState`] is set up.
 #[derive(Clone)]
@@ -74,22 +51,10 @@ pub struct ShimConfig {
 }
 
 /// The default [`ShimConfig::max_buffer`]: 64 MiB of frames, far more than
-/// the deepest C program we know unwinds (Lua at its C-stack limit, about
-/// 200 nested calls, needs well under 1 MiB), and still a bound on what a
-/// runaway guest can make the host copy.
+/// the deepest C program we know unwinds (Lua at its C-stack limit inside an
+/// error handler at its limit needs well under 1 MiB), and still a bound on
+/// what a runaway guest can make the host copy.
 pub const DEFAULT_MAX_BUFFER: u64 = 64 << 20;
-
-/// The window given to a module without a grow hook (Binaryen's output),
-/// which cannot ask for more room: 1 MiB, or [`ShimConfig::max_buffer`] if
-/// smaller.
-pub const FIXED_WINDOW: u64 = 1 << 20;
-
-/// The smallest window borrowed for a request.
-const MIN_WINDOW: u64 = 4096;
-
-/// Bytes of the `{pos, end}` structure at the window's start (two u64 at
-/// most; kept 16 for both widths so the buffer stays 16-aligned).
-const HEADER: u64 = 16;
 
 impl Default for ShimConfig {
     fn default() -> ShimConfig {
@@ -103,19 +68,21 @@ impl Default for ShimConfig {
 
 /// The shim's state for one instance.
 pub struct ShimState {
-    snapshots: SnapshotStore,
+    /// Taken out for the length of an insert, which reads guest memory.
+    snapshots: Option<SnapshotStore>,
     max_buffer: u64,
     pending: Pending,
     /// The buffer of the request under way.
     window: Option<Window>,
-    /// Bytes the last unwind took: the next window is twice that.
-    last_unwind: u64,
+    sizing: WindowSizing,
     /// The hash to write into a jmp_buf once the window is given back.
     jmp_buf_write: Option<(u64, SnapshotHash)>,
     /// What the rewound `stack_checkpoint` call returns through `ret`.
     resume_value: Option<u64>,
     /// `__stack_pointer` when the first export was called: the stack's top.
     stack_top: Option<u64>,
+    /// Scratch space for the stack bytes and the frames of a checkpoint.
+    scratch: Vec<u8>,
     /// What the engine binding resolved for this instance (its export
     /// handles), kept here so imports can find it; opaque to the driver.
     pub(crate) binding: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -125,21 +92,30 @@ impl ShimState {
     /// A fresh state.
     pub fn new(config: ShimConfig) -> ShimState {
         ShimState {
-            snapshots: SnapshotStore::new(config.key, config.limits),
+            snapshots: Some(SnapshotStore::new(config.key, config.limits)),
             max_buffer: config.max_buffer,
             pending: Pending::None,
             window: None,
-            last_unwind: 0,
+            sizing: WindowSizing::default(),
             jmp_buf_write: None,
             resume_value: None,
             stack_top: None,
+            scratch: Vec::new(),
             binding: None,
         }
     }
 
     /// The snapshots taken so far (for inspection and tests).
     pub fn snapshots(&self) -> &SnapshotStore {
-        &self.snapshots
+        self.snapshots
+            .as_ref()
+            .expect("only taken during an insert")
+    }
+
+    fn store(&mut self) -> &mut SnapshotStore {
+        self.snapshots
+            .as_mut()
+            .expect("only taken during an insert")
     }
 }
 
@@ -147,21 +123,7 @@ impl ShimState {
 enum Pending {
     None,
     Checkpoint { env: u64 },
-    Restore { hash: SnapshotHash, val: u64 },
-}
-
-/// The asyncify data structure `{ pos, end }` at `data`, the buffer
-/// `[start, end)` after it, and, when it is borrowed from the program's
-/// memory, the bytes it held.
-struct Window {
-    data: u64,
-    start: u64,
-    end: u64,
-    /// The bytes of `[data, end)` before the request, to write back; `None`
-    /// when the memory is the buffer's own.
-    saved: Option<Vec<u8>>,
-    /// The highest address the frames reached: what must be written back.
-    high_water: u64,
+    Restore { snapshot: Restored, val: u64 },
 }
 
 /// Which linear memory an access is for.
@@ -189,8 +151,17 @@ pub trait Guest {
     fn start_rewind(&mut self, data: u64) -> Result<(), Self::Error>;
     /// `asyncify_stop_rewind()`.
     fn stop_rewind(&mut self) -> Result<(), Self::Error>;
-    /// Reads `len` bytes at `addr`; out of bounds is an error, never a panic.
-    fn read(&mut self, mem: Mem, addr: u64, len: u64) -> Result<Vec<u8>, ShimError>;
+    /// Appends the `len` bytes at `addr` to `out`; out of bounds is an
+    /// error, never a panic.
+    fn read_into(
+        &mut self,
+        mem: Mem,
+        addr: u64,
+        len: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ShimError>;
+    /// Fills `out` with the bytes at `addr`; out of bounds is an error.
+    fn read_exact(&mut self, mem: Mem, addr: u64, out: &mut [u8]) -> Result<(), ShimError>;
     /// Writes `bytes` at `addr`; out of bounds is an error, never a panic.
     fn write(&mut self, mem: Mem, addr: u64, bytes: &[u8]) -> Result<(), ShimError>;
     /// The current `__stack_pointer`.
@@ -207,10 +178,12 @@ pub trait Guest {
     fn grow_buffer_memory(&mut self, pages: u64) -> Result<(), ShimError>;
     /// Whether [`Mem::Buffer`] is 64-bit (`{pos, end}` are then two u64).
     fn buffer_is_64(&self) -> bool;
-    /// The exported mutable globals a snapshot saves, by name.
-    fn globals(&mut self) -> Vec<(String, GlobalValue)>;
-    /// Sets one of them back.
-    fn set_global(&mut self, name: &str, value: GlobalValue) -> Result<(), Self::Error>;
+    /// The names of the exported mutable globals a snapshot saves.
+    fn global_names(&self) -> std::sync::Arc<[String]>;
+    /// Their values, in the order of [`Guest::global_names`], into `out`.
+    fn globals(&mut self, out: &mut Vec<GlobalValue>);
+    /// Sets them back, in the same order.
+    fn set_globals(&mut self, values: &[GlobalValue]) -> Result<(), Self::Error>;
 }
 
 /// `stack_checkpoint(env, ret)`: starts a checkpoint (state 0) or ends the
@@ -244,8 +217,9 @@ pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::E
     }
 }
 
-/// `stack_restore(env, val)`: checks the jmp_buf and starts unwinding the
-/// current stack, to be replaced by the checkpoint's.
+/// `stack_restore(env, val)`: checks the jmp_buf (the snapshot it names is
+/// verified once, here) and starts unwinding the current stack, to be
+/// replaced by the checkpoint's.
 pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> {
     let state = g.state()?;
     if state != 0 {
@@ -253,70 +227,45 @@ pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> 
             "stack_restore called in asyncify state {state}"
         )));
     }
-    let bytes: [u8; JMP_BUF_SIZE as usize] = g
-        .read(Mem::Program, env, JMP_BUF_SIZE as u64)?
-        .try_into()
-        .expect("read returns the length asked for");
+    let mut bytes = [0u8; JMP_BUF_SIZE as usize];
+    g.read_exact(Mem::Program, env, &mut bytes)?;
     let hash = JmpBuf::from_bytes(&bytes).hash;
     let sp = g.stack_pointer();
-    let snapshot = g.shim().snapshots.get(&hash)?;
-    let (snapshot_sp, frames) = (snapshot.stack_pointer, snapshot.asyncify.len() as u64);
-    if snapshot_sp < sp {
-        return Err(ShimError::StaleSnapshot {
-            snapshot_sp,
-            current_sp: sp,
+    if let Some(snapshot_sp) = g.shim().store().stack_pointer_of(&hash) {
+        if snapshot_sp < sp {
+            return Err(ShimError::StaleSnapshot {
+                snapshot_sp,
+                current_sp: sp,
+            }
+            .into());
         }
-        .into());
     }
-    let data = borrow_window(g, frames)?;
-    g.shim().pending = Pending::Restore { hash, val };
+    let names = g.global_names();
+    let snapshot = g.shim().store().get(&hash, &names)?;
+    let data = borrow_window(g, snapshot.frames.len() as u64)?;
+    g.shim().pending = Pending::Restore { snapshot, val };
     g.start_unwind(data)?;
     Ok(())
 }
 
 /// The grow hook: a frame of `needed` bytes does not fit in the buffer of
-/// the unwind under way. Extends the buffer by growing its memory (at least
-/// doubling it), up to [`ShimConfig::max_buffer`].
+/// the unwind under way; give it room (see [`crate::window`]).
 pub fn grow<G: Guest>(g: &mut G, needed: u64) -> Result<(), G::Error> {
-    let Some(w) = g.shim().window.as_ref() else {
+    let Some(mut window) = g.shim().window.take() else {
         return Err(guest_error(
             "the unwind buffer's grow hook was called with no unwind under way",
         ));
     };
-    let (data, start, end) = (w.data, w.start, w.end);
-    let pos = read_pos(g, data)?;
-    let want = pos.saturating_add(needed);
-    if want <= end {
-        return Ok(());
-    }
-    let max = g.shim().max_buffer;
-    let used = pos.saturating_sub(start);
-    if used.saturating_add(needed) > max {
-        return Err(ShimError::BufferTooSmall {
-            needed: used.saturating_add(needed),
-            available: max,
-        }
-        .into());
-    }
-    // The window reaches the end of the memory (see `borrow_window`), so
-    // growing the memory extends it in place.
-    let size = g.buffer_memory_size();
-    let target = want.max(start + 2 * (end - start)).min(start + max);
-    let pages = target.saturating_sub(size).div_ceil(PAGE);
-    g.grow_buffer_memory(pages)?;
-    let new_end = g.buffer_memory_size().min(start + max) & !15;
-    let w = g.shim().window.as_mut().expect("checked above");
-    if let Some(saved) = &mut w.saved {
-        // The new pages are fresh zeros; give them back as such.
-        saved.resize((new_end - w.data) as usize, 0);
-    }
-    w.end = new_end;
-    write_header(g, data, pos, new_end)?;
-    Ok(())
+    let result = read_pos(g, window.data).and_then(|pos| {
+        let max = g.shim().max_buffer;
+        let mut sizing = std::mem::take(&mut g.shim().sizing);
+        let r = window.grow(g, &mut sizing, pos, needed, max);
+        g.shim().sizing = sizing;
+        r
+    });
+    g.shim().window = Some(window);
+    Ok(result?)
 }
-
-/// Bytes in a WebAssembly page.
-const PAGE: u64 = 65536;
 
 /// Call before calling an export: remembers where the stack starts.
 pub fn begin<G: Guest>(g: &mut G) {
@@ -335,22 +284,20 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error>
         return Ok(false);
     }
     g.stop_unwind()?;
-    let Some(w) = g.shim().window.as_ref() else {
+    let Some((data, start)) = g.shim().window.as_ref().map(|w| (w.data, w.start)) else {
         return Err(no_request(export));
     };
-    let (data, start) = (w.data, w.start);
     let pos = read_pos(g, data)?;
     let shim = g.shim();
-    shim.last_unwind = pos.saturating_sub(start);
+    shim.sizing.last_unwind = pos.saturating_sub(start);
     if let Some(w) = shim.window.as_mut() {
-        w.high_water = w.high_water.max(pos);
+        w.reached(pos);
     }
     match std::mem::replace(&mut g.shim().pending, Pending::None) {
         Pending::Checkpoint { env } => take_checkpoint(g, env, start, pos)?,
-        Pending::Restore { hash, val } => prepare_restore(g, &hash, val)?,
+        Pending::Restore { snapshot, val } => prepare_restore(g, snapshot, val)?,
         Pending::None => return Err(no_request(export)),
     }
-    let data = g.shim().window.as_ref().expect("kept for the rewind").data;
     g.start_rewind(data)?;
     Ok(true)
 }
@@ -384,114 +331,64 @@ fn guest_error<E: From<ShimError>>(message: &str) -> E {
     .into()
 }
 
-/// Places `{pos, end}` and a buffer of at least `frames` bytes (see the
-/// module documentation for where), writes `pos = start` and returns the
-/// address of `{pos, end}`.
+/// Borrows the window for a request whose frames need `frames` bytes, and
+/// returns the address of its `{pos, end}`.
 fn borrow_window<G: Guest>(g: &mut G, frames: u64) -> Result<u64, ShimError> {
     if g.shim().window.is_some() {
         return Err(ShimError::Guest {
             message: "a stack_checkpoint or stack_restore ran while another was under way".into(),
         });
     }
-    let max = g.shim().max_buffer;
-    if frames > max {
-        return Err(ShimError::BufferTooSmall {
-            needed: frames,
-            available: max,
-        });
-    }
-    let (data, end, saved) = if g.buffer_memory_is_dedicated() {
-        let size = g.buffer_memory_size();
-        if size < HEADER + frames {
-            return Err(ShimError::BufferTooSmall {
-                needed: frames,
-                available: size.saturating_sub(HEADER),
-            });
-        }
-        (0, (size & !15).min(HEADER + max), None)
-    } else {
-        let capacity = if g.has_grow_hook() {
-            (2 * g.shim().last_unwind).max(MIN_WINDOW)
-        } else {
-            FIXED_WINDOW
-        }
-        .min(max)
-        .max(frames);
-        let len = (HEADER + capacity).next_multiple_of(16);
-        // At the end of memory, above the C stack (the host reads the stack
-        // while the window is out), growing memory when it is too small.
-        let floor = g.shim().stack_top.unwrap_or(0).next_multiple_of(16);
-        let size = g.buffer_memory_size();
-        if size < floor.saturating_add(len) {
-            g.grow_buffer_memory((floor + len - size).div_ceil(PAGE))?;
-        }
-        let end = g.buffer_memory_size() & !15;
-        let data = end - len;
-        (data, end, Some(g.read(Mem::Buffer, data, len)?))
-    };
-    let start = data + HEADER;
-    write_header(g, data, start, end)?;
-    g.shim().window = Some(Window {
-        data,
-        start,
-        end,
-        saved,
-        high_water: data + HEADER,
-    });
+    let (max, floor) = (g.shim().max_buffer, g.shim().stack_top.unwrap_or(0));
+    let mut sizing = std::mem::take(&mut g.shim().sizing);
+    let window = Window::borrow(g, &mut sizing, frames, floor, max);
+    g.shim().sizing = sizing;
+    let window = window?;
+    let data = window.data;
+    g.shim().window = Some(window);
     Ok(data)
 }
 
-/// Gives the window back: writes back the bytes it borrowed, up to where
-/// the frames reached.
 fn give_back_window<G: Guest>(g: &mut G) -> Result<(), ShimError> {
-    let Some(w) = g.shim().window.take() else {
+    let Some(window) = g.shim().window.take() else {
         return Ok(());
     };
-    if let Some(saved) = &w.saved {
-        let len = (w.high_water.min(w.end) - w.data) as usize;
-        g.write(Mem::Buffer, w.data, &saved[..len])?;
-    }
-    Ok(())
-}
-
-/// Writes `{ pos, end }` at `data`.
-fn write_header<G: Guest>(g: &mut G, data: u64, pos: u64, end: u64) -> Result<(), ShimError> {
-    let mut bytes = Vec::with_capacity(16);
-    if g.buffer_is_64() {
-        bytes.extend(pos.to_le_bytes());
-        bytes.extend(end.to_le_bytes());
-    } else {
-        bytes.extend((pos as u32).to_le_bytes());
-        bytes.extend((end as u32).to_le_bytes());
-    }
-    g.write(Mem::Buffer, data, &bytes)
-}
-
-fn read_pos<G: Guest>(g: &mut G, data: u64) -> Result<u64, ShimError> {
-    Ok(if g.buffer_is_64() {
-        let b = g.read(Mem::Buffer, data, 8)?;
-        u64::from_le_bytes(b.try_into().expect("8 bytes"))
-    } else {
-        let b = g.read(Mem::Buffer, data, 4)?;
-        u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64
-    })
+    let mut sizing = std::mem::take(&mut g.shim().sizing);
+    let result = window.give_back(g, &mut sizing);
+    g.shim().sizing = sizing;
+    result
 }
 
 /// The stack has unwound for a checkpoint into `[start, pos)`: snapshot it.
 /// The frames stay in the buffer for the rewind that follows.
 fn take_checkpoint<G: Guest>(g: &mut G, env: u64, start: u64, pos: u64) -> Result<(), G::Error> {
-    let asyncify = g.read(Mem::Buffer, start, pos.saturating_sub(start))?;
     let sp = g.stack_pointer();
     let top = g.shim().stack_top.unwrap_or(sp).max(sp);
-    let stack = g.read(Mem::Program, sp, top - sp)?;
-    let globals = g.globals();
+    let mut scratch = std::mem::take(&mut g.shim().scratch);
+    scratch.clear();
+    g.read_into(Mem::Program, sp, top - sp, &mut scratch)?;
+    let digest = stack_digest(&scratch);
+    scratch.clear();
+    g.read_into(Mem::Buffer, start, pos.saturating_sub(start), &mut scratch)?;
+    let mut globals = Vec::new();
+    g.globals(&mut globals);
     let snapshot = Snapshot {
-        asyncify,
-        stack,
+        frames: scratch,
+        stack_digest: digest,
         stack_pointer: sp,
         globals,
     };
-    let hash = g.shim().snapshots.insert(snapshot)?;
+    let names = g.global_names();
+    let mut store = g.shim().snapshots.take().expect("not taken twice");
+    // A displaced snapshot whose jmp_buf holds its hash again is live.
+    let inserted = store.insert(&snapshot, &names, env, |env, hash| {
+        let mut held = [0u8; 16];
+        g.read_exact(Mem::Program, env + JMP_BUF_HASH_OFFSET as u64, &mut held)
+            .is_ok_and(|()| held == *hash)
+    });
+    g.shim().snapshots = Some(store);
+    g.shim().scratch = snapshot.frames;
+    let hash = inserted?;
     // Written once the window is given back: the jmp_buf may lie inside it.
     g.shim().jmp_buf_write = Some((env, hash));
     g.shim().resume_value = Some(0);
@@ -500,19 +397,16 @@ fn take_checkpoint<G: Guest>(g: &mut G, env: u64, start: u64, pos: u64) -> Resul
 
 /// The stack has unwound for a restore: put the snapshot's frames in the
 /// buffer and restore its globals.
-fn prepare_restore<G: Guest>(g: &mut G, hash: &SnapshotHash, val: u64) -> Result<(), G::Error> {
-    let snapshot = g.shim().snapshots.get(hash)?.clone();
-    let len = snapshot.asyncify.len() as u64;
+fn prepare_restore<G: Guest>(g: &mut G, snapshot: Restored, val: u64) -> Result<(), G::Error> {
+    let len = snapshot.frames.len() as u64;
     let w = g.shim().window.as_mut().expect("borrowed by restore");
     // `restore` borrowed room for these frames; the unwind may have grown it.
     debug_assert!(len <= w.end - w.start);
     let (data, start, end) = (w.data, w.start, w.end);
-    w.high_water = w.high_water.max(start + len);
-    g.write(Mem::Buffer, start, &snapshot.asyncify)?;
+    w.reached(start + len);
+    g.write(Mem::Buffer, start, &snapshot.frames)?;
     write_header(g, data, start + len, end)?;
-    for (name, value) in &snapshot.globals {
-        g.set_global(name, *value)?;
-    }
+    g.set_globals(&snapshot.globals)?;
     g.shim().resume_value = Some(val);
     Ok(())
 }

@@ -11,6 +11,15 @@ use core::fmt;
 use crate::abi::Errno;
 use crate::hash::{hash_hex, SnapshotHash};
 
+/// Which cap of the snapshot store a checkpoint met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapshotLimitKind {
+    /// [`crate::StoreLimits::max_snapshots`].
+    Count,
+    /// [`crate::StoreLimits::max_bytes`].
+    Bytes,
+}
+
 /// Errors of the shim; each Display says what went wrong and what to do. Must be Send + Sync + 'static and impl std::error::Error.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ShimError {
@@ -36,19 +45,24 @@ pub enum ShimError {
         /// `__stack_pointer` at the `stack_restore`.
         current_sp: u64,
     },
-    /// A snapshot bigger than the store's whole byte budget; it is refused
-    /// rather than emptying the store for it.
-    SnapshotTooLarge {
-        /// [`crate::Snapshot::byte_size`] of the refused snapshot.
-        bytes: usize,
-        /// The store's [`crate::StoreLimits::max_bytes`].
-        max_bytes: usize,
+    /// A checkpoint found the snapshot store full of live snapshots (none
+    /// dead or displaced left to drop): the checkpoint fails rather than
+    /// drop one a longjmp may still need.
+    SnapshotLimit {
+        /// Which cap was met.
+        kind: SnapshotLimitKind,
+        /// The cap ([`crate::StoreLimits`]).
+        limit: u64,
+        /// What the store held: snapshots, or bytes.
+        live: u64,
     },
-    /// The unwind, or a restored frame, does not fit the asyncify buffer.
+    /// The unwound frames do not fit the most the asyncify buffer may grow
+    /// to ([`crate::ShimConfig::max_buffer`]), or the buffer's memory cannot
+    /// grow.
     BufferTooSmall {
-        /// Bytes the frames need.
+        /// Bytes the frames need (at least).
         needed: u64,
-        /// Bytes the buffer has.
+        /// Bytes the buffer may have.
         available: u64,
     },
     /// The module lacks the `asyncify_*` exports, so it cannot be unwound.
@@ -83,9 +97,7 @@ impl ShimError {
             // longjmp to a dead frame is an invalid argument (UB in C).
             ShimError::StaleSnapshot { .. } => Errno::Inval,
             // "Value too large to be stored": the state does not fit its space.
-            ShimError::SnapshotTooLarge { .. } | ShimError::BufferTooSmall { .. } => {
-                Errno::Overflow
-            }
+            ShimError::SnapshotLimit { .. } | ShimError::BufferTooSmall { .. } => Errno::Overflow,
             // "Executable file format error": the module is not built for this.
             ShimError::NotInstrumented { .. } | ShimError::MissingExport { .. } => Errno::Noexec,
             ShimError::Guest { .. } => Errno::Inval,
@@ -100,9 +112,10 @@ impl fmt::Display for ShimError {
                 f,
                 "longjmp/stack_restore: no snapshot {} is stored. The jmp_buf was not \
                  filled by setjmp (stack_checkpoint) in this instance, was overwritten, \
-                 or its snapshot was evicted from the bounded snapshot store; make sure \
-                 setjmp ran on this jmp_buf, or raise StoreLimits if the program keeps \
-                 many jmp_bufs alive",
+                 or it names a snapshot the store dropped: its setjmp frame has returned, \
+                 or the jmp_buf was given a newer snapshot by a later setjmp and the old \
+                 one was dropped to make room; make sure setjmp ran on this jmp_buf and \
+                 its function is still running",
                 hash_hex(hash)
             ),
             ShimError::CorruptedSnapshot { hash } => write!(
@@ -121,17 +134,26 @@ impl fmt::Display for ShimError {
                  this is undefined behaviour in C: call longjmp only while the function \
                  that called setjmp is still running"
             ),
-            ShimError::SnapshotTooLarge { bytes, max_bytes } => write!(
-                f,
-                "a setjmp snapshot of {bytes} bytes (live C stack plus unwound frames) \
-                 exceeds the snapshot store's limit of {max_bytes} bytes; raise \
-                 StoreLimits::max_bytes, or call setjmp with less on the stack"
-            ),
+            ShimError::SnapshotLimit { kind, limit, live } => match kind {
+                SnapshotLimitKind::Count => write!(
+                    f,
+                    "setjmp/stack_checkpoint: the snapshot store holds {live} live snapshots, \
+                     its limit of {limit}, and every one may still be jumped to; raise the \
+                     limit (wasm-rewind run --max-snapshots N, or StoreLimits::max_snapshots)"
+                ),
+                SnapshotLimitKind::Bytes => write!(
+                    f,
+                    "setjmp/stack_checkpoint: the snapshot store holds {live} bytes of live \
+                     snapshots and the next does not fit its limit of {limit} bytes; raise \
+                     the limit (wasm-rewind run --max-snapshot-memory BYTES, or \
+                     StoreLimits::max_bytes)"
+                ),
+            },
             ShimError::BufferTooSmall { needed, available } => write!(
                 f,
-                "the asyncify buffer is too small: the unwound frames need {needed} bytes \
-                 but it has {available}; give the shim a larger asyncify buffer, or call \
-                 setjmp less deep in the call stack"
+                "the unwound stack needs at least {needed} bytes of asyncify buffer, and \
+                 it may have {available}; raise the limit (wasm-rewind run \
+                 --max-unwind-buffer BYTES, or ShimConfig::max_buffer)"
             ),
             ShimError::NotInstrumented { missing } => write!(
                 f,
@@ -162,9 +184,10 @@ mod tests {
                 snapshot_sp: 0x1000,
                 current_sp: 0x2000,
             },
-            ShimError::SnapshotTooLarge {
-                bytes: 10,
-                max_bytes: 5,
+            ShimError::SnapshotLimit {
+                kind: SnapshotLimitKind::Count,
+                limit: 10,
+                live: 10,
             },
             ShimError::BufferTooSmall {
                 needed: 2048,
@@ -216,8 +239,15 @@ mod tests {
         assert!(msgs[0].contains(&"ab".repeat(16)));
         assert!(msgs[1].contains(&"01".repeat(16)));
         assert!(msgs[2].contains("0x1000") && msgs[2].contains("0x2000"));
-        assert!(msgs[3].contains("10 bytes") && msgs[3].contains("5 bytes"));
+        assert!(msgs[3].contains("10 live") && msgs[3].contains("--max-snapshots"));
         assert!(msgs[4].contains("2048") && msgs[4].contains("1024"));
+        assert!(msgs[4].contains("--max-unwind-buffer"));
+        let bytes = ShimError::SnapshotLimit {
+            kind: SnapshotLimitKind::Bytes,
+            limit: 4096,
+            live: 4000,
+        };
+        assert!(bytes.to_string().contains("--max-snapshot-memory"));
         assert!(
             msgs[5].contains("asyncify_start_unwind") && msgs[5].contains("wasm-rewind instrument")
         );

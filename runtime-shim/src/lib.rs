@@ -17,7 +17,11 @@
 //! - [`hash`]: the keyed hash (HMAC-SHA256, truncated to 16 bytes) and its
 //!   secret key;
 //! - [`snapshot`]: a checkpoint's state and its canonical hash;
-//! - [`store`]: the snapshot store, bounded in count and bytes, LRU eviction;
+//! - [`frames`]: the unwound frames of all snapshots, shared where they end
+//!   the same way;
+//! - [`store`]: the snapshot store, bounded in count and bytes; it drops
+//!   dead snapshots at once, displaced ones when room is needed, live ones
+//!   never;
 //! - [`error`]: [`ShimError`], each with a WASIX errno and a message saying
 //!   what to do.
 //!
@@ -52,18 +56,20 @@
 
 pub mod abi;
 pub mod error;
+pub mod frames;
 pub mod hash;
 pub mod snapshot;
 pub mod store;
 
 pub mod driver;
+pub mod window;
 // The engine binding depends on the modules above, never the reverse.
 pub mod wasmtime_host;
 
 pub use abi::{Errno, JmpBuf, HASH_LEN, JMP_BUF_SIZE};
 pub use driver::{ShimConfig, ShimState};
-pub use error::ShimError;
+pub use error::{ShimError, SnapshotLimitKind};
 pub use hash::{hash_hex, keyed_hash, HashKey, SnapshotHash};
 pub use snapshot::{GlobalValue, Snapshot};
-pub use store::{SnapshotStore, StoreLimits};
+pub use store::{Restored, SnapshotStore, StoreLimits, StoreStats};
 pub use wasmtime_host::{add_to_linker, call, check_module, needs_shim};

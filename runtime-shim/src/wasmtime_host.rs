@@ -12,19 +12,20 @@
 use crate::driver::{self, Guest, Mem, ShimState};
 use crate::error::ShimError;
 use crate::snapshot::GlobalValue;
+use std::sync::Arc;
 use wasmtime::{
     AsContextMut, Caller, ExternType, Func, Global, Instance, Linker, Memory, Module, Mutability,
-    Ref, Store, Table, Val,
+    Ref, Store, Table, TypedFunc, Val,
 };
 
 /// The exports the shim drives, resolved once per instance.
-#[derive(Clone)]
 struct Exports {
-    get_state: Func,
-    start_unwind: Func,
-    stop_unwind: Func,
-    start_rewind: Func,
-    stop_rewind: Func,
+    get_state: TypedFunc<(), i32>,
+    /// `asyncify_start_unwind` / `start_rewind`, with an i32 or i64 pointer.
+    start_unwind: AddrFunc,
+    stop_unwind: TypedFunc<(), ()>,
+    start_rewind: AddrFunc,
+    stop_rewind: TypedFunc<(), ()>,
     /// The program's memory (jmp_bufs, the C stack).
     memory: Memory,
     stack_pointer: Global,
@@ -32,10 +33,19 @@ struct Exports {
     buffer_memory: Option<Memory>,
     /// The grow hook's table, when the module has one.
     grow_hook: Option<Table>,
-    /// Exported mutable globals a snapshot saves, by name (asyncify's own excluded).
-    globals: Vec<(String, Global)>,
+    /// Exported mutable globals a snapshot saves (asyncify's own excluded),
+    /// and their names in the same order.
+    globals: Vec<Global>,
+    global_names: Arc<[String]>,
     /// Whether the buffer's memory is 64-bit (`{pos, end}` and `ptr` are i64).
     memory64: bool,
+}
+
+/// A control export taking the buffer's address.
+#[derive(Clone)]
+enum AddrFunc {
+    I32(TypedFunc<i32, ()>),
+    I64(TypedFunc<i64, ()>),
 }
 
 /// Names of the exports every instrumented module has.
@@ -92,18 +102,29 @@ pub fn check_module(module: &Module) -> Result<(), ShimError> {
 
 impl Exports {
     fn resolve<T>(store: &mut Store<T>, instance: &Instance) -> Option<Exports> {
-        let mut func = |n: &str| instance.get_func(&mut *store, n);
-        let (get_state, start_unwind, stop_unwind, start_rewind, stop_rewind) = (
-            func(CONTROL_EXPORTS[0])?,
-            func(CONTROL_EXPORTS[1])?,
-            func(CONTROL_EXPORTS[2])?,
-            func(CONTROL_EXPORTS[3])?,
-            func(CONTROL_EXPORTS[4])?,
-        );
         let memory = instance.get_memory(&mut *store, "memory")?;
-        let stack_pointer = instance.get_global(&mut *store, "__stack_pointer")?;
         let buffer_memory = instance.get_memory(&mut *store, "asyncify_memory");
         let memory64 = buffer_memory.unwrap_or(memory).ty(&*store).is_64();
+        let mut typed0 = |n: &str| instance.get_typed_func::<(), ()>(&mut *store, n).ok();
+        let (stop_unwind, stop_rewind) = (typed0(CONTROL_EXPORTS[2])?, typed0(CONTROL_EXPORTS[4])?);
+        let get_state = instance
+            .get_typed_func::<(), i32>(&mut *store, CONTROL_EXPORTS[0])
+            .ok()?;
+        let mut addr = |n: &str| {
+            if memory64 {
+                instance
+                    .get_typed_func::<i64, ()>(&mut *store, n)
+                    .ok()
+                    .map(AddrFunc::I64)
+            } else {
+                instance
+                    .get_typed_func::<i32, ()>(&mut *store, n)
+                    .ok()
+                    .map(AddrFunc::I32)
+            }
+        };
+        let (start_unwind, start_rewind) = (addr(CONTROL_EXPORTS[1])?, addr(CONTROL_EXPORTS[3])?);
+        let stack_pointer = instance.get_global(&mut *store, "__stack_pointer")?;
         let grow_hook = instance.get_table(&mut *store, GROW_HOOK);
         let names: Vec<String> = instance
             .exports(&mut *store)
@@ -112,14 +133,15 @@ impl Exports {
                 e.into_global().map(|_| name)
             })
             .collect();
-        let globals = names
+        let (global_names, globals): (Vec<String>, Vec<Global>) = names
             .into_iter()
             .filter(|n| !n.starts_with("__asyncify_"))
             .filter_map(|n| {
                 let g = instance.get_global(&mut *store, &n)?;
-                (g.ty(&*store).mutability() == Mutability::Var).then_some((n, g))
+                let numeric = global_value(g.get(&mut *store)).is_some();
+                (g.ty(&*store).mutability() == Mutability::Var && numeric).then_some((n, g))
             })
-            .collect();
+            .unzip();
         Some(Exports {
             get_state,
             start_unwind,
@@ -131,6 +153,7 @@ impl Exports {
             buffer_memory,
             grow_hook,
             globals,
+            global_names: global_names.into(),
             memory64,
         })
     }
@@ -235,6 +258,7 @@ pub fn call<T: 'static>(
         // Not instrumented (or no WASIX stack calls to serve): a plain call.
         return func.call(&mut *store, params, results);
     };
+    let exports = Arc::new(exports);
     get(store.data_mut()).binding = Some(Box::new(exports.clone()));
     install_grow_hook(store, &exports, get)?;
     driver::begin(&mut WasmtimeGuest {
@@ -242,8 +266,18 @@ pub fn call<T: 'static>(
         ex: exports.clone(),
         get,
     });
+    // An export without parameters or results (`_start`, most reactors'
+    // entry points) is called through its typed form, which skips the
+    // dynamic type checks on each of the re-entries a jump makes.
+    let typed = (params.is_empty() && results.is_empty())
+        .then(|| func.typed::<(), ()>(&*store).ok())
+        .flatten();
     loop {
-        if let Err(e) = func.call(&mut *store, params, results) {
+        let called = match &typed {
+            Some(f) => f.call(&mut *store, ()),
+            None => func.call(&mut *store, params, results),
+        };
+        if let Err(e) = called {
             return Err(trapped(e, get(store.data_mut())));
         }
         let mut g = WasmtimeGuest {
@@ -301,7 +335,7 @@ impl<T> HostData for &mut Store<T> {
 /// An instance seen through a store or a caller, for the driver.
 struct WasmtimeGuest<C: HostData> {
     cx: C,
-    ex: Exports,
+    ex: Arc<Exports>,
     get: fn(&mut C::Data) -> &mut ShimState,
 }
 
@@ -314,7 +348,7 @@ impl<'a, T> WasmtimeGuest<Caller<'a, T>> {
         let ex = get(caller.data_mut())
             .binding
             .as_ref()
-            .and_then(|b| b.downcast_ref::<Exports>())
+            .and_then(|b| b.downcast_ref::<Arc<Exports>>())
             .cloned()
             .ok_or_else(|| ShimError::Guest {
                 message: "a WASIX stack call ran outside the shim's driver: call the module's \
@@ -337,12 +371,11 @@ impl<C: HostData> WasmtimeGuest<C> {
         }
     }
 
-    fn call0(&mut self, f: Func) -> wasmtime::Result<()> {
-        f.call(&mut self.cx, &[], &mut [])
-    }
-
-    fn call_addr(&mut self, f: Func, data: u64) -> wasmtime::Result<()> {
-        f.call(&mut self.cx, &[addr_val(self.ex.memory64, data)], &mut [])
+    fn call_addr(&mut self, f: &AddrFunc, data: u64) -> wasmtime::Result<()> {
+        match f {
+            AddrFunc::I32(f) => f.call(&mut self.cx, data as u32 as i32),
+            AddrFunc::I64(f) => f.call(&mut self.cx, data as i64),
+        }
     }
 }
 
@@ -354,30 +387,52 @@ impl<C: HostData> Guest for WasmtimeGuest<C> {
     }
 
     fn state(&mut self) -> wasmtime::Result<i32> {
-        call_i32(&mut self.cx, &self.ex.get_state, &[])
+        self.ex.get_state.call(&mut self.cx, ())
     }
 
     fn start_unwind(&mut self, data: u64) -> wasmtime::Result<()> {
-        self.call_addr(self.ex.start_unwind, data)
+        let ex = self.ex.clone();
+        self.call_addr(&ex.start_unwind, data)
     }
 
     fn stop_unwind(&mut self) -> wasmtime::Result<()> {
-        self.call0(self.ex.stop_unwind)
+        self.ex.stop_unwind.call(&mut self.cx, ())
     }
 
     fn start_rewind(&mut self, data: u64) -> wasmtime::Result<()> {
-        self.call_addr(self.ex.start_rewind, data)
+        let ex = self.ex.clone();
+        self.call_addr(&ex.start_rewind, data)
     }
 
     fn stop_rewind(&mut self) -> wasmtime::Result<()> {
-        self.call0(self.ex.stop_rewind)
+        self.ex.stop_rewind.call(&mut self.cx, ())
     }
 
-    fn read(&mut self, mem: Mem, addr: u64, len: u64) -> Result<Vec<u8>, ShimError> {
+    fn read_into(
+        &mut self,
+        mem: Mem,
+        addr: u64,
+        len: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ShimError> {
         let data = self.memory(mem).data(&self.cx);
         match byte_range(addr, len, data.len()) {
-            Some((a, b)) => Ok(data[a..b].to_vec()),
+            Some((a, b)) => {
+                out.extend_from_slice(&data[a..b]);
+                Ok(())
+            }
             None => Err(out_of_bounds(addr, len)),
+        }
+    }
+
+    fn read_exact(&mut self, mem: Mem, addr: u64, out: &mut [u8]) -> Result<(), ShimError> {
+        let data = self.memory(mem).data(&self.cx);
+        match byte_range(addr, out.len() as u64, data.len()) {
+            Some((a, b)) => {
+                out.copy_from_slice(&data[a..b]);
+                Ok(())
+            }
+            None => Err(out_of_bounds(addr, out.len() as u64)),
         }
     }
 
@@ -425,19 +480,23 @@ impl<C: HostData> Guest for WasmtimeGuest<C> {
         self.ex.memory64
     }
 
-    fn globals(&mut self) -> Vec<(String, GlobalValue)> {
-        let globals = self.ex.globals.clone();
-        globals
-            .iter()
-            .filter_map(|(n, g)| global_value(g.get(&mut self.cx)).map(|v| (n.clone(), v)))
-            .collect()
+    fn global_names(&self) -> Arc<[String]> {
+        self.ex.global_names.clone()
     }
 
-    fn set_global(&mut self, name: &str, value: GlobalValue) -> wasmtime::Result<()> {
-        match self.ex.globals.iter().find(|(n, _)| n == name) {
-            Some((_, g)) => g.set(&mut self.cx, global_val(value)),
-            None => Ok(()),
+    fn globals(&mut self, out: &mut Vec<GlobalValue>) {
+        for g in &self.ex.globals {
+            // Resolve kept only numeric globals, so this always has a value.
+            out.extend(global_value(g.get(&mut self.cx)));
         }
+    }
+
+    fn set_globals(&mut self, values: &[GlobalValue]) -> wasmtime::Result<()> {
+        let ex = self.ex.clone();
+        for (g, v) in ex.globals.iter().zip(values) {
+            g.set(&mut self.cx, global_val(*v))?;
+        }
+        Ok(())
     }
 }
 
@@ -459,18 +518,6 @@ fn global_u64(store: impl AsContextMut, g: &Global) -> u64 {
         Val::I32(v) => v as u32 as u64,
         Val::I64(v) => v as u64,
         _ => 0,
-    }
-}
-fn call_i32(mut store: impl AsContextMut, f: &Func, params: &[Val]) -> wasmtime::Result<i32> {
-    let mut out = [Val::I32(0)];
-    f.call(&mut store, params, &mut out)?;
-    Ok(out[0].unwrap_i32())
-}
-fn addr_val(memory64: bool, v: u64) -> Val {
-    if memory64 {
-        Val::I64(v as i64)
-    } else {
-        Val::I32(v as u32 as i32)
     }
 }
 fn global_value(v: Val) -> Option<GlobalValue> {

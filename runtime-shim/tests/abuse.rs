@@ -247,6 +247,7 @@ fn a_million_setjmps_stay_within_the_store_limits_and_memory() {
     let limits = StoreLimits {
         max_snapshots: 256,
         max_bytes: 1 << 20,
+        ..StoreLimits::default()
     };
     let (mut store, instance) = guest.instance(ShimConfig {
         limits,

@@ -182,6 +182,7 @@ fn setjmp_in_a_loop_keeps_the_store_bounded() {
     let limits = StoreLimits {
         max_snapshots: 64,
         max_bytes: 1 << 20,
+        ..StoreLimits::default()
     };
     let (result, store) = run_with(
         body,
