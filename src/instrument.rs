@@ -141,6 +141,12 @@ pub struct Opts {
     #[arg(long)]
     embed_runtime: bool,
 
+    /// With --embed-runtime: the most memory its snapshots and unwind buffer
+    /// may take (taken as needed); live snapshots that need more trap in
+    /// `__wasm_rewind_snapshot_store_full`. Defaults to 64 MiB.
+    #[arg(long, value_name = "BYTES", requires = "embed_runtime")]
+    embed_max_memory: Option<u64>,
+
     /// Settings for a host; --imports adds to the preset's import list.
     #[arg(long, value_enum, value_name = "PRESET")]
     preset: Option<Preset>,
@@ -248,6 +254,7 @@ impl Opts {
         options.import_globals = self.import_globals;
         options.export_globals = self.export_globals;
         options.embed_runtime = self.embed_runtime;
+        options.embed_max_memory = self.embed_max_memory;
         Ok(options)
     }
 }

@@ -218,6 +218,13 @@ impl Instrument {
         self
     }
 
+    /// With [`Instrument::embed_runtime`]: the most memory (bytes) its
+    /// snapshots and unwind buffer may take. Defaults to 64 MiB.
+    pub fn embed_max_memory(mut self, bytes: u64) -> Self {
+        self.options.embed_max_memory = Some(bytes);
+        self
+    }
+
     /// Calls `report(done, total)` as the work advances, for a progress bar
     /// (see [`instrument_with_progress`](crate::instrument_with_progress)).
     pub fn progress(mut self, report: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
@@ -361,8 +368,10 @@ mod tests {
             .asserts(true)
             .secondary_memory(2)
             .export_globals(true)
-            .embed_runtime(false);
+            .embed_runtime(false)
+            .embed_max_memory(1 << 20);
         let o = b.options();
+        assert_eq!(o.embed_max_memory, Some(1 << 20));
         assert_eq!(
             o.imports.as_deref(),
             Some(&["env.a".into(), "env.b".into()][..])

@@ -95,7 +95,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use options::{wildcard_match, Options, WASIX_STACK_IMPORTS};
 
 use analysis::unwind::UnwindAnalysis;
-use instrument::{runtime, Ctx, TypeInterner};
+use instrument::{runtime, BufferGrowth, Ctx, TypeInterner};
 use module_info::ModuleInfo;
 use stack_layout::{StackBottom, StackLayout};
 use wasm_encoder::ExportKind;
@@ -275,6 +275,9 @@ pub fn instrument_with_progress(
         check_stack_for_wasix_host(&stack)?;
     }
     let grow_hook = wasix && !options.embed_runtime;
+    let max_memory = options
+        .embed_max_memory
+        .unwrap_or(embed::DEFAULT_MAX_MEMORY);
     let addr = if memory64 {
         wasmparser::ValType::I64
     } else {
@@ -304,6 +307,7 @@ pub fn instrument_with_progress(
             &stack,
             &analysis.instrumented,
             first,
+            max_memory,
         )?)
     } else {
         None
@@ -351,7 +355,15 @@ pub fn instrument_with_progress(
         state_global,
         data_global: state_global + 1,
         memory,
-        grow_hook: grow_hook.then_some(info.tables.len() as u32),
+        growth: match (&embedded, grow_hook) {
+            (Some(e), _) => BufferGrowth::Call {
+                func: e.grow_buffer(),
+            },
+            (None, true) => BufferGrowth::HostHook {
+                table: info.tables.len() as u32,
+            },
+            (None, false) => BufferGrowth::Fixed,
+        },
         memory64,
         funcs,
         types,
@@ -421,7 +433,15 @@ pub fn instrument_with_progress(
             exports.push(("__stack_low".into(), ExportKind::Global, index));
         }
     }
-    let warnings = analysis.warnings.clone();
+    let mut warnings = analysis.warnings.clone();
+    if embedded.as_ref().is_some_and(|e| !e.found_allocator()) {
+        warnings.push(
+            "--embed-runtime: no `malloc` found (by export or name): if the program calls \
+             setjmp before its first malloc, wasi-libc's 2022 malloc may take the runtime's \
+             memory as heap; keep the name section, or export malloc"
+                .to_string(),
+        );
+    }
 
     let (out, dropped) = emit::write(
         &ctx,

@@ -55,6 +55,11 @@ pub struct Options {
     /// the unwind/rewind loop, so setjmp/longjmp runs on any engine with plain
     /// WASI and no asyncify-aware host. Defaults to `false`.
     pub embed_runtime: bool,
+    /// With `embed_runtime`: the most memory its snapshots and buffer may
+    /// take, in bytes (whole pages are used). When live snapshots alone
+    /// reach it, the checkpoint traps in `__wasm_rewind_snapshot_store_full`.
+    /// Defaults to `None`, which means 64 MiB.
+    pub embed_max_memory: Option<u64>,
 }
 
 /// The import list of `--preset wasix`: the WASIX stack calls, in both the 32-bit

@@ -36,13 +36,14 @@ use crate::module_info::{FuncImport, ModuleInfo};
 use crate::stack_layout::StackLayout;
 use crate::{Error, ErrorKind, Result};
 
-/// Pages of memory 0 the runtime takes on the first checkpoint (4 MiB).
-pub const REGION_PAGES: u32 = 64;
-/// Bytes of that region for the Asyncify buffer: the deepest stack a jump can
-/// capture (1 MiB, the host shim's default too).
-pub const BUFFER_BYTES: u32 = 1 << 20;
-/// Snapshots the store holds at once (the host shim's default too).
-pub const SLOTS: u32 = 1024;
+/// The default of [`crate::Options::embed_max_memory`]: 64 MiB, the host
+/// shim's default cap on its snapshot store.
+pub const DEFAULT_MAX_MEMORY: u64 = 64 << 20;
+/// Bytes of a frame-chunk node (see `runtime.wat`).
+const NODE_BYTES: u32 = 88;
+/// Displaced snapshots kept at most (a power of two; the host shim's
+/// default too).
+const MAX_DISPLACED: u32 = 1024;
 
 /// The template; see its header for the region's layout and the protocol.
 const TEMPLATE: &str = include_str!("runtime.wat");
@@ -56,6 +57,7 @@ const TEMPLATE_FUNC_IMPORTS: &[&str] = &[
     "get_state",
     "save_globals",
     "restore_globals",
+    "init_allocator",
 ];
 
 /// Which runtime entry point a WASIX import becomes.
@@ -99,6 +101,9 @@ pub struct Embed {
     saved: Vec<u32>,
     /// Input indices of the functions whose exports (or start) get a wrapper.
     wrapped: Vec<u32>,
+    /// The program's `malloc` and `free`, called once before the runtime
+    /// takes memory (see `runtime.wat`).
+    allocator: Option<(u32, Option<u32>)>,
 }
 
 impl Embed {
@@ -110,7 +115,14 @@ impl Embed {
         stack: &StackLayout,
         instrumented: &[bool],
         first: u32,
+        max_memory: u64,
     ) -> Result<Embed> {
+        if max_memory < 65536 {
+            return Err(Error::new(
+                ErrorKind::BadOptions,
+                format!("--embed-max-memory={max_memory}: give at least 65536 bytes (one page)"),
+            ));
+        }
         if info.imports.iter().any(|i| {
             i.module == "wasix_64v1"
                 && stack_call(&FuncImport {
@@ -178,13 +190,14 @@ impl Embed {
             }
         }
 
-        let wat = fill_template(info, saved.len() as u32);
+        let wat = fill_template(info, saved.len() as u32, max_memory);
         let template = wat::parse_str(&wat).map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
                 format!("the embedded runtime does not parse: {e}"),
             )
         })?;
+        let allocator = find_allocator(info);
         let mut embed = Embed {
             template: Vec::new(),
             types: Vec::new(),
@@ -194,6 +207,7 @@ impl Embed {
             first,
             saved,
             wrapped,
+            allocator,
         };
         embed.read_template(&template)?;
         embed.template = template;
@@ -293,6 +307,21 @@ impl Embed {
         self.first + self.n_template() + 1
     }
 
+    fn init_allocator(&self) -> u32 {
+        self.first + self.n_template() + 2
+    }
+
+    /// Output index of the function the buffer's overflow calls to grow it.
+    pub fn grow_buffer(&self) -> u32 {
+        self.func("__wasm_rewind_grow_buffer")
+    }
+
+    /// Whether the program's allocator was found (else the runtime cannot
+    /// make it set itself up before taking memory).
+    pub fn found_allocator(&self) -> bool {
+        self.allocator.is_some()
+    }
+
     /// Output index where the function the WASIX import `call` maps to.
     pub fn target(&self, call: StackCall) -> u32 {
         match call {
@@ -304,7 +333,7 @@ impl Embed {
     /// Input function index to the output index of its wrapper, for the
     /// export and start sections.
     pub fn entry_wrappers(&self) -> HashMap<u32, u32> {
-        let first = self.restore_globals() + 1;
+        let first = self.init_allocator() + 1;
         self.wrapped
             .iter()
             .enumerate()
@@ -319,6 +348,7 @@ impl Embed {
             types.intern(params, results);
         }
         types.intern(&[ValType::I32], &[]);
+        types.intern(&[], &[]);
     }
 
     /// The globals the template defines, to append after the state globals
@@ -367,6 +397,13 @@ impl Embed {
             body: self.move_globals(ctx, false)?,
             export: None,
         });
+        let unit = ctx.types.get(&[], &[]).expect("interned by intern_types");
+        out.push(AddedFunction {
+            name: "__wasm_rewind_init_allocator".into(),
+            ty: unit,
+            body: self.init_allocator_body(ctx),
+            export: None,
+        });
         for &f in &self.wrapped {
             out.push(AddedFunction {
                 name: format!("__wasm_rewind_entry_{}", ctx.info.func_display_name(f)).into(),
@@ -389,6 +426,7 @@ impl Embed {
             f.get_state,
             self.save_globals(),
             self.restore_globals(),
+            self.init_allocator(),
         ];
         funcs.extend((0..self.n_template()).map(|i| self.first + i));
         let mut remap = ctx.remap();
@@ -427,6 +465,24 @@ impl Embed {
             }
         }
         Ok(out)
+    }
+
+    /// `init_allocator()`: `(call $free (call $malloc (i32.const 1)))`, so the
+    /// program's allocator sets itself up before the runtime grows memory
+    /// (without `free`, the byte is dropped: one small block, once); empty
+    /// when the module has no `malloc` we can find.
+    fn init_allocator_body(&self, ctx: &Ctx<'_>) -> Vec<u8> {
+        let mut func = Function::new([]);
+        if let Some((malloc, free)) = self.allocator {
+            func.instruction(&Instruction::I32Const(1));
+            func.instruction(&Instruction::Call(ctx.func_map[malloc as usize]));
+            func.instruction(&match free {
+                Some(free) => Instruction::Call(ctx.func_map[free as usize]),
+                None => Instruction::Drop,
+            });
+        }
+        func.instruction(&Instruction::End);
+        func.into_raw_body()
     }
 
     /// `save_globals(ptr)` stores each saved global in 8 bytes at `ptr`;
@@ -531,6 +587,33 @@ impl Reencode for Linker {
     }
 }
 
+/// The module's `malloc`, and `free` if it has one (a program that never
+/// frees links none), by export or by name, with their C signatures
+/// (`(i32) -> i32` and `(i32) -> ()`), defined in the module.
+fn find_allocator(info: &ModuleInfo<'_>) -> Option<(u32, Option<u32>)> {
+    let find = |name: &str, results: &[ValType]| {
+        let exported = info
+            .exports
+            .iter()
+            .find(|(n, k, _)| n == name && *k == ExternalKind::Func)
+            .map(|(_, _, f)| *f);
+        let named = || {
+            info.func_names
+                .iter()
+                .filter(|(_, n)| n.as_str() == name)
+                .map(|(f, _)| *f)
+                .min()
+        };
+        let f = exported.or_else(named)?;
+        let sig = info.func_sig(f);
+        (f >= info.num_imported_funcs()
+            && sig.params() == [ValType::I32]
+            && sig.results() == results)
+            .then_some(f)
+    };
+    Some((find("malloc", &[ValType::I32])?, find("free", &[])))
+}
+
 fn internal(e: impl std::fmt::Display) -> Error {
     Error::new(ErrorKind::Internal, format!("embedded runtime: {e}"))
 }
@@ -558,22 +641,19 @@ fn stack_pointer(info: &ModuleInfo<'_>, stack: &StackLayout) -> Result<u32> {
     Ok(g)
 }
 
-/// The template with its constants: region layout and the hash key.
-fn fill_template(info: &ModuleInfo<'_>, n_saved: u32) -> String {
+/// The template with its constants: the sizes of its records, its memory
+/// cap and the hash key.
+fn fill_template(info: &ModuleInfo<'_>, n_saved: u32, max_memory: u64) -> String {
     let globals = 8 * n_saved;
-    let table = 16 + BUFFER_BYTES;
-    let arena = table + 32 * SLOTS;
-    let region = REGION_PAGES * 65536;
-    debug_assert!(arena < region);
+    let cap_pages = (max_memory / 65536).clamp(1, 65536);
     TEMPLATE
-        .replace("@PAGES@", &REGION_PAGES.to_string())
-        .replace("@BUFFER@", &BUFFER_BYTES.to_string())
-        .replace("@SLOTS@", &SLOTS.to_string())
-        .replace("@TABLE@", &table.to_string())
-        .replace("@ARENA@", &arena.to_string())
-        .replace("@REGION@", &region.to_string())
-        .replace("@GLOBALS_PLUS_8@", &(globals + 8).to_string())
+        .replace("@SLOT@", &(32 + globals).to_string())
         .replace("@GLOBALS@", &globals.to_string())
+        .replace("@NODE@", &NODE_BYTES.to_string())
+        .replace("@CAP_PAGES@", &cap_pages.to_string())
+        .replace("@MAX_DISPLACED@", &MAX_DISPLACED.to_string())
+        .replace("@RING_BYTES@", &(8 * MAX_DISPLACED).to_string())
+        .replace("@RING_MASK@", &(MAX_DISPLACED - 1).to_string())
         .replace("@KEY@", &format!("{:#x}", module_key(info.wasm)))
 }
 

@@ -1,52 +1,78 @@
 ;; The embedded runtime of `--embed-runtime`: the WASIX calls
 ;; `stack_checkpoint` and `stack_restore` (setjmp/longjmp) implemented inside
-;; the module, with the semantics of the host shim (runtime-shim/src/driver.rs).
+;; the module, with the semantics of the host shim (runtime-shim/src/driver.rs
+;; and store.rs).
 ;;
 ;; This is a template, not a module of its own: `embed/mod.rs` fills in the
 ;; `@NAME@` constants, parses it, and links it into the instrumented module.
 ;; Its imports are resolved against that module ("rt" "start_unwind" is our
 ;; `asyncify_start_unwind`, "rt" "stack_pointer" the program's
-;; `__stack_pointer`, "rt" "save_globals"/"restore_globals" are generated per
-;; module); every function it defines is exported under the name it gets in
-;; the output's name section, which is also how the linker finds the three
-;; entry points (`__wasm_rewind_stack_checkpoint`, `__wasm_rewind_stack_restore`,
-;; `__wasm_rewind_after_unwind`). The export section itself is not copied.
+;; `__stack_pointer`, "rt" "save_globals"/"restore_globals" and
+;; "init_allocator" are generated per module); every function it defines is
+;; exported under the name it gets in the output's name section, which is
+;; also how the linker finds the entry points (`__wasm_rewind_stack_checkpoint`,
+;; `__wasm_rewind_stack_restore`, `__wasm_rewind_after_unwind`,
+;; `__wasm_rewind_grow_buffer`). The export section itself is not copied.
 ;;
 ;; How it runs. Every exported function that can unwind is wrapped (in Rust,
 ;; `embed/mod.rs`): the wrapper calls it, and when it returns because the stack
 ;; unwound it calls `after_unwind` and calls it again, which rewinds. So:
 ;;
-;; - checkpoint(env, ret), state 0: place the buffer, note the request, start
-;;   unwinding. `after_unwind` copies the unwound frames and the saved globals
-;;   into a slot of the store, writes the slot's identity into the jmp_buf and
-;;   rewinds the same frames; the checkpoint is re-entered in state 2 and
-;;   returns 0 through `ret`.
+;; - checkpoint(env, ret), state 0: note the request, start unwinding.
+;;   `after_unwind` stores the unwound frames and the saved globals as a
+;;   snapshot, writes its identity into the jmp_buf and rewinds the same
+;;   frames; the checkpoint is re-entered in state 2 and returns 0 through
+;;   `ret`.
 ;; - restore(env, val): check the jmp_buf against the store (unknown, stale,
 ;;   corrupt: each traps in its own named function), then unwind the current
-;;   stack. `after_unwind` puts the slot's frames in the buffer, restores the
-;;   globals (the stack pointer above all; linear memory is never restored) and
-;;   rewinds; the checkpoint returns `val` through `ret`.
+;;   stack. `after_unwind` rebuilds the snapshot's frames in the buffer,
+;;   restores the globals (the stack pointer above all; linear memory is never
+;;   restored) and rewinds; the checkpoint returns `val` through `ret`.
 ;;
-;; Memory: one region of @PAGES@ pages taken with `memory.grow` on the first
-;; checkpoint, so it never overlaps program data (the program's allocator gets
-;; the pages after it) and a program that never calls setjmp pays nothing.
+;; Memory. Everything lives in pages taken with `memory.grow`, in chunks, as
+;; needed, up to @CAP_PAGES@ pages in all (`instrument --embed-max-memory`):
+;; a program that never calls setjmp pays nothing. The program's allocator is
+;; made to set itself up first ("rt" "init_allocator", a call of its `malloc`
+;; and `free` when the module has them): the 2022 wasi-libc malloc takes all
+;; memory up to the end of memory the first time it runs, which would
+;; otherwise include pages taken before it.
 ;;
-;;   region + 0                {pos, end} of the asyncify buffer
-;;   region + 16               the asyncify buffer, @BUFFER@ bytes
-;;   region + @TABLE@          @SLOTS@ slots of 32 bytes:
-;;                               +0 env  +4 generation (0: free)  +8 sp
-;;                               +12 frame bytes  +16 data address
-;;                               +20 data capacity  +24 hash (i64)
-;;   region + @ARENA@          slot data: frames, then the saved globals
-;;   region + @REGION@         end
+;; - The asyncify buffer: `{pos, end}` (its address is the one the unwinding
+;;   code holds, so it never moves) and the frames, elsewhere. A frame that
+;;   does not fit calls `grow_buffer`, which moves the frames to a larger
+;;   place and points `{pos, end}` there.
+;; - Frames of stored snapshots, shared: they are cut into chunks of 64 bytes
+;;   counted from the end (the outermost frames, which nested checkpoints have
+;;   in common, come last), and each snapshot is a list of chunk nodes from
+;;   the innermost outwards. Nodes are hash-consed on (bytes, next node), so
+;;   lists that end the same way share their nodes, and reference-counted.
+;;
+;;     node (@NODE@ bytes): +0 outer node  +4 refs  +8 length  +12 next in
+;;                          bucket  +16 key (i64)  +24 the bytes (64)
+;;
+;; - Snapshots: an array of slots, doubled when full:
+;;
+;;     slot (@SLOT@ bytes): +0 env (free: next free slot + 1)
+;;                          +4 generation (0: free)  +8 stack pointer
+;;                          +12 frame bytes  +16 first node  +20 displaced
+;;                          +24 hash (i64)  +32 the saved globals
+;;
+;; - Displaced snapshots (a later setjmp gave their jmp_buf another one): a
+;;   ring of @MAX_DISPLACED@ (slot index, generation) pairs, oldest first.
+;;
+;; Which snapshots go when room is needed (as in the host shim): dead ones
+;; (taken below the current stack pointer: their frames returned) and
+;; displaced ones whose jmp_buf does not hold them again. Live ones never:
+;; when they alone fill the cap, the checkpoint traps in
+;; `__wasm_rewind_snapshot_store_full`.
 ;;
 ;; A jmp_buf (24 bytes: u64 user, 16-byte hash) holds, in its hash field,
 ;; the slot index + 1 (i32), the slot's generation (i32) and the slot's hash
 ;; (i64). The hash is keyed with a constant derived from the input module and
-;; covers the slot's data, index, generation, stack pointer and length: it
-;; catches a jmp_buf that was never set, was overwritten or copied from
-;; another run, and a slot whose bytes the program scribbled over. It is not
-;; a defence against a program that wants to forge one: the key is in the
+;; covers the snapshot's frames, globals, index, generation, stack pointer
+;; and length: it catches a jmp_buf that was never set, was overwritten or
+;; copied from another run, and a store the program scribbled over. It is
+;; not a defence against a program that wants to forge one: the key is in the
 ;; module. A forged jump could only hurt the program itself, inside its own
 ;; sandbox.
 (module
@@ -57,13 +83,34 @@
   (import "rt" "get_state" (func $get_state (result i32)))
   (import "rt" "save_globals" (func $save_globals (param i32)))
   (import "rt" "restore_globals" (func $restore_globals (param i32)))
+  (import "rt" "init_allocator" (func $init_allocator))
   (import "rt" "memory" (memory 0))
   (import "rt" "stack_pointer" (global $sp (mut i32)))
 
-  ;; Base of the region; meaningful once $top is not 0.
-  (global $region (mut i32) (i32.const 0))
-  ;; Next free byte of the slot data arena; 0 until the region exists.
+  ;; Bump allocation: the free part of the last chunk taken. 0 until the
+  ;; runtime is set up.
   (global $top (mut i32) (i32.const 0))
+  (global $chunk_end (mut i32) (i32.const 0))
+  ;; Pages taken so far (at most @CAP_PAGES@).
+  (global $pages (mut i32) (i32.const 0))
+  ;; The asyncify buffer: `{pos, end}` at $buf, frames from $frames.
+  (global $buf (mut i32) (i32.const 0))
+  (global $frames (mut i32) (i32.const 0))
+  ;; Chunk nodes: free list, hash buckets.
+  (global $node_free (mut i32) (i32.const 0))
+  (global $buckets (mut i32) (i32.const 0))
+  (global $nbuckets (mut i32) (i32.const 0))
+  (global $nnodes (mut i32) (i32.const 0))
+  ;; Slots: the array, its capacity, the free list (index + 1), slots used
+  ;; so far.
+  (global $slots (mut i32) (i32.const 0))
+  (global $nslots (mut i32) (i32.const 0))
+  (global $slot_free (mut i32) (i32.const 0))
+  (global $slots_used (mut i32) (i32.const 0))
+  ;; The displaced ring: base, oldest entry, entries.
+  (global $ring (mut i32) (i32.const 0))
+  (global $ring_head (mut i32) (i32.const 0))
+  (global $ring_len (mut i32) (i32.const 0))
   ;; The request being completed: 0 none, 1 checkpoint, 2 restore.
   (global $pending (mut i32) (i32.const 0))
   ;; The checkpoint's jmp_buf, or the restore's slot.
@@ -93,11 +140,11 @@
         (return (i32.const 0))))
     (if (i32.or (local.get $state) (global.get $pending))
       (then (call $bad_state)))
-    (call $ensure_region)
+    (call $setup)
     (global.set $pending (i32.const 1))
     (global.set $target (local.get $env))
     (call $reset_buffer)
-    (call $start_unwind (global.get $region))
+    (call $start_unwind (global.get $buf))
     (i32.const 0))
 
   ;; stack_restore(env, val): never returns to its caller, which unwinds.
@@ -108,7 +155,7 @@
     (global.set $pending (i32.const 2))
     (global.set $resume (local.get $val))
     (call $reset_buffer)
-    (call $start_unwind (global.get $region)))
+    (call $start_unwind (global.get $buf)))
 
   ;; Called by an entry wrapper when its function returned with the state at
   ;; 1: completes the request and starts the rewind.
@@ -116,62 +163,124 @@
     (local $request i32) (local $slot i32) (local $len i32)
     (call $stop_unwind)
     (local.set $request (global.get $pending))
-    (global.set $pending (i32.const 0))
     (if (i32.eq (local.get $request) (i32.const 1))
       (then
-        ;; The frames stay in the buffer: the rewind replays them.
-        (call $store
-          (global.get $target)
-          (i32.sub (i32.load (global.get $region))
-                   (i32.add (global.get $region) (i32.const 16))))
+        ;; The frames stay in the buffer: the rewind replays them. The
+        ;; request stays pending while they are stored (see $current).
+        (call $store (global.get $target)
+          (i32.sub (i32.load (global.get $buf)) (global.get $frames)))
+        (global.set $pending (i32.const 0))
         (global.set $resume (i64.const 0))
-        (call $start_rewind (global.get $region))
+        (call $start_rewind (global.get $buf))
         (return)))
+    (global.set $pending (i32.const 0))
     (if (i32.eq (local.get $request) (i32.const 2))
       (then
         ;; The current frames are discarded; the slot's take their place.
         (local.set $slot (global.get $target))
         (local.set $len (i32.load offset=12 (local.get $slot)))
-        (memory.copy
-          (i32.add (global.get $region) (i32.const 16))
-          (i32.load offset=16 (local.get $slot))
-          (local.get $len))
-        (i32.store (global.get $region)
-          (i32.add (global.get $region) (i32.add (i32.const 16) (local.get $len))))
-        (call $restore_globals
-          (i32.add (i32.load offset=16 (local.get $slot)) (local.get $len)))
-        (call $start_rewind (global.get $region))
+        (call $ensure_buffer (local.get $len))
+        (call $read_list (i32.load offset=16 (local.get $slot)) (global.get $frames))
+        (i32.store (global.get $buf) (i32.add (global.get $frames) (local.get $len)))
+        (call $restore_globals (i32.add (local.get $slot) (i32.const 32)))
+        (call $start_rewind (global.get $buf))
         (return)))
     ;; Something other than a checkpoint or a restore unwound the stack.
     (call $bad_state))
 
-  ;; Takes the region on first use.
-  (func $ensure_region (export "__wasm_rewind_ensure_region")
-    (local $page i32)
+;; The buffer overflowed while unwinding: a frame of `needed` bytes does
+  ;; not fit. Moves the frames so far to a place at least twice as large.
+  (func (export "__wasm_rewind_grow_buffer") (param $needed i32)
+    (local $used i32) (local $cap i32) (local $new i32)
+    (local.set $used (i32.sub (i32.load (global.get $buf)) (global.get $frames)))
+    (local.set $cap
+      (i32.shl (i32.sub (i32.load offset=4 (global.get $buf)) (global.get $frames))
+               (i32.const 1)))
+    (if (i32.lt_u (local.get $cap) (i32.add (local.get $used) (local.get $needed)))
+      (then (local.set $cap (i32.add (local.get $used) (local.get $needed)))))
+    (local.set $cap (i32.and (i32.add (local.get $cap) (i32.const 7)) (i32.const -8)))
+    (local.set $new (call $alloc (local.get $cap)))
+    (if (i32.eqz (local.get $new)) (then (call $full)))
+    (memory.copy (local.get $new) (global.get $frames) (local.get $used))
+    (global.set $frames (local.get $new))
+    (i32.store (global.get $buf) (i32.add (local.get $new) (local.get $used)))
+    (i32.store offset=4 (global.get $buf) (i32.add (local.get $new) (local.get $cap))))
+
+  ;; A buffer of at least `len` bytes (its contents are not kept).
+  (func $ensure_buffer (export "__wasm_rewind_ensure_buffer") (param $len i32)
+    (local $new i32)
+    (local.set $len (i32.and (i32.add (local.get $len) (i32.const 7)) (i32.const -8)))
+    (br_if 0 (i32.le_u (i32.add (global.get $frames) (local.get $len))
+                       (i32.load offset=4 (global.get $buf))))
+    (local.set $new (call $alloc (local.get $len)))
+    (if (i32.eqz (local.get $new)) (then (call $full)))
+    (global.set $frames (local.get $new))
+    (i32.store offset=4 (global.get $buf) (i32.add (local.get $new) (local.get $len))))
+
+  ;; Sets the runtime up on first use: the program's allocator first, then
+  ;; the buffer, the buckets, the slots and the ring.
+  (func $setup (export "__wasm_rewind_setup")
     (br_if 0 (global.get $top))
-    (local.set $page (memory.grow (i32.const @PAGES@)))
-    (if (i32.eq (local.get $page) (i32.const -1))
-      (then (call $out_of_memory)))
-    (global.set $region (i32.shl (local.get $page) (i32.const 16)))
-    (global.set $top (i32.add (global.get $region) (i32.const @ARENA@))))
+    (call $init_allocator)
+    (global.set $buf (call $alloc_or_trap (i32.const 16400)))
+    (global.set $frames (i32.add (global.get $buf) (i32.const 16)))
+    (i32.store offset=4 (global.get $buf) (i32.add (global.get $buf) (i32.const 16400)))
+    (global.set $nbuckets (i32.const 1024))
+    (global.set $buckets (call $alloc_or_trap (i32.const 4096)))
+    (global.set $nslots (i32.const 64))
+    (global.set $slots (call $alloc_or_trap (i32.mul (i32.const 64) (i32.const @SLOT@))))
+    (global.set $ring (call $alloc_or_trap (i32.const @RING_BYTES@))))
 
-  ;; An empty buffer: pos at its start, end at its end.
+  ;; `bytes` (a multiple of 8) of fresh memory, or 0 when the cap is reached.
+  (func $alloc (export "__wasm_rewind_alloc") (param $bytes i32) (result i32)
+    (local $at i32) (local $pages i32) (local $page i32)
+    (if (i32.le_u (i32.add (global.get $top) (local.get $bytes)) (global.get $chunk_end))
+      (then
+        (local.set $at (global.get $top))
+        (global.set $top (i32.add (global.get $top) (local.get $bytes)))
+        (return (local.get $at))))
+    ;; A new chunk: 4 pages, or what `bytes` needs.
+    (local.set $pages (i32.shr_u (i32.add (local.get $bytes) (i32.const 65535)) (i32.const 16)))
+    (if (i32.lt_u (local.get $pages) (i32.const 4)) (then (local.set $pages (i32.const 4))))
+    (if (i32.gt_u (i32.add (global.get $pages) (local.get $pages)) (i32.const @CAP_PAGES@))
+      (then
+        ;; Near the cap: just what is needed.
+        (local.set $pages (i32.shr_u (i32.add (local.get $bytes) (i32.const 65535)) (i32.const 16)))
+        (if (i32.gt_u (i32.add (global.get $pages) (local.get $pages)) (i32.const @CAP_PAGES@))
+          (then (return (i32.const 0))))))
+    (local.set $page (memory.grow (local.get $pages)))
+    (if (i32.eq (local.get $page) (i32.const -1)) (then (call $out_of_memory)))
+    (global.set $pages (i32.add (global.get $pages) (local.get $pages)))
+    (local.set $at (i32.shl (local.get $page) (i32.const 16)))
+    (global.set $top (i32.add (local.get $at) (local.get $bytes)))
+    (global.set $chunk_end
+      (i32.add (local.get $at) (i32.shl (local.get $pages) (i32.const 16))))
+    (local.get $at))
+
+  (func $alloc_or_trap (export "__wasm_rewind_alloc_or_trap") (param $bytes i32) (result i32)
+    (local $at i32)
+    (local.set $at (call $alloc (local.get $bytes)))
+    (if (i32.eqz (local.get $at)) (then (call $full)))
+    (local.get $at))
+
+  ;; An empty buffer: pos at its start.
   (func $reset_buffer (export "__wasm_rewind_reset_buffer")
-    (i32.store (global.get $region) (i32.add (global.get $region) (i32.const 16)))
-    (i32.store offset=4 (global.get $region)
-      (i32.add (global.get $region) (i32.const @TABLE@))))
+    (i32.store (global.get $buf) (global.get $frames)))
 
-  ;; Address of slot `idx`.
+  ;; Address of slot `idx` (the array moves when it grows: keep indices).
   (func $slot (export "__wasm_rewind_slot") (param $idx i32) (result i32)
-    (i32.add (global.get $region)
-      (i32.add (i32.const @TABLE@) (i32.shl (local.get $idx) (i32.const 5)))))
+    (i32.add (global.get $slots) (i32.mul (local.get $idx) (i32.const @SLOT@))))
+
+  ;; Index of the slot at `slot`.
+  (func $index_of (export "__wasm_rewind_index_of") (param $slot i32) (result i32)
+    (i32.div_u (i32.sub (local.get $slot) (global.get $slots)) (i32.const @SLOT@)))
 
   ;; The slot a jmp_buf names, verified; traps when there is none.
   (func $find (export "__wasm_rewind_find") (param $env i32) (result i32)
     (local $idx i32) (local $slot i32)
     (if (i32.eqz (global.get $top)) (then (call $unknown)))
     (local.set $idx (i32.sub (i32.load offset=8 (local.get $env)) (i32.const 1)))
-    (if (i32.ge_u (local.get $idx) (i32.const @SLOTS@)) (then (call $unknown)))
+    (if (i32.ge_u (local.get $idx) (global.get $slots_used)) (then (call $unknown)))
     (local.set $slot (call $slot (local.get $idx)))
     (if (i32.or
           (i32.eqz (i32.load offset=4 (local.get $slot)))
@@ -190,64 +299,46 @@
   ;; Stores the `len` bytes of frames in the buffer as the snapshot of `env`
   ;; and writes its identity into the jmp_buf.
   (func $store (export "__wasm_rewind_store") (param $env i32) (param $len i32)
-    (local $need i32) (local $slot i32) (local $idx i32) (local $gen i32) (local $data i32)
-    ;; Room for the frames and the globals, rounded up to 8 and never 0.
-    (local.set $need
-      (i32.and (i32.add (local.get $len) (i32.const @GLOBALS_PLUS_8@)) (i32.const -8)))
-    ;; The jmp_buf's previous snapshot can no longer be named: reuse its slot.
-    (local.set $slot (call $slot_of (local.get $env)))
-    (if (local.get $slot)
-      (then
-        (if (i32.lt_u (i32.load offset=20 (local.get $slot)) (local.get $need))
-          (then
-            (i32.store offset=4 (local.get $slot) (i32.const 0))
-            (local.set $slot (i32.const 0))))))
+    (local $slot i32) (local $idx i32) (local $gen i32) (local $head i32) (local $old i32)
+    ;; The jmp_buf's previous snapshot is displaced.
+    (local.set $old (call $slot_of (local.get $env)))
+    (if (local.get $old)
+      (then (if (i32.eqz (i32.load offset=20 (local.get $old)))
+        (then (call $displace (local.get $old))))))
+    (local.set $slot (call $new_slot))
     (if (i32.eqz (local.get $slot))
       (then
-        (local.set $slot (call $free_slot))
-        (if (i32.eqz (local.get $slot))
-          (then
-            (call $evict_dead)
-            (local.set $slot (call $free_slot))
-            (if (i32.eqz (local.get $slot)) (then (call $full)))))
-        (if (i32.gt_u (i32.add (global.get $top) (local.get $need))
-                      (i32.add (global.get $region) (i32.const @REGION@)))
-          (then
-            (call $evict_dead)
-            (call $compact)
-            (if (i32.gt_u (i32.add (global.get $top) (local.get $need))
-                          (i32.add (global.get $region) (i32.const @REGION@)))
-              (then (call $full)))))
-        (i32.store offset=16 (local.get $slot) (global.get $top))
-        (i32.store offset=20 (local.get $slot) (local.get $need))
-        (global.set $top (i32.add (global.get $top) (local.get $need)))))
+        (call $make_room)
+        (local.set $slot (call $new_slot))
+        (if (i32.eqz (local.get $slot)) (then (call $full)))))
+    (local.set $head (call $insert_frames (global.get $frames) (local.get $len)))
+    (if (i32.eq (local.get $head) (i32.const -1))
+      (then
+        (call $make_room)
+        (local.set $head (call $insert_frames (global.get $frames) (local.get $len)))
+        (if (i32.eq (local.get $head) (i32.const -1)) (then (call $full)))))
     (local.set $gen (i32.add (global.get $generation) (i32.const 1)))
     (if (i32.eqz (local.get $gen)) (then (local.set $gen (i32.const 1))))
     (global.set $generation (local.get $gen))
-    (local.set $data (i32.load offset=16 (local.get $slot)))
-    (memory.copy (local.get $data)
-      (i32.add (global.get $region) (i32.const 16)) (local.get $len))
-    (call $save_globals (i32.add (local.get $data) (local.get $len)))
+    (local.set $idx (call $index_of (local.get $slot)))
     (i32.store (local.get $slot) (local.get $env))
     (i32.store offset=4 (local.get $slot) (local.get $gen))
     (i32.store offset=8 (local.get $slot) (global.get $sp))
     (i32.store offset=12 (local.get $slot) (local.get $len))
-    (local.set $idx
-      (i32.shr_u
-        (i32.sub (local.get $slot) (call $slot (i32.const 0)))
-        (i32.const 5)))
+    (i32.store offset=16 (local.get $slot) (local.get $head))
+    (i32.store offset=20 (local.get $slot) (i32.const 0))
+    (call $save_globals (i32.add (local.get $slot) (i32.const 32)))
     (i64.store offset=24 (local.get $slot) (call $slot_hash (local.get $slot) (local.get $idx)))
     (i32.store offset=8 (local.get $env) (i32.add (local.get $idx) (i32.const 1)))
     (i32.store offset=12 (local.get $env) (local.get $gen))
     (i64.store offset=16 (local.get $env) (i64.load offset=24 (local.get $slot))))
 
   ;; The live slot the jmp_buf at `env` names and that was taken for `env`,
-  ;; or 0. No search: a live snapshot of `env` is always the one `env` names,
-  ;; unless the program overwrote the jmp_buf.
+  ;; or 0.
   (func $slot_of (export "__wasm_rewind_slot_of") (param $env i32) (result i32)
     (local $idx i32) (local $slot i32)
     (local.set $idx (i32.sub (i32.load offset=8 (local.get $env)) (i32.const 1)))
-    (if (i32.ge_u (local.get $idx) (i32.const @SLOTS@)) (then (return (i32.const 0))))
+    (if (i32.ge_u (local.get $idx) (global.get $slots_used)) (then (return (i32.const 0))))
     (local.set $slot (call $slot (local.get $idx)))
     (if (result i32)
       (i32.and
@@ -258,75 +349,270 @@
       (then (local.get $slot))
       (else (i32.const 0))))
 
-  ;; A free slot, or 0.
-  (func $free_slot (export "__wasm_rewind_free_slot") (result i32)
-    (local $slot i32) (local $end i32)
-    (local.set $slot (call $slot (i32.const 0)))
-    (local.set $end (call $slot (i32.const @SLOTS@)))
-    (block $none
+  ;; Whether the jmp_buf a slot was taken for names it (again).
+  (func $current (export "__wasm_rewind_current") (param $slot i32) (result i32)
+    (local $env i32)
+    (local.set $env (i32.load (local.get $slot)))
+    ;; The request under way is about to give that jmp_buf another slot.
+    (if (i32.and (i32.eq (global.get $pending) (i32.const 1))
+                 (i32.eq (local.get $env) (global.get $target)))
+      (then (return (i32.const 0))))
+    (i32.and
+      (i32.eq (i32.load offset=8 (local.get $env))
+              (i32.add (call $index_of (local.get $slot)) (i32.const 1)))
+      (i32.eq (i32.load offset=12 (local.get $env)) (i32.load offset=4 (local.get $slot)))))
+
+  ;; Marks a slot displaced and queues it; beyond @MAX_DISPLACED@ queued,
+  ;; the oldest goes.
+  (func $displace (export "__wasm_rewind_displace") (param $slot i32)
+    (local $at i32)
+    (if (i32.ge_u (global.get $ring_len) (i32.const @MAX_DISPLACED@))
+      (then (call $drop_oldest_displaced)))
+    (i32.store offset=20 (local.get $slot) (i32.const 1))
+    (local.set $at
+      (i32.add (global.get $ring)
+        (i32.shl
+          (i32.and (i32.add (global.get $ring_head) (global.get $ring_len))
+                   (i32.const @RING_MASK@))
+          (i32.const 3))))
+    (i32.store (local.get $at) (call $index_of (local.get $slot)))
+    (i32.store offset=4 (local.get $at) (i32.load offset=4 (local.get $slot)))
+    (global.set $ring_len (i32.add (global.get $ring_len) (i32.const 1))))
+
+  ;; Takes the oldest entry off the ring and frees its slot if that is still
+  ;; the displaced snapshot queued and its jmp_buf does not hold it again.
+  (func $drop_oldest_displaced (export "__wasm_rewind_drop_oldest_displaced")
+    (local $at i32) (local $slot i32)
+    (br_if 0 (i32.eqz (global.get $ring_len)))
+    (local.set $at (i32.add (global.get $ring) (i32.shl (global.get $ring_head) (i32.const 3))))
+    (global.set $ring_head (i32.and (i32.add (global.get $ring_head) (i32.const 1))
+                                    (i32.const @RING_MASK@)))
+    (global.set $ring_len (i32.sub (global.get $ring_len) (i32.const 1)))
+    (local.set $slot (call $slot (i32.load (local.get $at))))
+    (br_if 0 (i32.ne (i32.load offset=4 (local.get $slot)) (i32.load offset=4 (local.get $at))))
+    (br_if 0 (i32.eqz (i32.load offset=20 (local.get $slot))))
+    (if (call $current (local.get $slot))
+      (then
+        ;; The program put it back in its jmp_buf: live again.
+        (i32.store offset=20 (local.get $slot) (i32.const 0))
+        (return)))
+    (call $free_slot (local.get $slot)))
+
+  ;; Frees the slots of snapshots that are dead (taken below the current
+  ;; stack pointer) and of displaced ones their jmp_buf does not hold again.
+  (func $make_room (export "__wasm_rewind_make_room")
+    (local $idx i32) (local $slot i32)
+    (block $done
       (loop $next
-        (br_if $none (i32.ge_u (local.get $slot) (local.get $end)))
-        (if (i32.eqz (i32.load offset=4 (local.get $slot)))
-          (then (return (local.get $slot))))
-        (local.set $slot (i32.add (local.get $slot) (i32.const 32)))
+        (br_if $done (i32.ge_u (local.get $idx) (global.get $slots_used)))
+        (local.set $slot (call $slot (local.get $idx)))
+        (if (i32.and (i32.ne (i32.load offset=4 (local.get $slot)) (i32.const 0))
+                     (i32.lt_u (i32.load offset=8 (local.get $slot)) (global.get $sp)))
+          (then (call $free_slot (local.get $slot))))
+        (local.set $idx (i32.add (local.get $idx) (i32.const 1)))
+        (br $next)))
+    (block $empty
+      (loop $again
+        (br_if $empty (i32.eqz (global.get $ring_len)))
+        (call $drop_oldest_displaced)
+        (br $again))))
+
+  ;; A free slot, growing the array when all are taken; 0 at the cap.
+  (func $new_slot (export "__wasm_rewind_new_slot") (result i32)
+    (local $slot i32) (local $new i32)
+    (if (global.get $slot_free)
+      (then
+        (local.set $slot (call $slot (i32.sub (global.get $slot_free) (i32.const 1))))
+        (global.set $slot_free (i32.load (local.get $slot)))
+        (return (local.get $slot))))
+    (if (i32.ge_u (global.get $slots_used) (global.get $nslots))
+      (then
+        (local.set $new
+          (call $alloc (i32.mul (i32.shl (global.get $nslots) (i32.const 1)) (i32.const @SLOT@))))
+        (if (i32.eqz (local.get $new)) (then (return (i32.const 0))))
+        (memory.copy (local.get $new) (global.get $slots)
+          (i32.mul (global.get $nslots) (i32.const @SLOT@)))
+        (global.set $slots (local.get $new))
+        (global.set $nslots (i32.shl (global.get $nslots) (i32.const 1)))))
+    (local.set $slot (call $slot (global.get $slots_used)))
+    (global.set $slots_used (i32.add (global.get $slots_used) (i32.const 1)))
+    (local.get $slot))
+
+  ;; Frees a slot and its frames.
+  (func $free_slot (export "__wasm_rewind_free_slot") (param $slot i32)
+    (call $release (i32.load offset=16 (local.get $slot)))
+    (i32.store offset=4 (local.get $slot) (i32.const 0))
+    (i32.store (local.get $slot) (global.get $slot_free))
+    (global.set $slot_free (i32.add (call $index_of (local.get $slot)) (i32.const 1))))
+
+  ;; Stores `len` bytes of frames at `p` as a list of shared chunk nodes and
+  ;; returns its first node (0 for no frames), or -1 at the cap (nothing
+  ;; kept).
+  (func $insert_frames (export "__wasm_rewind_insert_frames") (param $p i32) (param $len i32) (result i32)
+    (local $outer i32) (local $end i32) (local $start i32) (local $node i32)
+    (local.set $end (local.get $len))
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (local.get $end)))
+        (local.set $start (i32.sub (local.get $end) (i32.const 64)))
+        (if (i32.gt_s (i32.const 0) (local.get $start)) (then (local.set $start (i32.const 0))))
+        (local.set $node
+          (call $intern (i32.add (local.get $p) (local.get $start))
+            (i32.sub (local.get $end) (local.get $start)) (local.get $outer)))
+        (if (i32.eqz (local.get $node))
+          (then
+            (call $release (local.get $outer))
+            (return (i32.const -1))))
+        (local.set $outer (local.get $node))
+        (local.set $end (local.get $start))
+        (br $next)))
+    (local.get $outer))
+
+  ;; The node for the `len` bytes at `p` followed by `outer`: an existing one
+  ;; (one more reference; the caller's reference to `outer` is dropped, the
+  ;; node holds its own) or a new one (which takes over the caller's
+  ;; reference to `outer`); 0 at the cap.
+  (func $intern (export "__wasm_rewind_intern") (param $p i32) (param $len i32) (param $outer i32) (result i32)
+    (local $key i64) (local $bucket i32) (local $node i32)
+    (local.set $key
+      (call $hash (local.get $p) (local.get $len)
+        (call $mix (i64.xor (i64.const @KEY@) (i64.extend_i32_u (local.get $outer))))))
+    (local.set $bucket
+      (i32.add (global.get $buckets)
+        (i32.shl (i32.and (i32.wrap_i64 (local.get $key))
+                          (i32.sub (global.get $nbuckets) (i32.const 1)))
+                 (i32.const 2))))
+    (local.set $node (i32.load (local.get $bucket)))
+    (block $miss
+      (loop $probe
+        (br_if $miss (i32.eqz (local.get $node)))
+        (if (i32.and
+              (i64.eq (i64.load offset=16 (local.get $node)) (local.get $key))
+              (i32.and
+                (i32.eq (i32.load (local.get $node)) (local.get $outer))
+                (i32.eq (i32.load offset=8 (local.get $node)) (local.get $len))))
+          (then
+            (if (call $same (i32.add (local.get $node) (i32.const 24)) (local.get $p) (local.get $len))
+              (then
+                (i32.store offset=4 (local.get $node)
+                  (i32.add (i32.load offset=4 (local.get $node)) (i32.const 1)))
+                (if (local.get $outer)
+                  (then (i32.store offset=4 (local.get $outer)
+                    (i32.sub (i32.load offset=4 (local.get $outer)) (i32.const 1)))))
+                (return (local.get $node))))))
+        (local.set $node (i32.load offset=12 (local.get $node)))
+        (br $probe)))
+    (local.set $node (global.get $node_free))
+    (if (local.get $node)
+      (then (global.set $node_free (i32.load (local.get $node))))
+      (else
+        (local.set $node (call $alloc (i32.const @NODE@)))
+        (if (i32.eqz (local.get $node)) (then (return (i32.const 0))))))
+    (i32.store (local.get $node) (local.get $outer))
+    (i32.store offset=4 (local.get $node) (i32.const 1))
+    (i32.store offset=8 (local.get $node) (local.get $len))
+    (i32.store offset=12 (local.get $node) (i32.load (local.get $bucket)))
+    (i64.store offset=16 (local.get $node) (local.get $key))
+    (memory.copy (i32.add (local.get $node) (i32.const 24)) (local.get $p) (local.get $len))
+    (i32.store (local.get $bucket) (local.get $node))
+    (global.set $nnodes (i32.add (global.get $nnodes) (i32.const 1)))
+    (if (i32.gt_u (global.get $nnodes) (i32.shl (global.get $nbuckets) (i32.const 1)))
+      (then (call $rehash)))
+    (local.get $node))
+
+  ;; Whether `len` bytes at `a` and `b` are equal.
+  (func $same (export "__wasm_rewind_same") (param $a i32) (param $b i32) (param $len i32) (result i32)
+    (block $differ
+      (loop $next
+        (if (i32.eqz (local.get $len)) (then (return (i32.const 1))))
+        (br_if $differ (i32.ne (i32.load8_u (local.get $a)) (i32.load8_u (local.get $b))))
+        (local.set $a (i32.add (local.get $a) (i32.const 1)))
+        (local.set $b (i32.add (local.get $b) (i32.const 1)))
+        (local.set $len (i32.sub (local.get $len) (i32.const 1)))
         (br $next)))
     (i32.const 0))
 
-  ;; Frees the slots of functions that have returned (saved below the
-  ;; current stack pointer): no restore can name them without trapping.
-  (func $evict_dead (export "__wasm_rewind_evict_dead")
-    (local $slot i32) (local $end i32)
-    (local.set $slot (call $slot (i32.const 0)))
-    (local.set $end (call $slot (i32.const @SLOTS@)))
+  ;; Doubles the buckets when the cap allows (otherwise chains just grow).
+  (func $rehash (export "__wasm_rewind_rehash")
+    (local $new i32) (local $n i32) (local $i i32) (local $node i32) (local $next i32) (local $b i32)
+    (local.set $n (i32.shl (global.get $nbuckets) (i32.const 1)))
+    (local.set $new (call $alloc (i32.shl (local.get $n) (i32.const 2))))
+    (br_if 0 (i32.eqz (local.get $new)))
+    (memory.fill (local.get $new) (i32.const 0) (i32.shl (local.get $n) (i32.const 2)))
+    (block $done
+      (loop $bucket
+        (br_if $done (i32.ge_u (local.get $i) (global.get $nbuckets)))
+        (local.set $node
+          (i32.load (i32.add (global.get $buckets) (i32.shl (local.get $i) (i32.const 2)))))
+        (block $chain_done
+          (loop $chain
+            (br_if $chain_done (i32.eqz (local.get $node)))
+            (local.set $next (i32.load offset=12 (local.get $node)))
+            (local.set $b
+              (i32.add (local.get $new)
+                (i32.shl (i32.and (i32.wrap_i64 (i64.load offset=16 (local.get $node)))
+                                  (i32.sub (local.get $n) (i32.const 1)))
+                         (i32.const 2))))
+            (i32.store offset=12 (local.get $node) (i32.load (local.get $b)))
+            (i32.store (local.get $b) (local.get $node))
+            (local.set $node (local.get $next))
+            (br $chain)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $bucket)))
+    (global.set $buckets (local.get $new))
+    (global.set $nbuckets (local.get $n)))
+
+  ;; Drops one reference to the list starting at `node`, freeing the nodes
+  ;; no longer referenced.
+  (func $release (export "__wasm_rewind_release") (param $node i32)
+    (local $outer i32) (local $at i32)
     (block $done
       (loop $next
-        (br_if $done (i32.ge_u (local.get $slot) (local.get $end)))
-        (if (i32.lt_u (i32.load offset=8 (local.get $slot)) (global.get $sp))
-          (then (i32.store offset=4 (local.get $slot) (i32.const 0))))
-        (local.set $slot (i32.add (local.get $slot) (i32.const 32)))
+        (br_if $done (i32.eqz (local.get $node)))
+        (i32.store offset=4 (local.get $node)
+          (i32.sub (i32.load offset=4 (local.get $node)) (i32.const 1)))
+        (br_if $done (i32.load offset=4 (local.get $node)))
+        ;; Unlink it from its bucket.
+        (local.set $at
+          (i32.add (global.get $buckets)
+            (i32.shl (i32.and (i32.wrap_i64 (i64.load offset=16 (local.get $node)))
+                              (i32.sub (global.get $nbuckets) (i32.const 1)))
+                     (i32.const 2))))
+        (block $unlinked
+          (loop $walk
+            (br_if $unlinked (i32.eqz (i32.load (local.get $at))))
+            (if (i32.eq (i32.load (local.get $at)) (local.get $node))
+              (then
+                (i32.store (local.get $at) (i32.load offset=12 (local.get $node)))
+                (br $unlinked)))
+            (local.set $at (i32.add (i32.load (local.get $at)) (i32.const 12)))
+            (br $walk)))
+        (global.set $nnodes (i32.sub (global.get $nnodes) (i32.const 1)))
+        (local.set $outer (i32.load (local.get $node)))
+        (i32.store (local.get $node) (global.get $node_free))
+        (global.set $node_free (local.get $node))
+        (local.set $node (local.get $outer))
         (br $next))))
 
-  ;; Moves the data of live slots down to the start of the arena, in address
-  ;; order, so the free space is one stretch at the top.
-  (func $compact (export "__wasm_rewind_compact")
-    (local $cursor i32) (local $best i32) (local $slot i32) (local $end i32) (local $at i32)
-    (local.set $cursor (i32.add (global.get $region) (i32.const @ARENA@)))
-    (local.set $end (call $slot (i32.const @SLOTS@)))
-    (loop $move
-      ;; The live slot with the lowest data address at or above the cursor.
-      (local.set $best (i32.const 0))
-      (local.set $slot (call $slot (i32.const 0)))
-      (block $scanned
-        (loop $scan
-          (br_if $scanned (i32.ge_u (local.get $slot) (local.get $end)))
-          (if (i32.load offset=4 (local.get $slot))
-            (then
-              (local.set $at (i32.load offset=16 (local.get $slot)))
-              (if (i32.and
-                    (i32.ge_u (local.get $at) (local.get $cursor))
-                    (i32.or
-                      (i32.eqz (local.get $best))
-                      (i32.lt_u (local.get $at) (i32.load offset=16 (local.get $best)))))
-                (then (local.set $best (local.get $slot))))))
-          (local.set $slot (i32.add (local.get $slot) (i32.const 32)))
-          (br $scan)))
-      (if (local.get $best)
-        (then
-          (memory.copy (local.get $cursor)
-            (i32.load offset=16 (local.get $best))
-            (i32.load offset=20 (local.get $best)))
-          (i32.store offset=16 (local.get $best) (local.get $cursor))
-          (local.set $cursor
-            (i32.add (local.get $cursor) (i32.load offset=20 (local.get $best))))
-          (br $move))))
-    (global.set $top (local.get $cursor)))
+  ;; Copies the frames of the list starting at `node` to `to`.
+  (func $read_list (export "__wasm_rewind_read_list") (param $node i32) (param $to i32)
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (local.get $node)))
+        (memory.copy (local.get $to) (i32.add (local.get $node) (i32.const 24))
+          (i32.load offset=8 (local.get $node)))
+        (local.set $to (i32.add (local.get $to) (i32.load offset=8 (local.get $node))))
+        (local.set $node (i32.load (local.get $node)))
+        (br $next))))
 
-  ;; The keyed hash of a slot: its data, and its index, generation, stack
-  ;; pointer and length.
+;; The keyed hash of a slot: its frames (chunk by chunk, as the list holds
+  ;; them), its saved globals, and its index, generation, stack pointer and
+  ;; length. The list is walked warily, since a program may have written
+  ;; over it: a node outside memory, of a length no chunk has, or more bytes
+  ;; than the slot's frames is a corrupt snapshot, not a wild read.
   (func $slot_hash (export "__wasm_rewind_slot_hash") (param $slot i32) (param $idx i32) (result i64)
-    (call $hash
-      (i32.load offset=16 (local.get $slot))
-      (i32.add (i32.load offset=12 (local.get $slot)) (i32.const @GLOBALS@))
+    (local $h i64) (local $node i32) (local $left i32) (local $n i32)
+    (local.set $h
       (i64.xor
         (call $mix
           (i64.xor (i64.const @KEY@)
@@ -336,7 +622,26 @@
         (call $mix
           (i64.or
             (i64.shl (i64.extend_i32_u (i32.load offset=8 (local.get $slot))) (i64.const 32))
-            (i64.extend_i32_u (i32.load offset=12 (local.get $slot))))))))
+            (i64.extend_i32_u (i32.load offset=12 (local.get $slot)))))))
+    (local.set $node (i32.load offset=16 (local.get $slot)))
+    (local.set $left (i32.load offset=12 (local.get $slot)))
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (local.get $node)))
+        (if (i32.gt_u (local.get $node)
+              (i32.sub (i32.shl (memory.size) (i32.const 16)) (i32.const @NODE@)))
+          (then (call $corrupt)))
+        (local.set $n (i32.load offset=8 (local.get $node)))
+        (if (i32.or (i32.or (i32.eqz (local.get $n)) (i32.gt_u (local.get $n) (i32.const 64)))
+                    (i32.gt_u (local.get $n) (local.get $left)))
+          (then (call $corrupt)))
+        (local.set $left (i32.sub (local.get $left) (local.get $n)))
+        (local.set $h
+          (call $hash (i32.add (local.get $node) (i32.const 24)) (local.get $n) (local.get $h)))
+        (local.set $node (i32.load (local.get $node)))
+        (br $next)))
+    (if (local.get $left) (then (call $corrupt)))
+    (call $hash (i32.add (local.get $slot) (i32.const 32)) (i32.const @GLOBALS@) (local.get $h)))
 
   ;; Hashes `n` bytes at `p` from `h`. Each step (xor a word, rotate, multiply
   ;; by an odd constant) is a bijection of the state, so changing any one word

@@ -127,6 +127,24 @@ impl Reencode for Remap<'_> {
     }
 }
 
+/// What the buffer's overflow function does when a frame does not fit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BufferGrowth {
+    /// Traps: the buffer is what the host gave.
+    Fixed,
+    /// Asks the host through the grow hook, this table of the output (see
+    /// `runtime::GROW_HOOK_EXPORT`).
+    HostHook {
+        /// Output index of the hook's table.
+        table: u32,
+    },
+    /// Calls this function of the output (the embedded runtime's).
+    Call {
+        /// Its output index.
+        func: u32,
+    },
+}
+
 /// Where things are in the output module; shared by all function rewrites.
 pub struct Ctx<'m> {
     /// Old function index -> new function index.
@@ -141,9 +159,8 @@ pub struct Ctx<'m> {
     pub data_global: u32,
     /// The memory holding the buffer.
     pub memory: u32,
-    /// The output index of the grow hook's table, when the output has one
-    /// (see `runtime::GROW_HOOK_EXPORT`).
-    pub grow_hook: Option<u32>,
+    /// What a frame that does not fit in the buffer does.
+    pub growth: BufferGrowth,
     /// Whether that memory is 64-bit (pointers are i64).
     pub memory64: bool,
     /// The added functions.

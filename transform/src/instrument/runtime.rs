@@ -13,7 +13,7 @@
 //! knows which layout lies below it. Rewinding only reads the buffer, so the
 //! host can rewind the same buffer again after resetting `pos`.
 
-use super::{Ctx, RuntimeFuncs, TypeInterner};
+use super::{BufferGrowth, Ctx, RuntimeFuncs, TypeInterner};
 use wasm_encoder::{BlockType, Function, Instruction, MemArg, ValType as EncType};
 use wasmparser::ValType;
 
@@ -130,10 +130,10 @@ pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
         },
         AddedFunction {
             name: OVERFLOW_FUNCTION.into(),
-            ty: if ctx.grow_hook.is_some() {
-                ptr_to_unit
-            } else {
+            ty: if ctx.growth == BufferGrowth::Fixed {
                 unit
+            } else {
+                ptr_to_unit
             },
             body: b.overflow(),
             export: None,
@@ -298,7 +298,7 @@ impl Builder<'_> {
         ];
         body.extend(short.iter().cloned());
         body.push(Instruction::If(BlockType::Empty));
-        if c.grow_hook.is_some() {
+        if c.growth != BufferGrowth::Fixed {
             body.extend([
                 Instruction::LocalGet(size),
                 self.konst(4),
@@ -343,14 +343,19 @@ impl Builder<'_> {
     }
 
     /// `buffer_overflow(needed)` with a grow hook: calls the function the
-    /// host put in it, `(call_indirect $hook (local.get $needed) (i32.const 0))`
-    /// (a null slot traps there: no host offered to grow the buffer).
+    /// host put in it, `(call_indirect $hook (local.get $needed) (i32.const 0))`,
+    /// or traps when the slot is null (no host offered to grow the buffer); with
+    /// the embedded runtime, calls its `grow_buffer(needed)`.
     /// `buffer_overflow()` without one: traps. Either way its name is the
     /// diagnostic in a backtrace.
     fn overflow(&self) -> Vec<u8> {
         let c = self.ctx;
-        match c.grow_hook {
-            Some(table) => {
+        match c.growth {
+            BufferGrowth::Call { func } => Self::finish(
+                Function::new([]),
+                &[Instruction::LocalGet(0), Instruction::Call(func)],
+            ),
+            BufferGrowth::HostHook { table } => {
                 let ty = c
                     .types
                     .get(&[c.address_type()], &[])
@@ -358,6 +363,15 @@ impl Builder<'_> {
                 Self::finish(
                     Function::new([]),
                     &[
+                        // No host put a function there (Wasmer, say): trap
+                        // here, in a function named for the reason, rather
+                        // than on an "undefined element".
+                        Instruction::I32Const(0),
+                        Instruction::TableGet(table),
+                        Instruction::RefIsNull,
+                        Instruction::If(BlockType::Empty),
+                        Instruction::Unreachable,
+                        Instruction::End,
                         Instruction::LocalGet(0),
                         Instruction::I32Const(0),
                         Instruction::CallIndirect {
@@ -367,7 +381,7 @@ impl Builder<'_> {
                     ],
                 )
             }
-            None => Self::trap(),
+            BufferGrowth::Fixed => Self::trap(),
         }
     }
 
