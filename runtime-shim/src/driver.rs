@@ -72,6 +72,13 @@ pub struct ShimState {
     snapshots: Option<SnapshotStore>,
     max_buffer: u64,
     pending: Pending,
+    /// The Asyncify state as the driver left it: the driver makes every
+    /// change (an in-module runtime cannot coexist with a host that drives
+    /// the exports), so it need not call `asyncify_get_state` to know it,
+    /// which would cost a call into the guest each time. The real state is
+    /// read once when an export returns normally, to catch an unwind nobody
+    /// asked the shim for.
+    state: i32,
     /// The buffer of the request under way.
     window: Option<Window>,
     sizing: WindowSizing,
@@ -95,6 +102,7 @@ impl ShimState {
             snapshots: Some(SnapshotStore::new(config.key, config.limits)),
             max_buffer: config.max_buffer,
             pending: Pending::None,
+            state: 0,
             window: None,
             sizing: WindowSizing::default(),
             jmp_buf_write: None,
@@ -189,9 +197,10 @@ pub trait Guest {
 /// `stack_checkpoint(env, ret)`: starts a checkpoint (state 0) or ends the
 /// rewind into this call (state 2), writing the value it returns to `ret`.
 pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::Error> {
-    match g.state()? {
+    match g.shim().state {
         2 => {
             g.stop_rewind()?;
+            g.shim().state = 0;
             give_back_window(g)?;
             if let Some((env, hash)) = g.shim().jmp_buf_write.take() {
                 g.write(Mem::Program, env + JMP_BUF_HASH_OFFSET as u64, &hash)?;
@@ -209,6 +218,7 @@ pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::E
             let data = borrow_window(g, 0)?;
             g.shim().pending = Pending::Checkpoint { env };
             g.start_unwind(data)?;
+            g.shim().state = 1;
             Ok(Errno::Success)
         }
         s => Err(guest_error(&format!(
@@ -221,7 +231,7 @@ pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::E
 /// verified once, here) and starts unwinding the current stack, to be
 /// replaced by the checkpoint's.
 pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> {
-    let state = g.state()?;
+    let state = g.shim().state;
     if state != 0 {
         return Err(guest_error(&format!(
             "stack_restore called in asyncify state {state}"
@@ -245,6 +255,7 @@ pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> 
     let data = borrow_window(g, snapshot.frames.len() as u64)?;
     g.shim().pending = Pending::Restore { snapshot, val };
     g.start_unwind(data)?;
+    g.shim().state = 1;
     Ok(())
 }
 
@@ -280,10 +291,15 @@ pub fn begin<G: Guest>(g: &mut G) {
 /// now complete and the rewind has started: call the same export again with
 /// the same arguments.
 pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error> {
-    if g.state()? != 1 {
+    if g.shim().state != 1 {
+        // A normal return, as far as the shim knows: make sure.
+        if g.state()? == 1 {
+            return Err(no_request(export));
+        }
         return Ok(false);
     }
     g.stop_unwind()?;
+    g.shim().state = 0;
     let Some((data, start)) = g.shim().window.as_ref().map(|w| (w.data, w.start)) else {
         return Err(no_request(export));
     };
@@ -299,6 +315,7 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error>
         Pending::None => return Err(no_request(export)),
     }
     g.start_rewind(data)?;
+    g.shim().state = 2;
     Ok(true)
 }
 
@@ -316,6 +333,7 @@ fn no_request<E: From<ShimError>>(export: &str) -> E {
 /// again by the shim.
 pub fn after_trap(shim: &mut ShimState) -> Option<u64> {
     shim.resume_value = None;
+    shim.state = 0;
     shim.jmp_buf_write = None;
     let window = shim.window.take();
     match std::mem::replace(&mut shim.pending, Pending::None) {

@@ -57,10 +57,11 @@ impl GlobalValue {
 pub struct Snapshot {
     /// The unwound asyncify frames: bytes [buffer start, pos) after the unwind.
     pub frames: Vec<u8>,
-    /// SHA-256 of the live C stack, bytes [stack_pointer, stack top) at the
-    /// checkpoint. Only its digest is kept: it is part of the snapshot's
-    /// name, never written back (longjmp keeps later memory writes).
-    pub stack_digest: [u8; 32],
+    /// A digest of the live C stack, bytes [stack_pointer, stack top) at
+    /// the checkpoint ([`stack_digest`]). Only the digest is kept: it is part
+    /// of the snapshot's name, never written back (longjmp keeps later memory
+    /// writes).
+    pub stack_digest: [u8; 8],
     /// `__stack_pointer` at the checkpoint.
     pub stack_pointer: u64,
     /// The exported mutable globals other than the asyncify ones, in the
@@ -74,10 +75,33 @@ pub struct Snapshot {
 /// under the same key, and a future encoding can change the tag.
 const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind snapshot v2";
 
-/// SHA-256 of the live C stack, as [`Snapshot::stack_digest`] holds it.
-pub fn stack_digest(stack: &[u8]) -> [u8; 32] {
-    use sha2::Digest;
-    sha2::Sha256::digest(stack).into()
+/// The digest of the live C stack that [`Snapshot::stack_digest`] holds: 64
+/// bits of a fast, unkeyed hash (words multiplied into the state, then
+/// splitmix64's finaliser), not SHA-256.
+///
+/// Why that is enough: the stack's bytes only tell snapshots apart, they are
+/// never restored. Two snapshots whose digests collide and whose frames,
+/// stack pointer and globals are equal get one name, and restoring either
+/// does exactly the same thing. The name itself stays a keyed MAC over
+/// everything, so a guest still cannot forge one. A SHA-256 here took a
+/// sixth of a setjmp+longjmp on the host shim.
+pub fn stack_digest(stack: &[u8]) -> [u8; 8] {
+    let mut h = 0x243f_6a88_85a3_08d3u64 ^ stack.len() as u64;
+    let mut words = stack.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+    }
+    for &b in words.remainder() {
+        h = (h ^ b as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(31);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    (h ^ (h >> 31)).to_le_bytes()
 }
 
 impl Snapshot {
@@ -187,6 +211,19 @@ pub(crate) mod tests {
                 "changing the {what} did not change the hash"
             );
         }
+    }
+
+    #[test]
+    fn the_stack_digest_sees_every_byte() {
+        let base = vec![0x5au8; 100];
+        let d = stack_digest(&base);
+        for i in 0..base.len() {
+            let mut s = base.clone();
+            s[i] ^= 1;
+            assert_ne!(stack_digest(&s), d, "byte {i}");
+        }
+        assert_ne!(stack_digest(&base[..99]), d);
+        assert_ne!(stack_digest(&[]), stack_digest(&[0]));
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //!
 //! Frames are kept in a [`FrameStore`], where snapshots share what their
 //! frames have in common, so k nested checkpoints cost memory in proportion
-//! to k. The live C stack is kept as its SHA-256 only: it is hashed into the
+//! to k. The live C stack is kept as a digest only: it is hashed into the
 //! snapshot's name, never written back (longjmp keeps memory as it is).
 //!
 //! Lookups are by a hash the guest supplies, so every `get` re-verifies the
@@ -71,7 +71,7 @@ impl Default for StoreLimits {
 struct Entry {
     frames: Option<NodeId>,
     frames_len: usize,
-    stack_digest: [u8; 32],
+    stack_digest: [u8; 8],
     stack_pointer: u64,
     globals: Box<[GlobalValue]>,
     /// The jmp_buf it was stored for.
@@ -454,7 +454,7 @@ mod tests {
             .collect();
         Snapshot {
             frames,
-            stack_digest: [n; 32],
+            stack_digest: [n; 8],
             stack_pointer: (1 << 20) - 64 * levels as u64,
             globals: vec![GlobalValue::I32(n as i32)],
         }
@@ -645,7 +645,7 @@ mod tests {
             let env = 1000 + (round % 64) as u64 * 24;
             let snap = Snapshot {
                 frames: round.to_le_bytes().repeat(30),
-                stack_digest: [0; 32],
+                stack_digest: [0; 8],
                 stack_pointer: 4096,
                 globals: vec![],
             };
@@ -674,7 +674,7 @@ mod tests {
         assert!(!s.corrupt_for_testing(&[0; 16]));
         let empty = Snapshot {
             frames: vec![],
-            stack_digest: [0; 32],
+            stack_digest: [0; 8],
             stack_pointer: 8,
             globals: vec![],
         };

@@ -40,7 +40,7 @@ use crate::error::ShimError;
 pub const FIXED_WINDOW: u64 = 1 << 20;
 
 /// The least of a window handed out to a request.
-pub const MIN_WINDOW: u64 = 512;
+pub const MIN_WINDOW: u64 = 128;
 
 /// Bytes of the `{pos, end}` structure at the window's start (two u64 at
 /// most; 16 for both widths so the buffer stays 16-aligned).
