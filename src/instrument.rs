@@ -24,7 +24,11 @@ Examples:
   clang --target=wasm32-wasip1 -O2 -o app.wasm app.c
   wasm-rewind instrument app.wasm -o app.async.wasm --imports env.sleep
 
-  # For the WASIX stack_checkpoint/stack_restore shim (setjmp/longjmp).
+  # For the WASIX stack_checkpoint/stack_restore calls (setjmp/longjmp), as
+  # Wasmer and `wasm-rewind run` serve them. A module calling them keeps the
+  # buffer in memory 0 and gets __stack_pointer and the stack's bounds
+  # exported; link with -Wl,--export=__stack_low unless the stack comes first
+  # (wasm-ld 22), or it is refused, since Wasmer could not find the stack.
   wasm-rewind instrument app.wasm app.rewind.wasm --preset wasix
 
   # What did the pass do, and why is `main` instrumented?
@@ -53,7 +57,7 @@ Exit status:
 pub enum Preset {
     /// Only the WASIX stack calls (`wasix_32v1`/`wasix_64v1` `stack_checkpoint`,
     /// `stack_restore`, `stack_rewind`) unwind, and `__stack_pointer` and the
-    /// other stack globals are exported for the shim.
+    /// stack's bounds are exported for the host (Wasmer, `wasm-rewind run`).
     Wasix,
 }
 
@@ -116,7 +120,8 @@ pub struct Opts {
     memory: Option<String>,
 
     /// Put the buffer in a new memory of PAGES 64 KiB pages (1 when bare),
-    /// exported as `asyncify_memory`.
+    /// exported as `asyncify_memory` (`wasm-rewind run` uses it; Wasmer and
+    /// other hosts of the ABI do not).
     #[arg(
         long,
         value_name = "PAGES",

@@ -487,3 +487,117 @@ fn sqlite_workloads_match_native_under_wasmer() {
     });
     assert_none("SQLite workload runs", failures, jobs.len());
 }
+
+// ---------------------------------------------------------------------------
+// Stripped modules
+// ---------------------------------------------------------------------------
+
+/// Whether `wasm` has a name section.
+fn has_names(wasm: &Path) -> bool {
+    let bytes = std::fs::read(wasm).expect("read module");
+    let found = wasmparser::Parser::new(0)
+        .parse_all(&bytes)
+        .any(|p| matches!(p, Ok(wasmparser::Payload::CustomSection(c)) if c.name() == "name"));
+    found
+}
+
+/// `clang -O2 app.c -o app.wasm` runs the wasm-opt it finds on the PATH at
+/// link time, and that strips the name section: `instrument` finds the stack
+/// pointer from the prologues. With wasm-ld 22 (the stack first) it needs no
+/// flag; with wasm-ld 19 it needs `--export=__stack_low`, and says so without
+/// it. Both then run on Wasmer and under `wasm-rewind run` as natively.
+#[test]
+fn modules_linked_with_o2_lose_their_names_and_still_run() {
+    require_tools();
+    let dir = tempfile::tempdir().unwrap();
+    let src = root().join("corpus/c/nested.c");
+    let native_exe = dir.path().join("nested.native");
+    step(
+        Command::new("gcc")
+            .arg("-O2")
+            .arg(&src)
+            .arg("-o")
+            .arg(&native_exe),
+    )
+    .unwrap();
+    let native = run(&mut Command::new(&native_exe)).unwrap();
+    let sysroot = dir.path().join("sysroot");
+    for triple in ["wasm32-wasi", "wasm32-wasip1"] {
+        for (sub, target) in [
+            ("include", "/usr/include/wasm32-wasi"),
+            ("lib", "/usr/lib/wasm32-wasi"),
+        ] {
+            let d = sysroot.join(sub);
+            std::fs::create_dir_all(&d).unwrap();
+            std::os::unix::fs::symlink(target, d.join(triple)).unwrap();
+        }
+    }
+    let build = |clang: &str, triple: &str, extra: &[&str], out: &Path| {
+        step(
+            Command::new(clang)
+                .arg(format!("--target={triple}"))
+                .arg(format!("--sysroot={}", sysroot.display()))
+                .arg("-I")
+                .arg(root().join("runtime-shim/include"))
+                .arg("-O2")
+                .arg(&src)
+                .args(extra)
+                .arg("-o")
+                .arg(out),
+        )
+        .unwrap();
+        assert!(
+            !has_names(out),
+            "{clang} -O2 kept the name section (no wasm-opt on the PATH?)"
+        );
+    };
+    let instrument = |wasm: &Path, out: &Path| {
+        process::run(
+            Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+                .arg("instrument")
+                .arg(wasm)
+                .arg(out),
+            TIMEOUT,
+        )
+        .unwrap()
+    };
+
+    let refused = dir.path().join("19.wasm");
+    build("clang-19", "wasm32-wasi", &[], &refused);
+    let o = instrument(&refused, &dir.path().join("19.rw.wasm"));
+    assert_eq!(o.code, Some(1), "{o:?}");
+    assert!(
+        o.stderr.contains("-Wl,--export=__stack_low"),
+        "{}",
+        o.stderr
+    );
+
+    let cases = [
+        ("clang-19", "wasm32-wasi", &["-Wl,--export=__stack_low"][..]),
+        ("clang-22", "wasm32-wasip1", &[][..]),
+    ];
+    for (clang, triple, extra) in cases {
+        let wasm = dir.path().join(format!("{clang}.wasm"));
+        let rw = dir.path().join(format!("{clang}.rw.wasm"));
+        build(clang, triple, extra, &wasm);
+        let o = instrument(&wasm, &rw);
+        assert_eq!(o.code, Some(0), "{clang}: {o:?}");
+        let on_wasmer = run(&mut wasmer(&rw, None, &[])).unwrap();
+        same(
+            &format!("nested.c, {clang} -O2, on Wasmer"),
+            &native,
+            &on_wasmer,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let on_run = run(Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+            .arg("run")
+            .arg(&rw))
+        .unwrap();
+        same(
+            &format!("nested.c, {clang} -O2, wasm-rewind run"),
+            &native,
+            &on_run,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+}

@@ -3,11 +3,13 @@
  * calls, as implemented by the wasm-rewind runtime shim (and by Wasmer).
  *
  * Build: put this directory first on the include path (-I .../include); wasi-libc
- * ships no setjmp.h of its own. Link with -Wl,--export=__stack_low
- * -Wl,--export=__stack_high (the shim's buffer lives in the free C stack), then
- * instrument the module with `wasm-rewind instrument` and run it with
- * `wasm-rewind run` (or any WASIX host). corpus/build-c.sh and DEVELOPERS.md
- * have the whole recipe.
+ * ships no setjmp.h of its own. Link with -Wl,--export=__stack_low (a WASIX
+ * host such as Wasmer unwinds into the free part of the C stack and must know
+ * where it begins; not needed when the stack comes first, as with wasm-ld 22),
+ * then instrument the module with `wasm-rewind instrument` and run it with
+ * `wasm-rewind run` or `wasmer run` (or instrument with --embed-runtime and
+ * run it anywhere). corpus/build-c.sh and DEVELOPERS.md have the whole
+ * recipe.
  *
  * ABI (wasm32; wasix_64v1 with 64-bit pointers on wasm64):
  *

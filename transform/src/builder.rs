@@ -183,8 +183,8 @@ impl Instrument {
     }
 
     /// Put the buffer in a new memory of `pages` 64 KiB pages, exported as
-    /// `asyncify_memory`. Defaults to `None` (memory 0, or 16 pages for a
-    /// module calling the WASIX stack functions).
+    /// `asyncify_memory`. Defaults to `None` (memory 0, as Binaryen's ABI
+    /// has it).
     pub fn secondary_memory(mut self, pages: u32) -> Self {
         self.options.secondary_memory = Some(pages);
         self
@@ -203,8 +203,10 @@ impl Instrument {
         self
     }
 
-    /// Export `__stack_pointer` and the other stack globals, found through the
-    /// name section. Defaults to `false` (set by [`Instrument::wasix`]).
+    /// Export `__stack_pointer` and the stack's bounds (found by export, name
+    /// or prologue), and refuse a module whose stack a WASIX host could not
+    /// find. Defaults to `false` (set by [`Instrument::wasix`]; a module
+    /// calling the WASIX stack functions gets it anyway).
     pub fn export_stack_globals(mut self, yes: bool) -> Self {
         self.options.export_stack_globals = yes;
         self

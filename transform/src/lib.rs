@@ -35,15 +35,34 @@
 //! reports how many sites save exactly their own set.
 //!
 //! Overflow: a frame that does not fit before `end` calls
-//! `__wasm_rewind_buffer_overflow`, which traps (`unreachable`) before writing
-//! anything; the trap's backtrace names it. Binaryen instead writes past `end`.
+//! `__wasm_rewind_buffer_overflow`, before writing anything. By default it
+//! traps (`unreachable`; the trap's backtrace names it). In a module that
+//! calls the WASIX stack functions it first asks the host for room through
+//! the exported one-slot table `__wasm_rewind_grow_hook`: a host that can grow
+//! the buffer puts a `(func (param needed))` there, which moves `end` (and
+//! may move the frames and `pos`); with `--embed-runtime` it calls the
+//! runtime's `grow_buffer`. `{pos, end}` are read again after the call.
+//! Binaryen instead writes past `end`.
+//!
+//! ## Modules for a WASIX host
+//!
+//! A module that calls `stack_checkpoint`/`stack_restore` (or any module
+//! under `--preset wasix`) is meant for a host like Wasmer, which unwinds into
+//! the free part of the module's C stack in memory 0. So the buffer stays in
+//! memory 0 (as Binaryen's ABI has it; `--secondary-memory` only when asked),
+//! `__stack_pointer` and the stack's bounds are exported (`stack_layout.rs`
+//! finds them by export, name, or prologue), `__stack_low = 0` is added when
+//! the stack comes first, and a module whose stack's bottom a host could not
+//! find is refused, naming the link flag.
 //!
 //! ## Pipeline
 //!
 //! 1. [`module_info`]: validate the module structure, collect its facts.
-//! 2. [`analysis::scan`]: validate every body (parallel), record calls.
+//! 2. [`analysis::scan`]: validate every body (parallel), record calls and
+//!    stack-pointer prologues.
 //! 3. [`analysis::unwind`]: which functions can unwind, which are instrumented,
 //!    why; indirect calls narrowed by signature and by table contents.
+//!    `stack_layout`: where the C stack is, for a WASIX host.
 //! 4. [`instrument`]: per function (parallel) decode, plan (sites, frames,
 //!    [`analysis::liveness`], layouts) and emit; see `instrument/function.rs` for
 //!    the shape of an instrumented function.

@@ -45,9 +45,12 @@ pub struct Options {
     /// Export `__asyncify_state` and `__asyncify_data`. Defaults to `false`.
     pub export_globals: bool,
     /// Export the globals a stack-switching host needs to find the C stack
-    /// (`__stack_pointer`, and `__data_end`, `__heap_base`, `__stack_low`,
-    /// `__stack_high` when present) under their own names, found through the name
-    /// section when the module does not export them. Set by `--preset wasix`.
+    /// (`__stack_pointer`, and `__stack_low`, `__stack_high`, `__data_end`,
+    /// `__heap_base` when present) under their own names, found by export,
+    /// name section or (the stack pointer) function prologues; add
+    /// `__stack_low = 0` when the stack comes first; and refuse a module
+    /// whose stack's bottom cannot be found. Set by `--preset wasix`, and
+    /// in effect for every module that calls the WASIX stack functions.
     /// Defaults to `false`.
     pub export_stack_globals: bool,
     /// Satisfy the WASIX stack imports (`stack_checkpoint`, `stack_restore`,
