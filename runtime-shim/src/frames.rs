@@ -1,5 +1,5 @@
 //! The unwound frames of every stored snapshot, with what they have in
-//! common stored once.
+//! common stored once, and the digest that names them.
 //!
 //! An unwind writes the innermost frame first, so the frames of the outer
 //! functions, which nested checkpoints share, are at the end of the buffer.
@@ -12,10 +12,23 @@
 //! and each level costs its own frames plus less than two chunks, not the
 //! whole stack again.
 //!
-//! Nodes are reference-counted (by snapshots and by the nodes before them)
-//! and freed when the last reference goes.
+//! Each node carries a SHA-256 chained over its bytes and the digest of the
+//! node after it ([`chunk_digest`]), so the first node's digest commits to
+//! all the frames ([`frames_digest`] computes the same from bytes), and a
+//! snapshot's name needs only that digest, not the frames. A node's digest
+//! is computed once, when it is made; an insert finds the end its frames
+//! share with the previous insert by comparing bytes (a `memcmp`), so a
+//! checkpoint at depth k hashes only its new chunks. Each node also keeps a
+//! fast checksum of its bytes, which [`FrameStore::read`] checks: a restore
+//! replays only bytes that are as they were stored.
+//!
+//! Nodes are reference-counted (by snapshots, by the nodes before them, and
+//! by the store's copy of the last list inserted) and freed when the last
+//! reference goes.
 
 use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
 
 /// Bytes per chunk: small enough that a level's own frames waste little,
 /// large enough that a node's bookkeeping stays below its data.
@@ -24,28 +37,72 @@ pub const CHUNK: usize = 64;
 /// A node of the frame lists.
 pub type NodeId = u32;
 
+/// The digest of no frames.
+pub const EMPTY_DIGEST: [u8; 32] = [0; 32];
+
+/// Domain separation for chunk digests.
+const CHUNK_DOMAIN: &[u8] = b"wasm-rewind frames v1";
+
+/// The chained digest of one chunk followed by the chunks whose digest is
+/// `outer`: SHA-256 of a domain tag, the chunk's length, its bytes and
+/// `outer`.
+pub fn chunk_digest(bytes: &[u8], outer: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(CHUNK_DOMAIN);
+    h.update([bytes.len() as u8]);
+    h.update(bytes);
+    h.update(outer);
+    h.finalize().into()
+}
+
+/// The digest of `frames`, as the store's first node of them carries it:
+/// chunks from the end, each chained over the next.
+pub fn frames_digest(frames: &[u8]) -> [u8; 32] {
+    let mut digest = EMPTY_DIGEST;
+    let mut end = frames.len();
+    while end > 0 {
+        let start = end.saturating_sub(CHUNK);
+        digest = chunk_digest(&frames[start..end], &digest);
+        end = start;
+    }
+    digest
+}
+
 /// One chunk and the node of the chunk after it (outwards).
 struct Node {
     data: [u8; CHUNK],
     len: u8,
     outer: Option<NodeId>,
     refs: u32,
-    /// The key this node has in the index, if it is there.
-    key: Option<u64>,
+    /// Chained digest (see [`chunk_digest`]).
+    digest: [u8; 32],
+    /// [`checksum`] of the bytes when stored.
+    check: u64,
+    /// Whether this node is the one the index names for its digest.
+    indexed: bool,
 }
 
 /// Bytes the store counts for a node: the node itself and an index entry
 /// (key, value and hashbrown's control byte, at its maximum load).
 pub const NODE_BYTES: usize = std::mem::size_of::<Option<Node>>() + (8 + 4 + 1) * 8 / 7;
 
+/// The last list inserted, kept to find what the next one shares with it.
+struct Last {
+    frames: Vec<u8>,
+    /// Its nodes, outermost first (the node `i` chunks from the end).
+    nodes: Vec<NodeId>,
+}
+
 /// Frame lists, hash-consed.
 #[derive(Default)]
 pub struct FrameStore {
     nodes: Vec<Option<Node>>,
     free: Vec<NodeId>,
-    /// (hash of the bytes and of the outer node) -> node.
+    /// First 8 bytes of a node's digest -> node.
     index: HashMap<u64, NodeId, BuildIdentity>,
     live: usize,
+    /// Holds a reference to its first node.
+    last: Option<Last>,
 }
 
 impl FrameStore {
@@ -57,12 +114,45 @@ impl FrameStore {
     /// Stores `frames` and returns the list's first (innermost) node, with
     /// a reference held for the caller; `None` for no frames.
     pub fn insert(&mut self, frames: &[u8]) -> Option<NodeId> {
+        let chunks = frames.len().div_ceil(CHUNK);
+        // The chunks this list shares with the last one, counted from the
+        // end: equal bytes at equal distances from the end.
+        let mut shared = 0;
+        if let Some(last) = &self.last {
+            let n = last.nodes.len().min(chunks);
+            while shared < n {
+                let a = chunk_at(frames, shared);
+                let b = chunk_at(&last.frames, shared);
+                if a != b {
+                    break;
+                }
+                shared += 1;
+            }
+        }
+        let mut nodes: Vec<NodeId> = Vec::with_capacity(chunks);
         let mut outer = None;
-        let mut end = frames.len();
-        while end > 0 {
-            let start = end.saturating_sub(CHUNK);
-            outer = Some(self.intern(&frames[start..end], outer));
-            end = start;
+        if shared > 0 {
+            let last = self.last.as_ref().expect("shared with it");
+            nodes.extend_from_slice(&last.nodes[..shared]);
+            let id = nodes[shared - 1];
+            self.retain(id);
+            outer = Some(id);
+        }
+        for i in shared..chunks {
+            let id = self.intern(chunk_at(frames, i), outer);
+            nodes.push(id);
+            outer = Some(id);
+        }
+        // Keep this list as the last one (with a reference of its own).
+        if let Some(head) = outer {
+            self.retain(head);
+        }
+        let previous = self.last.replace(Last {
+            frames: frames.to_vec(),
+            nodes,
+        });
+        if let Some(previous) = previous {
+            self.release(previous.nodes.last().copied());
         }
         outer
     }
@@ -83,8 +173,8 @@ impl FrameStore {
                 return;
             }
             let n = self.nodes[id as usize].take().expect("live node");
-            if let Some(key) = n.key {
-                self.index.remove(&key);
+            if n.indexed {
+                self.index.remove(&key_of(&n.digest));
             }
             self.free.push(id);
             self.live -= 1;
@@ -92,13 +182,28 @@ impl FrameStore {
         }
     }
 
-    /// Appends the frames of the list starting at `node` to `out`.
-    pub fn read(&self, node: Option<NodeId>, out: &mut Vec<u8>) {
+    /// Appends the frames of the list starting at `node` to `out`, checking
+    /// each chunk against the checksum it was stored with; `false` when one
+    /// no longer matches (host memory went bad).
+    pub fn read(&self, node: Option<NodeId>, out: &mut Vec<u8>) -> bool {
         let mut next = node;
         while let Some(id) = next {
             let n = self.nodes[id as usize].as_ref().expect("live node");
-            out.extend_from_slice(&n.data[..n.len as usize]);
+            let bytes = &n.data[..n.len as usize];
+            if checksum(bytes) != n.check {
+                return false;
+            }
+            out.extend_from_slice(bytes);
             next = n.outer;
+        }
+        true
+    }
+
+    /// The chained digest of the list starting at `node` (of all its frames).
+    pub fn digest(&self, node: Option<NodeId>) -> [u8; 32] {
+        match node {
+            Some(id) => self.nodes[id as usize].as_ref().expect("live node").digest,
+            None => EMPTY_DIGEST,
         }
     }
 
@@ -133,10 +238,11 @@ impl FrameStore {
     /// `outer`; an existing one already holds its own, so the caller's is
     /// dropped).
     fn intern(&mut self, bytes: &[u8], outer: Option<NodeId>) -> NodeId {
-        let key = chunk_key(bytes, outer);
+        let digest = chunk_digest(bytes, &self.digest(outer));
+        let key = key_of(&digest);
         if let Some(&id) = self.index.get(&key) {
             let n = self.nodes[id as usize].as_ref().expect("indexed node");
-            if n.outer == outer && &n.data[..n.len as usize] == bytes {
+            if n.digest == digest {
                 self.retain(id);
                 // The found node holds its own reference to `outer`.
                 if let Some(o) = outer {
@@ -147,15 +253,17 @@ impl FrameStore {
         }
         let mut data = [0u8; CHUNK];
         data[..bytes.len()].copy_from_slice(bytes);
-        // A key already taken by other bytes (a 64-bit collision) leaves the
-        // new node out of the index: correct, only not shared.
+        // A key already taken by another digest (a 64-bit collision) leaves
+        // the new node out of the index: correct, only not shared.
         let indexed = !self.index.contains_key(&key);
         let node = Node {
             data,
             len: bytes.len() as u8,
             outer,
             refs: 1,
-            key: indexed.then_some(key),
+            digest,
+            check: checksum(bytes),
+            indexed,
         };
         let id = match self.free.pop() {
             Some(id) => {
@@ -175,16 +283,27 @@ impl FrameStore {
     }
 }
 
-/// A 64-bit key of a chunk and its outer node: FNV-style mixing of 8-byte
-/// words, finished by splitmix64. Not keyed: a guest that makes keys collide
-/// only loses sharing (see `intern`).
-fn chunk_key(bytes: &[u8], outer: Option<NodeId>) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ outer.map_or(u64::MAX, u64::from);
-    h ^= (bytes.len() as u64) << 32;
+/// Chunk `i` counted from the end of `frames` (the last may be shorter).
+fn chunk_at(frames: &[u8], i: usize) -> &[u8] {
+    let end = frames.len() - i * CHUNK;
+    &frames[end.saturating_sub(CHUNK)..end]
+}
+
+/// The index key of a digest: its first 8 bytes.
+fn key_of(digest: &[u8; 32]) -> u64 {
+    u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
+}
+
+/// A fast checksum of a chunk's bytes (words multiplied into the state,
+/// splitmix64's finaliser): it catches bytes that changed in host memory,
+/// which is all it is for.
+fn checksum(bytes: &[u8]) -> u64 {
+    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ bytes.len() as u64;
     let mut words = bytes.chunks_exact(8);
     for w in &mut words {
-        h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes"))).wrapping_mul(0x0100_0000_01b3);
-        h = h.rotate_left(29);
+        h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes")))
+            .wrapping_mul(0x0100_0000_01b3)
+            .rotate_left(29);
     }
     for &b in words.remainder() {
         h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
@@ -197,7 +316,7 @@ fn chunk_key(bytes: &[u8], outer: Option<NodeId>) -> u64 {
 }
 
 /// For maps whose keys are already hashes that no guest can choose: the
-/// index's chunk keys, the store's snapshot names (keyed MACs).
+/// index's digest prefixes, the store's snapshot names (keyed MACs).
 #[derive(Clone, Copy, Default)]
 pub(crate) struct BuildIdentity;
 
@@ -208,6 +327,7 @@ impl std::hash::BuildHasher for BuildIdentity {
     }
 }
 
+/// See [`BuildIdentity`].
 pub(crate) struct IdentityHasher(u64);
 
 impl std::hash::Hasher for IdentityHasher {
@@ -238,8 +358,16 @@ mod tests {
 
     fn read(s: &FrameStore, node: Option<NodeId>) -> Vec<u8> {
         let mut out = Vec::new();
-        s.read(node, &mut out);
+        assert!(s.read(node, &mut out), "intact");
         out
+    }
+
+    /// Drops the store's own reference to the last list, as if it were
+    /// replaced, so the tests can see every node go.
+    fn forget_last(s: &mut FrameStore) {
+        if let Some(last) = s.last.take() {
+            s.release(last.nodes.last().copied());
+        }
     }
 
     #[test]
@@ -249,8 +377,10 @@ mod tests {
             let f: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
             let n = s.insert(&f);
             assert_eq!(read(&s, n), f, "{len} bytes");
+            assert_eq!(s.digest(n), frames_digest(&f), "{len} bytes");
             s.release(n);
         }
+        forget_last(&mut s);
         assert!(s.is_empty());
         assert!(s.index.is_empty());
     }
@@ -271,6 +401,7 @@ mod tests {
         for h in heads {
             s.release(h);
         }
+        forget_last(&mut s);
         assert!(s.is_empty());
         assert!(s.free.len() == s.nodes.len());
     }
@@ -286,6 +417,7 @@ mod tests {
         s.release(a);
         assert_eq!(read(&s, b), frames(20));
         s.release(b);
+        forget_last(&mut s);
         assert!(s.is_empty());
     }
 
@@ -300,6 +432,27 @@ mod tests {
         assert_eq!(read(&s, again), frames(10));
         s.release(inner);
         s.release(again);
+        forget_last(&mut s);
         assert!(s.is_empty());
+    }
+
+    #[test]
+    fn siblings_share_through_the_index_too() {
+        // Not the last list, but an older one: found by digest.
+        let mut s = FrameStore::new();
+        let a = s.insert(&frames(30));
+        let n = s.len();
+        let _other = s.insert(&[7u8; 500]);
+        let b = s.insert(&frames(30));
+        assert_eq!(a, b);
+        assert_eq!(s.len(), n + 500usize.div_ceil(CHUNK));
+    }
+
+    #[test]
+    fn a_changed_byte_is_caught_on_read() {
+        let mut s = FrameStore::new();
+        let a = s.insert(&frames(3)).unwrap();
+        s.corrupt(a);
+        assert!(!s.read(Some(a), &mut Vec::new()));
     }
 }

@@ -73,7 +73,7 @@ pub struct Snapshot {
 /// Domain separation: these bytes start every snapshot's hashed message, so a
 /// snapshot hash can never equal a [`crate::hash::keyed_hash`] of other data
 /// under the same key, and a future encoding can change the tag.
-const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind snapshot v2";
+const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind snapshot v3";
 
 /// The digest of the live C stack that [`Snapshot::stack_digest`] holds: 64
 /// bits of a fast, unkeyed hash (words multiplied into the state, then
@@ -107,13 +107,27 @@ pub fn stack_digest(stack: &[u8]) -> [u8; 8] {
 impl Snapshot {
     /// The snapshot's name: the keyed hash of one canonical encoding of every
     /// field, each a length-prefixed part (so no field's bytes can be
-    /// mistaken for another's): domain tag, frames, stack digest, stack
+    /// mistaken for another's): domain tag, the frames' chained digest
+    /// ([`crate::frames::frames_digest`]) and length, stack digest, stack
     /// pointer (u64 LE), number of globals (u64 LE), then each global's name
     /// (from `names`, in order; missing names hash as empty) and typed value.
     pub fn hash(&self, key: &HashKey, names: &[String]) -> SnapshotHash {
+        self.hash_with(key, names, &crate::frames::frames_digest(&self.frames))
+    }
+
+    /// [`Snapshot::hash`] with the frames' digest already known (the store
+    /// keeps it per chunk list, so naming a snapshot does not hash its
+    /// frames again).
+    pub(crate) fn hash_with(
+        &self,
+        key: &HashKey,
+        names: &[String],
+        frames_digest: &[u8; 32],
+    ) -> SnapshotHash {
         let mut h = KeyedHasher::new(key);
         h.part(SNAPSHOT_DOMAIN)
-            .part(&self.frames)
+            .part(frames_digest)
+            .part(&(self.frames.len() as u64).to_le_bytes())
             .part(&self.stack_digest)
             .part(&self.stack_pointer.to_le_bytes())
             .part(&(self.globals.len() as u64).to_le_bytes());
@@ -197,11 +211,12 @@ pub(crate) mod tests {
         let mut s = base.clone();
         s.globals.swap(0, 1);
         variants.push(("order of globals", s, n.clone()));
-        // Moving a byte from the frames into the digest's place keeps the
-        // concatenation's length; only the boundaries tell them apart.
         let mut s = base.clone();
         s.frames.pop();
-        variants.push(("frames/digest boundary", s, n.clone()));
+        variants.push(("frames' last byte", s, n.clone()));
+        let mut s = base.clone();
+        s.frames.insert(0, 0);
+        variants.push(("frames' first byte", s, n.clone()));
 
         let mut seen = std::collections::HashSet::new();
         seen.insert(h);

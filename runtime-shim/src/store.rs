@@ -196,7 +196,9 @@ impl SnapshotStore {
         mut is_current: impl FnMut(u64, &SnapshotHash) -> bool,
     ) -> Result<SnapshotHash, ShimError> {
         self.drop_dead_below(snapshot.stack_pointer);
-        let hash = snapshot.hash(&self.key, global_names);
+        // The frames first: their list's digest is part of the name.
+        let frames = self.frames.insert(&snapshot.frames);
+        let hash = snapshot.hash_with(&self.key, global_names, &self.frames.digest(frames));
         if let Some(previous) = self.by_env.insert(env, hash) {
             if previous != hash {
                 self.displace(previous);
@@ -204,17 +206,18 @@ impl SnapshotStore {
         }
         if let Some(entry) = self.entries.get_mut(&hash) {
             // Identical snapshot: stored once. It is the current one now.
-            if entry.displaced {
-                entry.displaced = false;
-            }
+            entry.displaced = false;
             entry.env = env;
+            self.frames.release(frames);
             return Ok(hash);
         }
         // Room, as if the frames were not shared (an upper bound).
         let size = entry_bytes(snapshot.globals.len())
             + snapshot.frames.len().div_ceil(crate::frames::CHUNK) * crate::frames::NODE_BYTES;
-        self.make_room(size, env, &mut is_current)?;
-        let frames = self.frames.insert(&snapshot.frames);
+        if let Err(e) = self.make_room(size, env, &mut is_current) {
+            self.frames.release(frames);
+            return Err(e);
+        }
         self.seq += 1;
         let entry = Entry {
             frames,
@@ -249,15 +252,19 @@ impl SnapshotStore {
             .get(hash)
             .ok_or(ShimError::UnknownSnapshot { hash: *hash })?;
         self.scratch.clear();
-        self.frames.read(entry.frames, &mut self.scratch);
+        let chunks_intact = self.frames.read(entry.frames, &mut self.scratch);
         let snapshot = Snapshot {
             frames: std::mem::take(&mut self.scratch),
             stack_digest: entry.stack_digest,
             stack_pointer: entry.stack_pointer,
             globals: entry.globals.to_vec(),
         };
-        let intact = snapshot.frames.len() == entry.frames_len
-            && snapshot.hash(&self.key, global_names) == *hash;
+        // Every chunk as stored (checksums), and the name over the chunks'
+        // digest and the rest: a restore replays only what it was named for.
+        let intact = chunks_intact
+            && snapshot.frames.len() == entry.frames_len
+            && snapshot.hash_with(&self.key, global_names, &self.frames.digest(entry.frames))
+                == *hash;
         if !intact {
             self.scratch = snapshot.frames;
             return Err(ShimError::CorruptedSnapshot { hash: *hash });
