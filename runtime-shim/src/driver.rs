@@ -306,6 +306,7 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error>
     let pos = read_pos(g, data)?;
     let shim = g.shim();
     shim.sizing.last_unwind = pos.saturating_sub(start);
+    shim.sizing.largest_unwind = shim.sizing.largest_unwind.max(shim.sizing.last_unwind);
     if let Some(w) = shim.window.as_mut() {
         w.reached(pos);
     }

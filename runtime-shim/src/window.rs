@@ -28,16 +28,18 @@
 //! [`Window::grow`] moves `end` up, saving the bytes it now covers, and past
 //! the end of memory grows memory (fresh pages, zeros to give back), up to
 //! the configured maximum. A module without the hook (Binaryen's output)
-//! gets the whole window at once, [`FIXED_WINDOW`] bytes at the very end of
-//! memory, so an overflowing frame traps out of bounds rather than writing
-//! over data.
+//! cannot ask for more: it gets the whole window at once, reaching the very
+//! end of memory, so an overflowing frame traps out of bounds rather than
+//! writing over data; the window is four times its largest unwind so far,
+//! and at least [`FIXED_WINDOW`].
 
 use crate::driver::{Guest, Mem};
 use crate::error::ShimError;
 
-/// The window given to a module without a grow hook (Binaryen's output),
-/// which cannot ask for more room: 1 MiB, or the maximum if smaller.
-pub const FIXED_WINDOW: u64 = 1 << 20;
+/// The least window given to a module without a grow hook (Binaryen's
+/// output), which cannot ask for more room: 64 KiB (the whole of wasm-ld's
+/// default C stack), or the maximum if smaller.
+pub const FIXED_WINDOW: u64 = 64 << 10;
 
 /// The least of a window handed out to a request.
 pub const MIN_WINDOW: u64 = 128;
@@ -72,6 +74,8 @@ pub struct Window {
 pub struct WindowSizing {
     /// Bytes the last unwind took.
     pub last_unwind: u64,
+    /// The most bytes an unwind took.
+    pub largest_unwind: u64,
     /// The most bytes of buffer a request has needed.
     span: u64,
     /// The saved bytes' allocation, reused from request to request.
@@ -118,11 +122,14 @@ impl Window {
             let want = if hooked {
                 (2 * sizing.last_unwind).max(MIN_WINDOW)
             } else {
-                FIXED_WINDOW
+                (4 * sizing.largest_unwind).max(FIXED_WINDOW)
             }
             .min(max)
             .max(frames);
             sizing.span = sizing.span.max(want);
+            // Without a hook the buffer must reach the end of memory (see
+            // the module documentation): hand out the whole span.
+            let want = if hooked { want } else { sizing.span };
             let span = (HEADER + sizing.span).next_multiple_of(16);
             let floor = floor.next_multiple_of(16);
             let size = g.buffer_memory_size();
