@@ -92,6 +92,12 @@ impl KeyedHasher {
         self
     }
 
+    /// Feeds bytes as they are, for fields whose length the encoding fixes.
+    pub(crate) fn raw(&mut self, bytes: &[u8]) -> &mut KeyedHasher {
+        self.mac.update(bytes);
+        self
+    }
+
     pub(crate) fn finish(self) -> SnapshotHash {
         let full = self.mac.finalize().into_bytes();
         let mut out = [0u8; HASH_LEN];

@@ -73,7 +73,20 @@ pub struct Snapshot {
 /// Domain separation: these bytes start every snapshot's hashed message, so a
 /// snapshot hash can never equal a [`crate::hash::keyed_hash`] of other data
 /// under the same key, and a future encoding can change the tag.
-const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind snapshot v3";
+const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind v4";
+
+/// A digest of the names of a snapshot's globals, each with its length, for
+/// its name: they are the instance's, the same for every snapshot of it, so
+/// a fast hash keeps them apart from another instance's; the name's key
+/// does the rest.
+pub fn names_digest(names: &[String]) -> [u8; 8] {
+    let mut bytes = Vec::with_capacity(names.iter().map(|n| n.len() + 8).sum());
+    for n in names {
+        bytes.extend((n.len() as u64).to_le_bytes());
+        bytes.extend(n.as_bytes());
+    }
+    stack_digest(&bytes)
+}
 
 /// The digest of the live C stack that [`Snapshot::stack_digest`] holds: 64
 /// bits of a fast, unkeyed hash (words multiplied into the state, then
@@ -106,11 +119,14 @@ pub fn stack_digest(stack: &[u8]) -> [u8; 8] {
 
 impl Snapshot {
     /// The snapshot's name: the keyed hash of one canonical encoding of every
-    /// field, each a length-prefixed part (so no field's bytes can be
-    /// mistaken for another's): domain tag, the frames' chained digest
-    /// ([`crate::frames::frames_digest`]) and length, stack digest, stack
-    /// pointer (u64 LE), number of globals (u64 LE), then each global's name
-    /// (from `names`, in order; missing names hash as empty) and typed value.
+    /// field: the domain tag, the frames' chained digest
+    /// ([`crate::frames::frames_digest`], 32 bytes) and length (u64 LE), the
+    /// stack digest (8 bytes), the stack pointer (u64 LE), a digest of the
+    /// globals' names (`names`, in order; see [`names_digest`]), the number
+    /// of globals (u64 LE), then each global's typed value. Every field has a
+    /// fixed length or is delimited by its type tag, so the encoding is
+    /// injective; it fits two SHA-256 blocks for a few globals, and a setjmp
+    /// and its longjmp hash it twice.
     pub fn hash(&self, key: &HashKey, names: &[String]) -> SnapshotHash {
         self.hash_with(key, names, &crate::frames::frames_digest(&self.frames))
     }
@@ -125,16 +141,16 @@ impl Snapshot {
         frames_digest: &[u8; 32],
     ) -> SnapshotHash {
         let mut h = KeyedHasher::new(key);
-        h.part(SNAPSHOT_DOMAIN)
-            .part(frames_digest)
-            .part(&(self.frames.len() as u64).to_le_bytes())
-            .part(&self.stack_digest)
-            .part(&self.stack_pointer.to_le_bytes())
-            .part(&(self.globals.len() as u64).to_le_bytes());
-        for (i, value) in self.globals.iter().enumerate() {
+        h.raw(SNAPSHOT_DOMAIN)
+            .raw(frames_digest)
+            .raw(&(self.frames.len() as u64).to_le_bytes())
+            .raw(&self.stack_digest)
+            .raw(&self.stack_pointer.to_le_bytes())
+            .raw(&names_digest(names))
+            .raw(&(self.globals.len() as u64).to_le_bytes());
+        for value in &self.globals {
             let (bytes, len) = value.encode();
-            let name = names.get(i).map_or("", String::as_str);
-            h.part(name.as_bytes()).part(&bytes[..len]);
+            h.raw(&bytes[..len]);
         }
         h.finish()
     }

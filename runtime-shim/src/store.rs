@@ -26,7 +26,8 @@
 //! Lookups are by a hash the guest supplies, so every `get` re-verifies the
 //! snapshot against it; a guest can only name a snapshot it was given.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use crate::error::{ShimError, SnapshotLimitKind};
 use crate::frames::{BuildIdentity, FrameStore, NodeId};
@@ -129,7 +130,10 @@ pub struct SnapshotStore {
     entries: HashMap<SnapshotHash, Entry, BuildIdentity>,
     frames: FrameStore,
     /// (stack pointer, seq, hash): the order dead snapshots are found in.
-    by_sp: BTreeSet<(u64, u64, SnapshotHash)>,
+    /// A min-heap on the stack pointer. Entries removed otherwise stay until
+    /// they come up (their seq no longer matches), and the heap is rebuilt
+    /// when such leftovers outnumber the live ones.
+    by_sp: BinaryHeap<Reverse<(u64, u64, SnapshotHash)>>,
     /// The snapshot each jmp_buf was last given.
     by_env: HashMap<u64, SnapshotHash>,
     /// Displaced snapshots, oldest first, with their seq (an entry no longer
@@ -166,7 +170,7 @@ impl SnapshotStore {
             limits,
             entries: HashMap::default(),
             frames: FrameStore::new(),
-            by_sp: BTreeSet::new(),
+            by_sp: BinaryHeap::new(),
             by_env: HashMap::new(),
             displaced: VecDeque::new(),
             seq: 0,
@@ -230,8 +234,12 @@ impl SnapshotStore {
             displaced: false,
         };
         self.entry_bytes += entry_bytes(entry.globals.len());
-        self.by_sp.insert((entry.stack_pointer, entry.seq, hash));
+        self.by_sp
+            .push(Reverse((entry.stack_pointer, entry.seq, hash)));
         self.entries.insert(hash, entry);
+        if self.by_sp.len() > 2 * self.entries.len() + 64 {
+            self.rebuild_by_sp();
+        }
         self.stats.inserted += 1;
         self.stats.peak_snapshots = self.stats.peak_snapshots.max(self.entries.len());
         self.stats.peak_bytes = self.stats.peak_bytes.max(self.bytes());
@@ -329,13 +337,25 @@ impl SnapshotStore {
 
     /// Drops every snapshot taken below `sp`: their frames have returned.
     fn drop_dead_below(&mut self, sp: u64) {
-        while let Some(&(entry_sp, _, hash)) = self.by_sp.first() {
+        while let Some(&Reverse((entry_sp, seq, hash))) = self.by_sp.peek() {
             if entry_sp >= sp {
                 break;
             }
-            self.remove(&hash);
-            self.stats.dropped_dead += 1;
+            self.by_sp.pop();
+            if self.entries.get(&hash).is_some_and(|e| e.seq == seq) {
+                self.remove(&hash);
+                self.stats.dropped_dead += 1;
+            }
         }
+    }
+
+    /// The heap of stack pointers again, from the entries alone.
+    fn rebuild_by_sp(&mut self) {
+        self.by_sp = self
+            .entries
+            .iter()
+            .map(|(h, e)| Reverse((e.stack_pointer, e.seq, *h)))
+            .collect();
     }
 
     fn displace(&mut self, hash: SnapshotHash) {
@@ -421,7 +441,6 @@ impl SnapshotStore {
         let Some(entry) = self.entries.remove(hash) else {
             return;
         };
-        self.by_sp.remove(&(entry.stack_pointer, entry.seq, *hash));
         if self.by_env.get(&entry.env) == Some(hash) {
             self.by_env.remove(&entry.env);
         }
@@ -473,11 +492,14 @@ mod tests {
 
     /// The invariants every operation must keep.
     fn check(s: &SnapshotStore) {
-        assert_eq!(s.by_sp.len(), s.entries.len());
+        assert!(s.by_sp.len() <= 2 * s.entries.len() + 64);
         assert!(s.len() <= s.limits.max_snapshots);
         assert!(s.bytes() <= s.limits.max_bytes);
         for (h, e) in &s.entries {
-            assert!(s.by_sp.contains(&(e.stack_pointer, e.seq, *h)));
+            assert!(s
+                .by_sp
+                .iter()
+                .any(|Reverse(k)| *k == (e.stack_pointer, e.seq, *h)));
         }
     }
 
