@@ -30,6 +30,8 @@ use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use crate::hash::{fast_hash, BuildIdentity};
+
 /// Bytes per chunk: small enough that a level's own frames waste little,
 /// large enough that a node's bookkeeping stays below its data.
 pub const CHUNK: usize = 64;
@@ -294,54 +296,10 @@ fn key_of(digest: &[u8; 32]) -> u64 {
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
-/// A fast checksum of a chunk's bytes (words multiplied into the state,
-/// splitmix64's finaliser): it catches bytes that changed in host memory,
-/// which is all it is for.
+/// The checksum a node keeps of its bytes: it catches bytes that changed in
+/// host memory, which is all it is for.
 fn checksum(bytes: &[u8]) -> u64 {
-    let mut h = 0x9e37_79b9_7f4a_7c15u64 ^ bytes.len() as u64;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        h = (h ^ u64::from_le_bytes(w.try_into().expect("8 bytes")))
-            .wrapping_mul(0x0100_0000_01b3)
-            .rotate_left(29);
-    }
-    for &b in words.remainder() {
-        h = (h ^ b as u64).wrapping_mul(0x0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
-/// For maps whose keys are already hashes that no guest can choose: the
-/// index's digest prefixes, the store's snapshot names (keyed MACs).
-#[derive(Clone, Copy, Default)]
-pub(crate) struct BuildIdentity;
-
-impl std::hash::BuildHasher for BuildIdentity {
-    type Hasher = IdentityHasher;
-    fn build_hasher(&self) -> IdentityHasher {
-        IdentityHasher(0)
-    }
-}
-
-/// See [`BuildIdentity`].
-pub(crate) struct IdentityHasher(u64);
-
-impl std::hash::Hasher for IdentityHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 << 8) | b as u64;
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+    fast_hash(bytes, 0x9e37_79b9_7f4a_7c15)
 }
 
 #[cfg(test)]

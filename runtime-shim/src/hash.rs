@@ -118,6 +118,58 @@ pub fn keyed_hash(key: &HashKey, parts: &[&[u8]]) -> SnapshotHash {
     hasher.finish()
 }
 
+/// A fast, unkeyed 64-bit hash (words multiplied into the state, then
+/// splitmix64's finaliser), for what needs no key: checksums of stored
+/// bytes, the digest of a C stack that is never restored. `seed` keeps the
+/// uses apart.
+pub(crate) fn fast_hash(bytes: &[u8], seed: u64) -> u64 {
+    let mut h = seed ^ bytes.len() as u64;
+    let mut words = bytes.chunks_exact(8);
+    for w in &mut words {
+        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
+        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
+    }
+    for &b in words.remainder() {
+        h = (h ^ b as u64)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .rotate_left(31);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// For maps whose keys are already hashes that no guest can choose: the
+/// frame index's digest prefixes, the store's snapshot names (keyed MACs).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BuildIdentity;
+
+impl std::hash::BuildHasher for BuildIdentity {
+    type Hasher = IdentityHasher;
+    fn build_hasher(&self) -> IdentityHasher {
+        IdentityHasher(0)
+    }
+}
+
+/// See [`BuildIdentity`]: the last 8 bytes written are the hash.
+pub(crate) struct IdentityHasher(u64);
+
+impl std::hash::Hasher for IdentityHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 << 8) | b as u64;
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
+}
+
 /// Lower-case hex of a snapshot hash, as error messages and logs print it.
 pub fn hash_hex(hash: &SnapshotHash) -> String {
     use fmt::Write;

@@ -4,7 +4,7 @@
 //! back at `stack_restore`; keeping it plain data (like wizer's snapshot)
 //! lets the store, the hash and their tests work without an engine.
 
-use crate::hash::{HashKey, KeyedHasher, SnapshotHash};
+use crate::hash::{fast_hash, HashKey, KeyedHasher, SnapshotHash};
 
 /// Value of a WebAssembly global, floats kept as their bit patterns so that
 /// equality, hashing and NaN payloads are exact.
@@ -85,12 +85,11 @@ pub fn names_digest(names: &[String]) -> [u8; 8] {
         bytes.extend((n.len() as u64).to_le_bytes());
         bytes.extend(n.as_bytes());
     }
-    stack_digest(&bytes)
+    fast_hash(&bytes, 0x1319_8a2e_0370_7344).to_le_bytes()
 }
 
 /// The digest of the live C stack that [`Snapshot::stack_digest`] holds: 64
-/// bits of a fast, unkeyed hash (words multiplied into the state, then
-/// splitmix64's finaliser), not SHA-256.
+/// bits of a fast, unkeyed hash, not SHA-256.
 ///
 /// Why that is enough: the stack's bytes only tell snapshots apart, they are
 /// never restored. Two snapshots whose digests collide and whose frames,
@@ -99,22 +98,7 @@ pub fn names_digest(names: &[String]) -> [u8; 8] {
 /// everything, so a guest still cannot forge one. A SHA-256 here took a
 /// sixth of a setjmp+longjmp on the host shim.
 pub fn stack_digest(stack: &[u8]) -> [u8; 8] {
-    let mut h = 0x243f_6a88_85a3_08d3u64 ^ stack.len() as u64;
-    let mut words = stack.chunks_exact(8);
-    for w in &mut words {
-        let w = u64::from_le_bytes(w.try_into().expect("8 bytes"));
-        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(31);
-    }
-    for &b in words.remainder() {
-        h = (h ^ b as u64)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
-            .rotate_left(31);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    (h ^ (h >> 31)).to_le_bytes()
+    fast_hash(stack, 0x243f_6a88_85a3_08d3).to_le_bytes()
 }
 
 impl Snapshot {

@@ -30,7 +30,8 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use crate::error::{ShimError, SnapshotLimitKind};
-use crate::frames::{BuildIdentity, FrameStore, NodeId};
+use crate::frames::{FrameStore, NodeId};
+use crate::hash::BuildIdentity;
 use crate::hash::{HashKey, SnapshotHash};
 use crate::snapshot::{GlobalValue, Snapshot};
 
