@@ -159,6 +159,30 @@ impl<'a> ModuleInfo<'a> {
         }
     }
 
+    /// The function or global (by `kind`) called `name`: the one exported
+    /// under it (and `true`), else the lowest-numbered one the name section
+    /// calls so (and `false`).
+    pub fn find_named(&self, kind: ExternalKind, name: &str) -> Option<(u32, bool)> {
+        let exported = self
+            .exports
+            .iter()
+            .find(|(n, k, _)| n == name && *k == kind)
+            .map(|(_, _, i)| (*i, true));
+        exported.or_else(|| {
+            let names = match kind {
+                ExternalKind::Func | ExternalKind::FuncExact => &self.func_names,
+                ExternalKind::Global => &self.global_names,
+                _ => return None,
+            };
+            names
+                .iter()
+                .filter(|(_, n)| n.as_str() == name)
+                .map(|(i, _)| *i)
+                .min()
+                .map(|i| (i, false))
+        })
+    }
+
     /// Whether the module exports a function with this name.
     pub fn exports_name(&self, name: &str) -> bool {
         self.exports.iter().any(|(n, _, _)| n == name)

@@ -173,20 +173,12 @@ impl StackLayout {
 /// section calls so, if it has the address type (and, for the stack
 /// pointer, is mutable; the bounds are immutable).
 fn find_named(info: &ModuleInfo<'_>, name: &str, addr: ValType) -> Option<StackGlobal> {
-    let exported = info
-        .exports
-        .iter()
-        .find(|(n, k, _)| n == name && *k == ExternalKind::Global)
-        .map(|(_, _, g)| (*g, FoundBy::Export));
-    let named = || {
-        info.global_names
-            .iter()
-            .filter(|(_, n)| n.as_str() == name)
-            .map(|(g, _)| *g)
-            .min()
-            .map(|g| (g, FoundBy::NameSection))
+    let (index, exported) = info.find_named(ExternalKind::Global, name)?;
+    let found_by = if exported {
+        FoundBy::Export
+    } else {
+        FoundBy::NameSection
     };
-    let (index, found_by) = exported.or_else(named)?;
     let ty = info.globals.get(index as usize)?;
     let mutable_wanted = name == "__stack_pointer";
     (ty.content_type == addr && ty.mutable == mutable_wanted).then(|| StackGlobal {

@@ -592,19 +592,7 @@ impl Reencode for Linker {
 /// (`(i32) -> i32` and `(i32) -> ()`), defined in the module.
 fn find_allocator(info: &ModuleInfo<'_>) -> Option<(u32, Option<u32>)> {
     let find = |name: &str, results: &[ValType]| {
-        let exported = info
-            .exports
-            .iter()
-            .find(|(n, k, _)| n == name && *k == ExternalKind::Func)
-            .map(|(_, _, f)| *f);
-        let named = || {
-            info.func_names
-                .iter()
-                .filter(|(_, n)| n.as_str() == name)
-                .map(|(f, _)| *f)
-                .min()
-        };
-        let f = exported.or_else(named)?;
+        let (f, _) = info.find_named(ExternalKind::Func, name)?;
         let sig = info.func_sig(f);
         (f >= info.num_imported_funcs()
             && sig.params() == [ValType::I32]
