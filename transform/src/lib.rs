@@ -99,12 +99,14 @@
 //!   a `call_ref` that can unwind. Everything else (multi-value, v128, memory64,
 //!   several memories, bulk memory, GC types in unrelated code) passes through.
 
+pub mod abi;
 pub mod analysis;
 mod builder;
 mod embed;
 mod emit;
 mod error;
 pub mod instrument;
+mod layout;
 pub mod module_info;
 mod options;
 mod stack_layout;
@@ -114,10 +116,9 @@ pub use error::{Error, ErrorKind, Result};
 pub use options::{wildcard_match, Options, WASIX_STACK_IMPORTS};
 
 use analysis::unwind::UnwindAnalysis;
-use instrument::{runtime, BufferGrowth, Ctx, TypeInterner};
+use instrument::runtime;
+use layout::{BufferPlacement, OutputLayout};
 use module_info::ModuleInfo;
-use stack_layout::{StackBottom, StackLayout};
-use wasm_encoder::ExportKind;
 
 /// The result of [`instrument`]: the new module and what the pass did.
 #[derive(Debug)]
@@ -197,14 +198,14 @@ impl Instrumented {
 }
 
 /// Names a module exports or defines when it already carries an Asyncify runtime.
-const INSTRUMENTED_MARKERS: &[&str] = &[
-    "asyncify_start_unwind",
-    "asyncify_stop_unwind",
-    "asyncify_start_rewind",
-    "asyncify_stop_rewind",
-    "asyncify_get_state",
-    "__asyncify_state",
-    "__asyncify_data",
+const INSTRUMENTED_MARKERS: [&str; 7] = [
+    abi::START_UNWIND,
+    abi::STOP_UNWIND,
+    abi::START_REWIND,
+    abi::STOP_REWIND,
+    abi::GET_STATE,
+    abi::STATE_GLOBAL,
+    abi::DATA_GLOBAL,
 ];
 
 /// Instruments `wasm` (a binary module) so its call stack can be unwound and
@@ -235,225 +236,35 @@ pub fn instrument_with_progress(
     options: &Options,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<Instrumented> {
+    let options = options.checked()?;
     let info = module_info::parse_module(wasm)?;
-    let total = 2 * info.bodies.len() + 1;
-    progress(0, total);
     refuse_instrumented(&info)?;
-    let embedding;
-    let options = if options.embed_runtime {
-        embedding = embed_options(options)?;
-        &embedding
-    } else {
-        options
-    };
-    let scans = analysis::scan::scan_functions(&info)?;
-    progress(info.bodies.len(), total);
-    let analysis = analysis::unwind::analyze(&info, &scans, options)?;
-
-    // Where the buffer lives: memory 0 unless told otherwise, as in
-    // Binaryen's ABI, because a host passes `asyncify_start_unwind` an address
-    // of its choosing in that memory (Wasmer: the free part of the C stack).
-    let wasix = imports_wasix_stack_calls(&info);
-    let secondary_memory = options.secondary_memory;
-    let (memory, memory64) = match (secondary_memory, &options.memory) {
-        (Some(_), Some(_)) => {
-            return Err(Error::new(
-                ErrorKind::BadOptions,
-                "--memory and --secondary-memory exclude each other",
-            ))
-        }
-        (Some(pages), None) => {
-            if pages == 0 || pages > 65536 {
-                return Err(Error::new(
-                    ErrorKind::BadOptions,
-                    format!("--secondary-memory={pages}: give between 1 and 65536 pages"),
-                ));
-            }
-            (info.memories.len() as u32, false)
-        }
-        (None, Some(name)) => {
-            let m = info.find_memory(name)?;
-            (m, info.memories[m as usize].memory64)
-        }
-        (None, None) => match info.memories.first() {
-            Some(m) => (0, m.memory64),
-            None => {
-                return Err(Error::new(
-                    ErrorKind::BadOptions,
-                    "the module has no memory to hold the unwind buffer; \
-                     use --secondary-memory to add one",
-                ))
-            }
-        },
-    };
-    // A module for a WASIX host: the host must find its C stack (exports),
-    // and, with the buffer in memory 0, the free part of that stack.
-    let stack = StackLayout::find(&info, &scans);
-    let for_wasix_host = options.export_stack_globals || wasix;
-    if for_wasix_host && !options.embed_runtime && secondary_memory.is_none() && memory == 0 {
-        check_stack_for_wasix_host(&stack)?;
-    }
-    let grow_hook = wasix && !options.embed_runtime;
-    let max_memory = options
-        .embed_max_memory
-        .unwrap_or(embed::DEFAULT_MAX_MEMORY);
-    let addr = if memory64 {
-        wasmparser::ValType::I64
-    } else {
-        wasmparser::ValType::I32
-    };
-
-    // Function indices: `asyncify.*` imports are removed, the runtime appended.
-    // With --embed-runtime the WASIX stack imports go too: the embedded
-    // runtime's functions, appended after the Asyncify runtime, replace them.
-    let stack_calls: Vec<Option<embed::StackCall>> = (0..info.num_funcs() as usize)
-        .map(|f| {
-            let import = info.imports.get(f).filter(|_| options.embed_runtime)?;
-            embed::stack_call(import)
-        })
-        .collect();
-    let removed: Vec<bool> = (0..info.num_funcs() as usize)
-        .map(|f| {
-            analysis.runtime_imports.get(f).copied().flatten().is_some() || stack_calls[f].is_some()
-        })
-        .collect();
-    let n_removed = removed.iter().filter(|r| **r).count() as u32;
-    let funcs = runtime::layout_funcs(info.num_funcs() - n_removed, options.asserts);
-    let embedded = if options.embed_runtime {
-        let first = funcs.start_unwind + runtime::count(options.asserts);
-        Some(embed::Embed::plan(
-            &info,
-            &stack,
-            &analysis.instrumented,
-            first,
-            max_memory,
-        )?)
-    } else {
-        None
-    };
-    let mut before = 0;
-    let func_map: Vec<u32> = (0..info.num_funcs())
-        .map(|f| {
-            use analysis::unwind::RuntimeImport as R;
-            let mapped = match analysis.runtime_imports.get(f as usize).copied().flatten() {
-                Some(R::StartUnwind) => funcs.start_unwind,
-                Some(R::StopUnwind) => funcs.stop_unwind,
-                Some(R::StartRewind) => funcs.start_rewind,
-                Some(R::StopRewind) => funcs.stop_rewind,
-                Some(R::GetState) => funcs.get_state,
-                None => match (&embedded, stack_calls[f as usize]) {
-                    (Some(e), Some(call)) => e.target(call),
-                    _ => f - before,
-                },
-            };
-            if removed[f as usize] {
-                before += 1;
-            }
-            mapped
-        })
-        .collect();
-    let n_globals = info.globals.len() as u32;
-    let (state_global, globals_from, globals_by) = if options.import_globals {
-        (info.imported_globals, info.imported_globals, 2)
-    } else {
-        (n_globals, u32::MAX, 0)
-    };
-
-    let mut types = TypeInterner::new(&info);
-    runtime::intern_types(&mut types, addr);
-    if let Some(e) = &embedded {
-        e.intern_types(&mut types);
-    }
-    let identity_indices =
-        globals_by == 0 && func_map.iter().enumerate().all(|(i, &f)| f == i as u32);
-    let mut ctx = Ctx {
-        identity_indices,
-        func_map,
-        globals_from,
-        globals_by,
-        state_global,
-        data_global: state_global + 1,
-        memory,
-        growth: match (&embedded, grow_hook) {
-            (Some(e), _) => BufferGrowth::Call {
-                func: e.grow_buffer(),
-            },
-            (None, true) => BufferGrowth::HostHook {
-                table: info.tables.len() as u32,
-            },
-            (None, false) => BufferGrowth::Fixed,
-        },
-        memory64,
-        funcs,
-        types,
-        asserts: options.asserts,
-        runtime_import: removed.clone(),
-        info: &info,
-    };
+    let buffer = BufferPlacement::decide(&info, &options)?;
     let n_bodies = info.bodies.len();
-    let rewritten = instrument::rewrite_functions(&mut ctx, &analysis, &|done| {
+    let total = 2 * n_bodies + 1;
+    progress(0, total);
+
+    let scans = analysis::scan::scan_functions(&info)?;
+    progress(n_bodies, total);
+    let analysis = analysis::unwind::analyze(&info, &scans, &options)?;
+    let mut layout = OutputLayout::decide(&info, &scans, &analysis, &options, buffer)?;
+    let rewritten = instrument::rewrite_functions(&mut layout.ctx, &analysis, &|done| {
         progress(n_bodies + done, total)
     })?;
-    let mut added = runtime::build(&ctx);
-    let mut embedded_runtime_size = 0;
-    if let Some(e) = &embedded {
-        let funcs = e.functions(&ctx)?;
-        embedded_runtime_size = funcs.iter().map(|f| f.body.len()).sum();
-        added.extend(funcs);
-    }
+    let (out, embedded_runtime_size, dropped) = write(&layout, &rewritten.bodies, &options)?;
+    validate_output(&out)?;
+    progress(total, total);
 
-    let mut exports: Vec<(String, ExportKind, u32)> = added
-        .iter()
-        .enumerate()
-        .filter_map(|(i, f)| {
-            f.export.map(|name| {
-                (
-                    name.to_string(),
-                    ExportKind::Func,
-                    funcs.start_unwind + i as u32,
-                )
-            })
-        })
+    let names: Vec<String> = (0..info.num_funcs())
+        .map(|f| info.func_display_name(f))
         .collect();
-    if options.export_globals {
-        exports.push((
-            "__asyncify_state".into(),
-            ExportKind::Global,
-            ctx.state_global,
-        ));
-        exports.push((
-            "__asyncify_data".into(),
-            ExportKind::Global,
-            ctx.data_global,
-        ));
-    }
-    if secondary_memory.is_some() {
-        exports.push(("asyncify_memory".into(), ExportKind::Memory, memory));
-    }
-    if grow_hook {
-        exports.push((
-            runtime::GROW_HOOK_EXPORT.into(),
-            ExportKind::Table,
-            info.tables.len() as u32,
-        ));
-    }
-    let mut extra_globals = embedded.as_ref().map(|e| e.globals()).unwrap_or_default();
-    if for_wasix_host {
-        exports.extend(stack_global_exports(&info, &ctx, &stack));
-        if stack.bottom() == StackBottom::StackFirst && stack.low.is_none() {
-            // The stack comes first: say so, rather than let the host fall
-            // back on address 0 with a warning that it may corrupt memory.
-            let index = ctx.extra_global(extra_globals.len());
-            extra_globals.push(emit::ExtraGlobal::constant(
-                "__stack_low",
-                info.memories.first().is_some_and(|m| m.memory64),
-                0,
-            ));
-            exports.push(("__stack_low".into(), ExportKind::Global, index));
-        }
-    }
+    let decisions = decisions(&info, &analysis, &names);
     let mut warnings = analysis.warnings.clone();
-    if embedded.as_ref().is_some_and(|e| !e.found_allocator()) {
+    if layout
+        .embedded
+        .as_ref()
+        .is_some_and(|e| !e.found_allocator())
+    {
         warnings.push(
             "--embed-runtime: no `malloc` found (by export or name): if the program calls \
              setjmp before its first malloc, wasi-libc's 2022 malloc may take the runtime's \
@@ -461,48 +272,8 @@ pub fn instrument_with_progress(
                 .to_string(),
         );
     }
-
-    let (out, dropped) = emit::write(
-        &ctx,
-        &info,
-        emit::Additions {
-            funcs: added,
-            bodies: &rewritten.bodies,
-            exports,
-            import_globals: options.import_globals,
-            secondary_memory,
-            renumbered: n_removed > 0,
-            removed,
-            dropped: Vec::new(),
-            entry_wrappers: embedded
-                .as_ref()
-                .map(|e| e.entry_wrappers())
-                .unwrap_or_default(),
-            extra_globals,
-            grow_hook,
-        },
-    );
-    let mut validator = wasmparser::Validator::new_with_features(module_info::features());
-    if let Err(e) = validator.validate_all(&out) {
-        return Err(Error::new(
-            ErrorKind::Internal,
-            format!(
-                "wasm-rewind produced an invalid module, which is a bug in wasm-rewind \
-                 (please report it with the input): {} (at offset {:#x} of the output)",
-                e.message(),
-                e.offset()
-            ),
-        ));
-    }
-
-    progress(total, total);
-
-    let names: Vec<String> = (0..info.num_funcs())
-        .map(|f| info.func_display_name(f))
-        .collect();
-    let decisions = decisions(&info, &analysis, &names);
     let stats = Stats {
-        functions: info.bodies.len(),
+        functions: n_bodies,
         instrumented_functions: decisions.iter().filter(|d| d.instrumented).count(),
         resumable_call_sites: rewritten.sites,
         frame_layouts: rewritten.layouts,
@@ -526,33 +297,60 @@ pub fn instrument_with_progress(
     })
 }
 
-/// The options `--embed-runtime` runs with: the WASIX stack calls are the
-/// only unwinding imports unless a list is given (nothing else can complete
-/// an unwind without a host), and the buffer placement is the runtime's.
-fn embed_options(options: &Options) -> Result<Options> {
-    let clash = if options.memory.is_some() {
-        Some("--memory")
-    } else if options.secondary_memory.is_some() {
-        Some("--secondary-memory")
-    } else if options.import_globals {
-        Some("--import-globals")
-    } else {
-        None
-    };
-    if let Some(flag) = clash {
-        return Err(Error::new(
-            ErrorKind::BadOptions,
+/// Builds the added functions and writes the module: returns it, the code
+/// size of the embedded runtime, and the custom sections dropped.
+fn write(
+    layout: &OutputLayout<'_>,
+    bodies: &[Option<Vec<u8>>],
+    options: &Options,
+) -> Result<(Vec<u8>, usize, Vec<String>)> {
+    let ctx = &layout.ctx;
+    let mut added = runtime::build(ctx);
+    let mut embedded_runtime_size = 0;
+    if let Some(e) = &layout.embedded {
+        let funcs = e.functions(ctx)?;
+        embedded_runtime_size = funcs.iter().map(|f| f.body.len()).sum();
+        added.extend(funcs);
+    }
+    let (exports, extra_globals) = layout.exports_and_globals(&added, options);
+    let (out, dropped) = emit::write(
+        ctx,
+        ctx.info,
+        emit::Additions {
+            funcs: added,
+            bodies,
+            exports,
+            import_globals: options.import_globals,
+            secondary_memory: layout.buffer.secondary_pages,
+            renumbered: layout.renumbered(),
+            removed: layout.removed.clone(),
+            dropped: Vec::new(),
+            entry_wrappers: layout
+                .embedded
+                .as_ref()
+                .map(|e| e.entry_wrappers())
+                .unwrap_or_default(),
+            extra_globals,
+            grow_hook: layout.grow_hook,
+        },
+    );
+    Ok((out, embedded_runtime_size, dropped))
+}
+
+/// Validates the output: an invalid module is our bug, never the user's.
+fn validate_output(out: &[u8]) -> Result<()> {
+    let mut validator = wasmparser::Validator::new_with_features(module_info::features());
+    validator.validate_all(out).map(|_| ()).map_err(|e| {
+        Error::new(
+            ErrorKind::Internal,
             format!(
-                "--embed-runtime places its buffer and state itself; drop {flag} \
-                 (it is for a host that drives the Asyncify exports)"
+                "wasm-rewind produced an invalid module, which is a bug in wasm-rewind \
+                 (please report it with the input): {} (at offset {:#x} of the output)",
+                e.message(),
+                e.offset()
             ),
-        ));
-    }
-    let mut options = options.clone();
-    if options.imports.is_none() {
-        options.imports = Some(WASIX_STACK_IMPORTS.iter().map(|s| s.to_string()).collect());
-    }
-    Ok(options)
+        )
+    })
 }
 
 fn refuse_instrumented(info: &ModuleInfo<'_>) -> Result<()> {
@@ -573,58 +371,6 @@ fn refuse_instrumented(info: &ModuleInfo<'_>) -> Result<()> {
                 "the module is already instrumented for unwinding (it has `{marker}`); \
                  instrument the original module instead"
             ),
-        ));
-    }
-    Ok(())
-}
-
-/// Whether the module imports `stack_checkpoint`, `stack_restore` or
-/// `stack_rewind` from `wasix_32v1` or `wasix_64v1`.
-fn imports_wasix_stack_calls(info: &ModuleInfo<'_>) -> bool {
-    info.imports
-        .iter()
-        .any(|i| WASIX_STACK_IMPORTS.contains(&i.qualified().as_str()))
-}
-
-/// Exports for the stack globals the module has but does not export under
-/// their own names.
-fn stack_global_exports(
-    info: &ModuleInfo<'_>,
-    ctx: &Ctx<'_>,
-    stack: &StackLayout,
-) -> Vec<(String, ExportKind, u32)> {
-    stack
-        .named()
-        .into_iter()
-        .filter(|(name, _)| !info.exports_name(name))
-        .map(|(name, g)| {
-            let index = if g.index >= ctx.globals_from {
-                g.index + ctx.globals_by
-            } else {
-                g.index
-            };
-            (name.to_string(), ExportKind::Global, index)
-        })
-        .collect()
-}
-
-/// Refuses a module whose C stack a WASIX host (Wasmer) could not find
-/// safely, naming the link flags that fix it.
-fn check_stack_for_wasix_host(stack: &StackLayout) -> Result<()> {
-    if stack.pointer.is_none() {
-        return Err(Error::unsupported(
-            "cannot find the module's `__stack_pointer` (not exported, no name section, and no \
-             function prologue lowers a single global), and a WASIX host such as Wasmer needs it \
-             to checkpoint the stack: link with -Wl,--export=__stack_pointer",
-        ));
-    }
-    if stack.bottom() == StackBottom::Unknown {
-        return Err(Error::unsupported(
-            "the module does not say where its C stack begins (no `__stack_low` or \
-             `__data_end` global, and its data lies below the stack), so a WASIX host such as \
-             Wasmer would unwind over its data: link with -Wl,--export=__stack_low (clang 16 \
-             or later; -Wl,--export=__data_end before that), or use --embed-runtime, which \
-             needs neither",
         ));
     }
     Ok(())

@@ -5,6 +5,9 @@
 //! this struct one to one. Lists are already split: the CLI expands `@file`
 //! response files and commas before they get here.
 
+use crate::error::{Error, ErrorKind, Result};
+use std::borrow::Cow;
+
 /// How the pass decides what can unwind and how it lays out its runtime.
 ///
 /// `Options::default()` is Binaryen's default: every import and every indirect
@@ -65,16 +68,7 @@ pub struct Options {
     pub embed_max_memory: Option<u64>,
 }
 
-/// The import list of `--preset wasix`: the WASIX stack calls, in both the 32-bit
-/// and the 64-bit module, under both names of the restore call.
-pub const WASIX_STACK_IMPORTS: &[&str] = &[
-    "wasix_32v1.stack_checkpoint",
-    "wasix_32v1.stack_restore",
-    "wasix_32v1.stack_rewind",
-    "wasix_64v1.stack_checkpoint",
-    "wasix_64v1.stack_restore",
-    "wasix_64v1.stack_rewind",
-];
+pub use crate::abi::WASIX_STACK_IMPORTS;
 
 impl Options {
     /// The options of `--preset wasix`: only the WASIX stack imports unwind, and
@@ -86,6 +80,68 @@ impl Options {
             ..Options::default()
         }
     }
+}
+
+impl Options {
+    /// Checks the options against each other, before any module is read, and
+    /// returns the ones the pass runs with: under `embed_runtime`, the WASIX
+    /// stack calls are the only unwinding imports unless a list is given
+    /// (nothing else can complete an unwind without a host).
+    ///
+    /// Every check that does not need the module is here, so a contradiction
+    /// is reported at once rather than after every body has been validated.
+    pub(crate) fn checked(&self) -> Result<Cow<'_, Options>> {
+        if self.only.is_some() && (!self.add.is_empty() || !self.remove.is_empty()) {
+            return Err(bad(
+                "--only cannot be combined with --add or --remove (it already decides every \
+                 function)",
+            ));
+        }
+        if let Some(pages) = self.secondary_memory {
+            if self.memory.is_some() {
+                return Err(bad("--memory and --secondary-memory exclude each other"));
+            }
+            if pages == 0 || pages > 65536 {
+                return Err(bad(format!(
+                    "--secondary-memory={pages}: give between 1 and 65536 pages"
+                )));
+            }
+        }
+        if let Some(bytes) = self.embed_max_memory {
+            if bytes < 65536 {
+                return Err(bad(format!(
+                    "--embed-max-memory={bytes}: give at least 65536 bytes (one page)"
+                )));
+            }
+        }
+        if !self.embed_runtime {
+            return Ok(Cow::Borrowed(self));
+        }
+        let clash = if self.memory.is_some() {
+            Some("--memory")
+        } else if self.secondary_memory.is_some() {
+            Some("--secondary-memory")
+        } else if self.import_globals {
+            Some("--import-globals")
+        } else {
+            None
+        };
+        if let Some(flag) = clash {
+            return Err(bad(format!(
+                "--embed-runtime places its buffer and state itself; drop {flag} \
+                 (it is for a host that drives the Asyncify exports)"
+            )));
+        }
+        let mut options = self.clone();
+        if options.imports.is_none() {
+            options.imports = Some(WASIX_STACK_IMPORTS.iter().map(|s| s.to_string()).collect());
+        }
+        Ok(Cow::Owned(options))
+    }
+}
+
+fn bad(message: impl Into<String>) -> Error {
+    Error::new(ErrorKind::BadOptions, message)
 }
 
 /// Whether `name` matches `pattern`, where `*` in the pattern matches any run of

@@ -386,3 +386,48 @@ fn modules_calling_wasix_stack_functions_export_their_stack_and_keep_the_buffer_
         "{names:?}"
     );
 }
+
+/// Contradictory options are reported before any function body is read, so
+/// a user waiting on a large module learns of them at once: here the only
+/// body is invalid, and the error is still about the options.
+#[test]
+fn options_are_checked_before_bodies() {
+    // `wat` checks syntax, not types: `i32.add` on an empty stack encodes.
+    let wasm = wat::parse_str("(module (memory 1) (func i32.add drop))").unwrap();
+    let body_error = instrument(&wasm, &Options::default()).unwrap_err();
+    assert_ne!(body_error.kind(), ErrorKind::BadOptions, "{body_error}");
+    let bad = [
+        Options {
+            only: Some(vec!["f".into()]),
+            remove: vec!["g".into()],
+            ..Options::default()
+        },
+        Options {
+            memory: Some("0".into()),
+            secondary_memory: Some(1),
+            ..Options::default()
+        },
+        Options {
+            secondary_memory: Some(0),
+            ..Options::default()
+        },
+        Options {
+            embed_runtime: true,
+            import_globals: true,
+            ..Options::default()
+        },
+        Options {
+            embed_runtime: true,
+            embed_max_memory: Some(4096),
+            ..Options::default()
+        },
+        Options {
+            memory: Some("nope".into()),
+            ..Options::default()
+        },
+    ];
+    for options in bad {
+        let err = instrument(&wasm, &options).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::BadOptions, "{options:?}: {err}");
+    }
+}

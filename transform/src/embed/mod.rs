@@ -117,12 +117,6 @@ impl Embed {
         first: u32,
         max_memory: u64,
     ) -> Result<Embed> {
-        if max_memory < 65536 {
-            return Err(Error::new(
-                ErrorKind::BadOptions,
-                format!("--embed-max-memory={max_memory}: give at least 65536 bytes (one page)"),
-            ));
-        }
         if info.imports.iter().any(|i| {
             i.module == "wasix_64v1"
                 && stack_call(&FuncImport {
