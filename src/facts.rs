@@ -15,17 +15,8 @@
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::collections::{BTreeSet, HashMap};
-use wasm_rewind_transform::{analysis, module_info, Options, WASIX_STACK_IMPORTS};
+use wasm_rewind_transform::{abi, analysis, module_info, Options, WASIX_STACK_IMPORTS};
 use wasmparser::{ExternalKind, KnownCustom, Name, Operator, Payload, TypeRef};
-
-/// The five functions an instrumented module exports.
-pub const ASYNCIFY_EXPORTS: [&str; 5] = [
-    "asyncify_start_unwind",
-    "asyncify_stop_unwind",
-    "asyncify_start_rewind",
-    "asyncify_stop_rewind",
-    "asyncify_get_state",
-];
 
 /// The producers entry our emitter adds (`processed-by`).
 const OUR_PRODUCER: &str = "wasm-rewind";
@@ -136,7 +127,7 @@ const STATE_TEST_WINDOW: usize = 4;
 pub fn facts(wasm: &[u8]) -> Result<Facts> {
     let scan = scan(wasm).context("cannot read the module")?;
     let exported = |name: &str| scan.exports.iter().find(|(n, _, _)| n == name);
-    let has_runtime = ASYNCIFY_EXPORTS.iter().all(|n| exported(n).is_some());
+    let has_runtime = abi::CONTROL_EXPORTS.iter().all(|n| exported(n).is_some());
     let ours_version = scan
         .producers
         .iter()
@@ -215,13 +206,13 @@ fn from_code(scan: &Scan) -> (Vec<u32>, Vec<u32>) {
         .or_else(|| {
             scan.global_names
                 .iter()
-                .find(|(_, n)| n.as_str() == "__asyncify_state")
+                .find(|(_, n)| n.as_str() == abi::STATE_GLOBAL)
                 .map(|(g, _)| *g)
         });
     let Some(state) = state else {
         return (Vec::new(), Vec::new());
     };
-    let runtime: BTreeSet<u32> = ASYNCIFY_EXPORTS
+    let runtime: BTreeSet<u32> = abi::CONTROL_EXPORTS
         .iter()
         .filter_map(|n| export_index(n))
         .collect();
@@ -284,8 +275,8 @@ fn shim(scan: &Scan, instrumented: bool, wasix_imports: Vec<String>) -> Shim {
         "missing"
     };
     let memory_exported = exported("memory", ExternalKind::Memory);
-    let buffer = if exported("asyncify_memory", ExternalKind::Memory) {
-        "asyncify_memory"
+    let buffer = if exported(abi::SECONDARY_MEMORY_EXPORT, ExternalKind::Memory) {
+        abi::SECONDARY_MEMORY_EXPORT
     } else {
         "memory0"
     };
@@ -314,7 +305,7 @@ fn shim(scan: &Scan, instrumented: bool, wasix_imports: Vec<String>) -> Shim {
                         .to_string(),
                 );
             }
-            if buffer == "asyncify_memory" {
+            if buffer == abi::SECONDARY_MEMORY_EXPORT {
                 wasmer_problems.push(
                     "Wasmer: the unwind buffer is in `asyncify_memory`, but Wasmer writes it \
                      in memory 0: instrument without --secondary-memory"

@@ -13,6 +13,7 @@ use crate::driver::{self, Guest, Mem, ShimState};
 use crate::error::ShimError;
 use crate::snapshot::GlobalValue;
 use std::sync::Arc;
+use wasm_rewind_transform::abi;
 use wasmtime::{
     AsContextMut, Caller, ExternType, Func, Global, Instance, Linker, Memory, Module, Mutability,
     Ref, Store, Table, TypedFunc, Val,
@@ -48,24 +49,11 @@ enum AddrFunc {
     I64(TypedFunc<i64, ()>),
 }
 
-/// Names of the exports every instrumented module has.
-const CONTROL_EXPORTS: [&str; 5] = [
-    "asyncify_get_state",
-    "asyncify_start_unwind",
-    "asyncify_stop_unwind",
-    "asyncify_start_rewind",
-    "asyncify_stop_rewind",
-];
-
 /// Whether `module` imports the WASIX stack calls (and so needs the shim).
 pub fn needs_shim(module: &Module) -> bool {
-    module.imports().any(|i| {
-        matches!(i.module(), "wasix_32v1" | "wasix_64v1")
-            && matches!(
-                i.name(),
-                "stack_checkpoint" | "stack_restore" | "stack_rewind"
-            )
-    })
+    module
+        .imports()
+        .any(|i| abi::is_wasix_stack_import(i.module(), i.name()))
 }
 
 /// Refuses, before anything runs, a module that calls the WASIX stack
@@ -75,7 +63,7 @@ pub fn check_module(module: &Module) -> Result<(), ShimError> {
         return Ok(());
     }
     let has = |name: &str| module.get_export(name).is_some();
-    if let Some(missing) = CONTROL_EXPORTS.iter().find(|n| !has(n)) {
+    if let Some(missing) = abi::CONTROL_EXPORTS.iter().find(|n| !has(n)) {
         return Err(ShimError::NotInstrumented {
             missing: missing.to_string(),
         });
@@ -103,12 +91,12 @@ pub fn check_module(module: &Module) -> Result<(), ShimError> {
 impl Exports {
     fn resolve<T>(store: &mut Store<T>, instance: &Instance) -> Option<Exports> {
         let memory = instance.get_memory(&mut *store, "memory")?;
-        let buffer_memory = instance.get_memory(&mut *store, "asyncify_memory");
+        let buffer_memory = instance.get_memory(&mut *store, abi::SECONDARY_MEMORY_EXPORT);
         let memory64 = buffer_memory.unwrap_or(memory).ty(&*store).is_64();
         let mut typed0 = |n: &str| instance.get_typed_func::<(), ()>(&mut *store, n).ok();
-        let (stop_unwind, stop_rewind) = (typed0(CONTROL_EXPORTS[2])?, typed0(CONTROL_EXPORTS[4])?);
+        let (stop_unwind, stop_rewind) = (typed0(abi::STOP_UNWIND)?, typed0(abi::STOP_REWIND)?);
         let get_state = instance
-            .get_typed_func::<(), i32>(&mut *store, CONTROL_EXPORTS[0])
+            .get_typed_func::<(), i32>(&mut *store, abi::GET_STATE)
             .ok()?;
         let mut addr = |n: &str| {
             if memory64 {
@@ -123,7 +111,7 @@ impl Exports {
                     .map(AddrFunc::I32)
             }
         };
-        let (start_unwind, start_rewind) = (addr(CONTROL_EXPORTS[1])?, addr(CONTROL_EXPORTS[3])?);
+        let (start_unwind, start_rewind) = (addr(abi::START_UNWIND)?, addr(abi::START_REWIND)?);
         let stack_pointer = instance.get_global(&mut *store, "__stack_pointer")?;
         let grow_hook = instance.get_table(&mut *store, GROW_HOOK);
         let names: Vec<String> = instance

@@ -200,8 +200,8 @@ impl<'c, 'a> Writer<'c, 'a> {
     fn added_imports(&self, imports: &mut ImportSection) {
         if self.add.import_globals {
             let [s, d] = self.state_global_types();
-            imports.import("env", "__asyncify_state", EntityType::Global(s));
-            imports.import("env", "__asyncify_data", EntityType::Global(d));
+            imports.import("env", crate::abi::STATE_GLOBAL, EntityType::Global(s));
+            imports.import("env", crate::abi::DATA_GLOBAL, EntityType::Global(d));
         }
     }
 
@@ -467,8 +467,8 @@ impl<'c, 'a> Writer<'c, 'a> {
 
     fn added_global_names(&self) -> Vec<(u32, String)> {
         let mut names = vec![
-            (self.ctx.state_global, "__asyncify_state".to_string()),
-            (self.ctx.data_global, "__asyncify_data".to_string()),
+            (self.ctx.state_global, crate::abi::STATE_GLOBAL.to_string()),
+            (self.ctx.data_global, crate::abi::DATA_GLOBAL.to_string()),
         ];
         for (i, g) in self.add.extra_globals.iter().enumerate() {
             names.push((self.ctx.extra_global(i), g.name.clone()));

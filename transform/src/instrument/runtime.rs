@@ -17,14 +17,8 @@ use super::{BufferGrowth, Ctx, RuntimeFuncs, TypeInterner};
 use wasm_encoder::{BlockType, Function, Instruction, MemArg, ValType as EncType};
 use wasmparser::ValType;
 
-/// Name of the function called when a frame does not fit in the buffer: it
-/// asks the host for room through the grow hook, or traps.
-pub const OVERFLOW_FUNCTION: &str = "__wasm_rewind_buffer_overflow";
-/// Export name of the grow hook: a table of one `funcref`, null until a host
-/// that can grow the buffer puts a `(func (param needed: addr))` in it.
-pub const GROW_HOOK_EXPORT: &str = "__wasm_rewind_grow_hook";
-/// Name of the function that traps when `--asserts` finds an unexpected unwind.
-pub const ASSERT_FUNCTION: &str = "__wasm_rewind_assert_failed";
+use crate::abi;
+pub use crate::abi::{ASSERT_FUNCTION, GROW_HOOK_EXPORT, OVERFLOW_FUNCTION};
 
 /// One added function: its debug name, type index, body, and export name.
 pub struct AddedFunction {
@@ -81,34 +75,34 @@ pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
     let b = Builder { ctx };
     let mut funcs = vec![
         AddedFunction {
-            name: "asyncify_start_unwind".into(),
+            name: abi::START_UNWIND.into(),
             ty: ptr_to_unit,
             body: b.control(1, true),
-            export: Some("asyncify_start_unwind"),
+            export: Some(abi::START_UNWIND),
         },
         AddedFunction {
-            name: "asyncify_stop_unwind".into(),
+            name: abi::STOP_UNWIND.into(),
             ty: unit,
             body: b.control(0, false),
-            export: Some("asyncify_stop_unwind"),
+            export: Some(abi::STOP_UNWIND),
         },
         AddedFunction {
-            name: "asyncify_start_rewind".into(),
+            name: abi::START_REWIND.into(),
             ty: ptr_to_unit,
             body: b.control(2, true),
-            export: Some("asyncify_start_rewind"),
+            export: Some(abi::START_REWIND),
         },
         AddedFunction {
-            name: "asyncify_stop_rewind".into(),
+            name: abi::STOP_REWIND.into(),
             ty: unit,
             body: b.control(0, false),
-            export: Some("asyncify_stop_rewind"),
+            export: Some(abi::STOP_REWIND),
         },
         AddedFunction {
-            name: "asyncify_get_state".into(),
+            name: abi::GET_STATE.into(),
             ty: to_i32,
             body: b.get_state(),
-            export: Some("asyncify_get_state"),
+            export: Some(abi::GET_STATE),
         },
         AddedFunction {
             name: "__wasm_rewind_push_frame".into(),

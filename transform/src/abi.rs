@@ -1,0 +1,89 @@
+//! The names of the Asyncify ABI and of our additions to it, in one place:
+//! the pass writes them, and the shim, `inspect` and the recogniser of
+//! instrumented modules look for them.
+
+/// Starts unwinding into the buffer whose `{pos, end}` header is at the
+/// given address: `asyncify_start_unwind(ptr)`.
+pub const START_UNWIND: &str = "asyncify_start_unwind";
+/// Ends an unwind once the stack is back at the host: `asyncify_stop_unwind()`.
+pub const STOP_UNWIND: &str = "asyncify_stop_unwind";
+/// Starts rewinding from the buffer at the given address:
+/// `asyncify_start_rewind(ptr)`.
+pub const START_REWIND: &str = "asyncify_start_rewind";
+/// Ends a rewind, called from the innermost resumed call:
+/// `asyncify_stop_rewind()`.
+pub const STOP_REWIND: &str = "asyncify_stop_rewind";
+/// Reads the state (0 normal, 1 unwinding, 2 rewinding):
+/// `asyncify_get_state() -> i32`.
+pub const GET_STATE: &str = "asyncify_get_state";
+
+/// The five control functions every instrumented module exports, in the
+/// order the pass adds them.
+pub const CONTROL_EXPORTS: [&str; 5] = [
+    START_UNWIND,
+    STOP_UNWIND,
+    START_REWIND,
+    STOP_REWIND,
+    GET_STATE,
+];
+
+/// The state global (exported with `--export-globals`, imported from `env`
+/// with `--import-globals`).
+pub const STATE_GLOBAL: &str = "__asyncify_state";
+/// The global holding the address of the `{pos, end}` header.
+pub const DATA_GLOBAL: &str = "__asyncify_data";
+
+/// The memory `--secondary-memory` adds for the buffer, exported under this
+/// name (as Binaryen's `asyncify-in-secondary-memory` does).
+pub const SECONDARY_MEMORY_EXPORT: &str = "asyncify_memory";
+
+/// Name of the function called when a frame does not fit in the buffer: it
+/// asks the host for room through the grow hook, or traps.
+pub const OVERFLOW_FUNCTION: &str = "__wasm_rewind_buffer_overflow";
+/// Export name of the grow hook: a table of one `funcref`, null until a host
+/// that can grow the buffer puts a `(func (param needed: addr))` in it.
+pub const GROW_HOOK_EXPORT: &str = "__wasm_rewind_grow_hook";
+/// Name of the function that traps when `--asserts` finds an unexpected unwind.
+pub const ASSERT_FUNCTION: &str = "__wasm_rewind_assert_failed";
+
+/// The WASIX stack calls, in both the 32-bit and the 64-bit module, under
+/// both names of the restore call: the imports `--preset wasix` lets unwind
+/// and the shim serves.
+pub const WASIX_STACK_IMPORTS: &[&str] = &[
+    "wasix_32v1.stack_checkpoint",
+    "wasix_32v1.stack_restore",
+    "wasix_32v1.stack_rewind",
+    "wasix_64v1.stack_checkpoint",
+    "wasix_64v1.stack_restore",
+    "wasix_64v1.stack_rewind",
+];
+
+/// Whether `module.name` is one of [`WASIX_STACK_IMPORTS`].
+pub fn is_wasix_stack_import(module: &str, name: &str) -> bool {
+    matches!(module, "wasix_32v1" | "wasix_64v1")
+        && matches!(name, "stack_checkpoint" | "stack_restore" | "stack_rewind")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wasix_predicate_matches_the_list() {
+        for module in ["wasix_32v1", "wasix_64v1", "wasi_snapshot_preview1", "env"] {
+            for name in [
+                "stack_checkpoint",
+                "stack_restore",
+                "stack_rewind",
+                "fd_write",
+            ] {
+                let listed = WASIX_STACK_IMPORTS.contains(&format!("{module}.{name}").as_str());
+                assert_eq!(
+                    is_wasix_stack_import(module, name),
+                    listed,
+                    "{module}.{name}"
+                );
+            }
+        }
+    }
+}
