@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use std::io::{IsTerminal, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Where a module comes from: a file, or stdin when the path is `-`.
 #[derive(Clone, Debug)]
@@ -89,44 +89,7 @@ impl Output {
                 return Ok(());
             }
         };
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        // Same directory as the destination, so the final rename cannot cross
-        // file systems and is atomic.
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| {
-            format!(
-                "failed to create a temporary file in `{}` for the output",
-                dir.display()
-            )
-        })?;
-        tmp.write_all(bytes)
-            .and_then(|()| tmp.as_file().sync_all())
-            .with_context(|| format!("failed to write `{}`", tmp.path().display()))?;
-        set_output_permissions(tmp.as_file(), path)?;
-        tmp.persist(path)
-            .map_err(|e| e.error)
-            .with_context(|| format!("failed to write output file `{}`", path.display()))?;
-        Ok(())
+        wasm_rewind_transform::write_file_atomically(path, bytes)
+            .with_context(|| format!("failed to write output file `{}`", path.display()))
     }
-}
-
-/// Temporary files are created owner-only (0600); an output module should
-/// look like any other file the user creates: keep the mode of the file being
-/// replaced, else 0644.
-#[cfg(unix)]
-fn set_output_permissions(file: &std::fs::File, dest: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let perms = match std::fs::metadata(dest) {
-        Ok(m) => m.permissions(),
-        Err(_) => std::fs::Permissions::from_mode(0o644),
-    };
-    file.set_permissions(perms)
-        .with_context(|| format!("failed to set the permissions of `{}`", dest.display()))
-}
-
-#[cfg(not(unix))]
-fn set_output_permissions(_file: &std::fs::File, _dest: &Path) -> Result<()> {
-    Ok(())
 }

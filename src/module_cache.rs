@@ -85,10 +85,7 @@ fn store(path: &Path, module: &Module) -> Result<()> {
     let dir = path.parent().context("cache path has a directory")?;
     std::fs::create_dir_all(dir)?;
     let bytes = module.serialize().map_err(anyhow::Error::from)?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-    std::io::Write::write_all(&mut tmp, &bytes)?;
-    tmp.persist(path)?;
-    Ok(())
+    Ok(wasm_rewind_transform::write_file_atomically(path, &bytes)?)
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@
 
 use crate::{instrument, Error, Instrumented, Options, Result};
 use std::fmt;
-use std::io::Write;
+
 use std::path::{Path, PathBuf};
 
 /// A progress callback: `(done, total)` units of work.
@@ -261,7 +261,7 @@ impl Instrument {
             input: input.to_path_buf(),
             source,
         })?;
-        write_atomically(output, &done.wasm).map_err(|e| io(output, e))?;
+        crate::atomic_file::write_file_atomically(output, &done.wasm).map_err(|e| io(output, e))?;
         Ok(done)
     }
 }
@@ -303,44 +303,6 @@ impl std::error::Error for FileError {
             FileError::Pass { source, .. } => Some(source),
         }
     }
-}
-
-/// Writes `bytes` to a fresh file beside `path` and renames it over `path`:
-/// the rename is atomic because both are in one directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out.wasm".into());
-    // Unique enough within one process and one directory; `create_new`
-    // refuses to reuse a leftover instead of writing into it.
-    let mut attempt = 0u32;
-    let (tmp, mut file) = loop {
-        let tmp = dir.join(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-        {
-            Ok(f) => break (tmp, f),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 100 => {
-                attempt += 1
-            }
-            Err(e) => return Err(e),
-        }
-    };
-    let written = file
-        .write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written
 }
 
 #[cfg(test)]

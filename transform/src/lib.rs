@@ -101,6 +101,7 @@
 
 pub mod abi;
 pub mod analysis;
+mod atomic_file;
 mod builder;
 mod embed;
 mod emit;
@@ -111,6 +112,7 @@ pub mod module_info;
 mod options;
 mod stack_layout;
 
+pub use atomic_file::write_file_atomically;
 pub use builder::{FileError, Instrument};
 pub use error::{Error, ErrorKind, Result};
 pub use options::{wildcard_match, Options, WASIX_STACK_IMPORTS};
