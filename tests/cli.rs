@@ -6,6 +6,8 @@
 //! memories, names). What the instrumented code does at run time is the
 //! business of `tests/abi.rs` and `tests/corpus.rs`.
 
+#[allow(dead_code)] // only the tool lookup
+mod process;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use wasmtime::{Config, Engine, ExternType, Module, ValType};
@@ -1141,7 +1143,7 @@ fn top_level_help_has_the_three_uses_and_exit_status() {
 /// Binaryen's wasm-opt (`$WASM_OPT` or the PATH), like the ABI tests.
 #[test]
 fn wasm_opt_wrapper_recipe() {
-    let real = std::env::var("WASM_OPT").unwrap_or_else(|_| "wasm-opt".into());
+    let real = process::wasm_opt();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/wasm-opt-wrapper.sh");
     let dir = Dir::new();
     dir.write("in.wasm", wat::parse_str(CHAIN).unwrap());
@@ -1195,7 +1197,12 @@ fn wasm_opt_wrapper_recipe() {
         .args(["in.wasm", "-O1", "-o", "direct.wasm"])
         .current_dir(dir.0.path())
         .status()
-        .unwrap_or_else(|e| panic!("cannot run {real} (install binaryen or set WASM_OPT): {e}"));
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot run {} (install binaryen or set WASM_OPT): {e}",
+                real.display()
+            )
+        });
     assert!(direct.success());
     assert_eq!(dir.read("plain.wasm"), dir.read("direct.wasm"));
 }

@@ -214,14 +214,17 @@ fn binaryen_asyncify(wasm: &[u8]) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.wasm"), dir.path().join("out.wasm"));
     std::fs::write(&input, wasm).unwrap();
-    let wasm_opt = std::env::var("WASM_OPT").unwrap_or_else(|_| "wasm-opt".into());
+    let wasm_opt = process::wasm_opt();
     let status = Command::new(&wasm_opt)
         .arg(&input)
         .args(["--asyncify", "-o"])
         .arg(&output)
         .status()
         .unwrap_or_else(|e| {
-            panic!("`{wasm_opt}` must be installed (Debian: apt-get install binaryen): {e}")
+            panic!(
+                "`{}` must be installed (Debian: apt-get install binaryen): {e}",
+                wasm_opt.display()
+            )
         });
     assert!(status.success(), "wasm-opt --asyncify failed");
     std::fs::read(&output).unwrap()

@@ -156,8 +156,7 @@ impl Variant {
         let out = wasm.with_extension(format!("{}.wasm", self.name()));
         let mut cmd = match self {
             Variant::Binaryen => {
-                let mut cmd =
-                    Command::new(std::env::var_os("WASM_OPT").unwrap_or_else(|| "wasm-opt".into()));
+                let mut cmd = Command::new(process::wasm_opt());
                 cmd.arg(wasm)
                     .args(["--enable-bulk-memory", "--enable-mutable-globals"])
                     .args(["--enable-nontrapping-float-to-int", "--enable-sign-ext"])

@@ -27,7 +27,6 @@
 
 #![allow(dead_code)] // each test crate uses a different part of this module
 
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -151,12 +150,9 @@ pub fn ours_with_imports(imports: &[&str]) -> wasm_rewind_transform::Options {
     }
 }
 
-/// The `wasm-opt` binary: `$WASM_OPT` when set, else the one on `PATH`.
-pub fn wasm_opt() -> PathBuf {
-    std::env::var_os("WASM_OPT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("wasm-opt"))
-}
+#[path = "../process/mod.rs"]
+pub mod process;
+pub use process::wasm_opt;
 
 /// The features every input may use; Binaryen needs them spelled out.
 const BINARYEN_FEATURES: &[&str] = &[

@@ -3,8 +3,18 @@
 //! and a bounded run that captures everything.
 
 use std::io::Read;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// Binaryen's `wasm-opt`, the reference every comparison runs: `$WASM_OPT`
+/// when set, else the one on `PATH`.
+#[allow(dead_code)] // not every test crate runs Binaryen
+pub fn wasm_opt() -> PathBuf {
+    std::env::var_os("WASM_OPT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("wasm-opt"))
+}
 
 /// Fails (never skips) when `tool` cannot be started with `version_flag`,
 /// naming the Debian packages that provide it.
