@@ -2,13 +2,14 @@
 //!
 //! Whether it is instrumented (by us or by Binaryen), which functions are and
 //! which imports can unwind, what the WASIX stack shim will need, and sizes.
-//! The facts come from `facts.rs`; this file only prints them.
+//! The facts come from the library (`wasm_rewind_transform::inspect`); this
+//! file only prints them.
 
-use crate::facts::{facts, Facts};
 use crate::files::Input;
-use anyhow::Result;
+use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
+use wasm_rewind_transform::inspect::{inspect, Facts};
 
 /// Options of `wasm-rewind inspect`.
 #[derive(clap::Args, Debug)]
@@ -40,7 +41,7 @@ impl Opts {
     pub fn run(self) -> Result<()> {
         let input = Input(self.module.clone());
         let wasm = input.read_module()?;
-        let facts = facts(&wasm)?;
+        let facts = inspect(&wasm).context("cannot read the module")?;
         let mut out = std::io::stdout().lock();
         if self.json {
             serde_json::to_writer_pretty(&mut out, &facts)?;

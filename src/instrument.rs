@@ -208,7 +208,7 @@ impl Opts {
 
         output.write(&done.wasm)?;
         if let Some(path) = &self.report {
-            crate::report::write(path, &wasm, &options, &done)?;
+            crate::report::write(path, &done)?;
         }
 
         if !self.quiet {

@@ -2,13 +2,12 @@
 //!
 //! One module per subcommand (`instrument.rs`, `inspect.rs`, `run.rs`), plus
 //! the shared input/output handling (`files.rs`), list parsing (`lists.rs`),
-//! wasm-opt's spelling (`wasm_opt_args.rs`), module facts (`facts.rs`), the
+//! wasm-opt's spelling (`wasm_opt_args.rs`), module facts (the library's `inspect`), the
 //! `--report` JSON (`report.rs`), the progress bar (`progress.rs`) and the
 //! compiled-module cache of `run` (`module_cache.rs`). Errors
 //! are reported like wasm-tools does: `error:` and a numbered `Caused by:`
 //! chain, exit status 1; usage errors exit with 2.
 
-mod facts;
 mod files;
 mod inspect;
 mod instrument;

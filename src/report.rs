@@ -1,15 +1,15 @@
 //! `instrument --report FILE.json`: the facts `inspect` gives about the
 //! output, with the pass's own answers in place of what `inspect` reads from
 //! code (the instrumented functions from its decisions, the unwinding imports
-//! from its analysis of the input with the same options), plus every
+//! from its analysis), plus every
 //! per-function decision and the `--stats` numbers.
 
-use crate::facts::{facts, Facts};
 use crate::files::Output;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
-use wasm_rewind_transform::{analysis, module_info, Instrumented, Options};
+use wasm_rewind_transform::inspect::{inspect, Facts};
+use wasm_rewind_transform::Instrumented;
 
 /// The JSON document.
 #[derive(Serialize)]
@@ -47,15 +47,15 @@ struct Stats<'a> {
 
 /// Writes the report for one run of the pass to `path` (atomically, as the
 /// module itself).
-pub fn write(path: &Path, input: &[u8], options: &Options, done: &Instrumented) -> Result<()> {
-    let mut module = facts(&done.wasm).context("cannot describe the output for --report")?;
+pub fn write(path: &Path, done: &Instrumented) -> Result<()> {
+    let mut module = inspect(&done.wasm).context("cannot describe the output for --report")?;
     module.functions.instrumented = done
         .decisions
         .iter()
         .filter(|d| d.instrumented)
         .map(|d| d.name.clone())
         .collect();
-    module.unwinding_imports = unwinding_imports(input, options)?;
+    module.unwinding_imports = done.unwinding_imports.clone();
     module.basis = "pass".to_string();
     let s = &done.stats;
     let report = Report {
@@ -87,19 +87,4 @@ pub fn write(path: &Path, input: &[u8], options: &Options, done: &Instrumented) 
     Output(Some(path.to_path_buf()))
         .write(&json)
         .context("cannot write the --report file")
-}
-
-/// The imports the pass treated as able to unwind (the analysis, run again on
-/// the input: the pass keeps no list of them).
-fn unwinding_imports(input: &[u8], options: &Options) -> Result<Vec<String>> {
-    let info = module_info::parse_module(input)?;
-    let scans = analysis::scan::scan_functions(&info)?;
-    let analysis = analysis::unwind::analyze(&info, &scans, options)?;
-    Ok(info
-        .imports
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| analysis.can_unwind[*i])
-        .map(|(_, imp)| imp.qualified())
-        .collect())
 }

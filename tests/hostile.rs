@@ -567,7 +567,7 @@ fn check(case: &Case) -> Result<(), String> {
         return Err(format!("took {took:?}"));
     }
     let valid = || {
-        wasmparser::Validator::new_with_features(wasm_rewind_transform::module_info::features())
+        wasmparser::Validator::new_with_features(wasm_rewind_transform::features())
             .validate_all(&case.bytes)
             .is_ok()
     };
@@ -578,11 +578,9 @@ fn check(case: &Case) -> Result<(), String> {
     };
     match (expect, result) {
         (None | Some(Expect::Valid), Ok(out)) => {
-            wasmparser::Validator::new_with_features(
-                wasm_rewind_transform::module_info::features(),
-            )
-            .validate_all(&out.wasm)
-            .map_err(|e| format!("output is invalid: {e}"))?;
+            wasmparser::Validator::new_with_features(wasm_rewind_transform::features())
+                .validate_all(&out.wasm)
+                .map_err(|e| format!("output is invalid: {e}"))?;
             Ok(())
         }
         (None, Err(e)) if !e.message().is_empty() && e.kind() != ErrorKind::Internal => Ok(()),

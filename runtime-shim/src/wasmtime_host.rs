@@ -14,6 +14,7 @@ use crate::error::ShimError;
 use crate::snapshot::GlobalValue;
 use std::sync::Arc;
 use wasm_rewind_transform::abi;
+use wasm_rewind_transform::inspect::{unmet_shim_requirement, ExportShape, ShimRequirement};
 use wasmtime::{
     AsContextMut, Caller, ExternType, Func, Global, Instance, Linker, Memory, Module, Mutability,
     Ref, Store, Table, TypedFunc, Val,
@@ -62,26 +63,27 @@ pub fn check_module(module: &Module) -> Result<(), ShimError> {
     if !needs_shim(module) {
         return Ok(());
     }
-    let has = |name: &str| module.get_export(name).is_some();
-    if let Some(missing) = abi::CONTROL_EXPORTS.iter().find(|n| !has(n)) {
-        return Err(ShimError::NotInstrumented {
-            missing: missing.to_string(),
-        });
-    }
-    if !matches!(module.get_export("memory"), Some(ExternType::Memory(_))) {
-        return Err(ShimError::MissingExport {
-            name: "memory".into(),
-            hint: "the shim reads the jmp_buf and the stack through the exported memory".into(),
-        });
-    }
-    match module.get_export("__stack_pointer") {
-        Some(ExternType::Global(g)) if g.mutability() == Mutability::Var => {}
-        _ => {
+    let shape = |name: &str| {
+        Some(match module.get_export(name)? {
+            ExternType::Func(_) => ExportShape::Func,
+            ExternType::Memory(_) => ExportShape::Memory,
+            ExternType::Global(g) => ExportShape::Global {
+                mutable: g.mutability() == Mutability::Var,
+            },
+            _ => ExportShape::Other,
+        })
+    };
+    match unmet_shim_requirement(shape) {
+        None => {}
+        Some(ShimRequirement::Instrumented { missing }) => {
+            return Err(ShimError::NotInstrumented {
+                missing: missing.to_string(),
+            })
+        }
+        Some(unmet) => {
             return Err(ShimError::MissingExport {
-                name: "__stack_pointer".into(),
-                hint: "instrument with `wasm-rewind instrument` (it exports it when the name \
-                       section has it) or link with -Wl,--export=__stack_pointer"
-                    .into(),
+                name: unmet.export().into(),
+                hint: unmet.hint().into(),
             })
         }
     }

@@ -100,21 +100,23 @@
 //!   several memories, bulk memory, GC types in unrelated code) passes through.
 
 pub mod abi;
-pub mod analysis;
+mod analysis;
 mod atomic_file;
 mod builder;
 mod embed;
 mod emit;
 mod error;
-pub mod instrument;
+pub mod inspect;
+mod instrument;
 mod layout;
-pub mod module_info;
+mod module_info;
 mod options;
 mod stack_layout;
 
 pub use atomic_file::write_file_atomically;
 pub use builder::{FileError, Instrument};
 pub use error::{Error, ErrorKind, Result};
+pub use module_info::features;
 pub use options::{wildcard_match, Options, WASIX_STACK_IMPORTS};
 
 use analysis::unwind::UnwindAnalysis;
@@ -132,6 +134,9 @@ pub struct Instrumented {
     /// One entry per defined function, in index order: whether and why it was
     /// instrumented.
     pub decisions: Vec<Decision>,
+    /// The imports the pass treated as able to unwind, as `module.name`, in
+    /// import order.
+    pub unwinding_imports: Vec<String>,
     explainer: Explainer,
 }
 
@@ -286,6 +291,13 @@ pub fn instrument_with_progress(
         dropped_sections: dropped,
         warnings,
     };
+    let unwinding_imports = info
+        .imports
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| analysis.can_unwind[*i])
+        .map(|(_, imp)| imp.qualified())
+        .collect();
     let explainer = Explainer {
         names,
         n_imports: info.imports.len(),
@@ -295,6 +307,7 @@ pub fn instrument_with_progress(
         wasm: out,
         stats,
         decisions,
+        unwinding_imports,
         explainer,
     })
 }

@@ -9,8 +9,8 @@ use crate::error::{Error, ErrorKind, Result};
 use std::collections::HashMap;
 use wasmparser::{
     CompositeInnerType, ElementItems, ElementKind, ExternalKind, FuncToValidate, FuncType,
-    FunctionBody, GlobalType, MemoryType, Name, Operator, Parser, Payload, TableType, TypeRef,
-    Validator, ValidatorResources, WasmFeatures,
+    FunctionBody, GlobalType, MemoryType, Name, Operator, Parser, Payload, TypeRef, Validator,
+    ValidatorResources, WasmFeatures,
 };
 
 /// Which features we accept in the input: everything wasmparser knows about for
@@ -38,8 +38,6 @@ impl FuncImport {
 /// A table and whether code outside the module can see or change it.
 #[derive(Clone, Debug)]
 pub struct TableInfo {
-    /// Its type.
-    pub ty: TableType,
     /// Imported or exported: the host may put anything in it.
     pub open: bool,
 }
@@ -301,8 +299,8 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
                                 info.refs_cross_boundary = true;
                             }
                         }
-                        TypeRef::Table(ty) => {
-                            info.tables.push(TableInfo { ty, open: true });
+                        TypeRef::Table(_) => {
+                            info.tables.push(TableInfo { open: true });
                             info.table_inits.push(TableInit::default());
                             info.refs_cross_boundary = true;
                         }
@@ -329,10 +327,8 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
             }
             Payload::TableSection(reader) => {
                 for table in reader {
-                    info.tables.push(TableInfo {
-                        ty: table?.ty,
-                        open: false,
-                    });
+                    table?;
+                    info.tables.push(TableInfo { open: false });
                     info.table_inits.push(TableInit::default());
                 }
             }

@@ -44,17 +44,6 @@ impl LocalSet {
         clear_bit(&mut self.words, i);
     }
 
-    /// Adds all of `other`; returns whether anything changed.
-    pub fn union_with(&mut self, other: &LocalSet) -> bool {
-        let mut changed = false;
-        for (a, b) in self.words.iter_mut().zip(&other.words) {
-            let new = *a | *b;
-            changed |= new != *a;
-            *a = new;
-        }
-        changed
-    }
-
     /// The members, ascending.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.words.iter().enumerate().flat_map(|(w, &bits)| {

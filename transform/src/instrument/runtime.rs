@@ -18,7 +18,7 @@ use wasm_encoder::{BlockType, Function, Instruction, MemArg, ValType as EncType}
 use wasmparser::ValType;
 
 use crate::abi;
-pub use crate::abi::{ASSERT_FUNCTION, GROW_HOOK_EXPORT, OVERFLOW_FUNCTION};
+use crate::abi::{ASSERT_FUNCTION, OVERFLOW_FUNCTION};
 
 /// One added function: its debug name, type index, body, and export name.
 pub struct AddedFunction {

@@ -1,7 +1,9 @@
 //! What can be known about a module from its bytes: whether and by whom it is
 //! instrumented, which functions are, which imports can unwind, what the shim
-//! needs, and sizes. `inspect` prints these facts; `instrument --report`
-//! writes them for its output, with the pass's own decisions.
+//! needs, and sizes. The CLI's `inspect` prints these facts and
+//! `instrument --report` writes them for its output, with the pass's own
+//! decisions; the shim's module check applies the same rules
+//! ([`unmet_shim_requirement`]).
 //!
 //! For an instrumented module the functions and imports are read from the
 //! code: a defined function (other than the runtime) that reads or writes the
@@ -12,17 +14,18 @@
 //! instrumented they come from the pass's analysis, with default options: what
 //! `wasm-rewind instrument` would do.
 
-use anyhow::{Context, Result};
-use serde::Serialize;
+use crate::abi::{self, WASIX_STACK_IMPORTS};
+use crate::error::Result;
+use crate::{analysis, module_info, Options};
 use std::collections::{BTreeSet, HashMap};
-use wasm_rewind_transform::{abi, analysis, module_info, Options, WASIX_STACK_IMPORTS};
 use wasmparser::{ExternalKind, KnownCustom, Name, Operator, Payload, TypeRef};
 
 /// The producers entry our emitter adds (`processed-by`).
 const OUR_PRODUCER: &str = "wasm-rewind";
 
 /// Everything `inspect` reports.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Facts {
     /// Who instrumented the module: `"wasm-rewind"`, `"binaryen"` or `null`.
     pub instrumented_by: Option<String>,
@@ -43,7 +46,8 @@ pub struct Facts {
 }
 
 /// Function counts and names.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Functions {
     /// Imported functions.
     pub imported: usize,
@@ -54,7 +58,8 @@ pub struct Functions {
 }
 
 /// The shim's requirements and whether the module meets them.
-#[derive(Debug, Serialize)]
+#[derive(Clone, Debug)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Shim {
     /// The WASIX stack calls the module imports; the shim serves these.
     pub wasix_imports: Vec<String>,
@@ -83,7 +88,8 @@ pub struct Shim {
 }
 
 /// Sizes of the parts of the module.
-#[derive(Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Sizes {
     /// The whole module.
     pub total: usize,
@@ -101,6 +107,8 @@ pub struct Sizes {
 #[derive(Default)]
 struct Scan {
     func_imports: Vec<String>,
+    /// Per global, imported ones first: whether it is mutable.
+    global_mutable: Vec<bool>,
     defined_funcs: usize,
     exports: Vec<(String, ExternalKind, u32)>,
     func_names: HashMap<u32, String>,
@@ -109,6 +117,21 @@ struct Scan {
     /// Per defined function: what `from_code` needs of its body.
     bodies: Vec<Body>,
     sizes: Sizes,
+}
+
+impl Scan {
+    /// What the module exports under `name`.
+    fn export_shape(&self, name: &str) -> Option<ExportShape> {
+        let (_, kind, index) = self.exports.iter().find(|(n, _, _)| n == name)?;
+        Some(match kind {
+            ExternalKind::Func | ExternalKind::FuncExact => ExportShape::Func,
+            ExternalKind::Memory => ExportShape::Memory,
+            ExternalKind::Global => ExportShape::Global {
+                mutable: self.global_mutable.get(*index as usize) == Some(&true),
+            },
+            _ => ExportShape::Other,
+        })
+    }
 }
 
 #[derive(Default)]
@@ -124,8 +147,8 @@ struct Body {
 const STATE_TEST_WINDOW: usize = 4;
 
 /// Reads the facts of `wasm`, a binary module.
-pub fn facts(wasm: &[u8]) -> Result<Facts> {
-    let scan = scan(wasm).context("cannot read the module")?;
+pub fn inspect(wasm: &[u8]) -> Result<Facts> {
+    let scan = scan(wasm)?;
     let exported = |name: &str| scan.exports.iter().find(|(n, _, _)| n == name);
     let has_runtime = abi::CONTROL_EXPORTS.iter().all(|n| exported(n).is_some());
     let ours_version = scan
@@ -174,7 +197,7 @@ pub fn facts(wasm: &[u8]) -> Result<Facts> {
         .filter(|i| WASIX_STACK_IMPORTS.contains(&i.as_str()))
         .cloned()
         .collect();
-    let shim = shim(&scan, has_runtime, wasix_imports);
+    let shim = shim(&scan, wasix_imports);
     Ok(Facts {
         instrumented_by,
         wasm_rewind_version: ours_version,
@@ -261,28 +284,109 @@ fn from_analysis(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
     Ok((funcs, imports))
 }
 
+/// What an exported name is, as far as a stack host cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportShape {
+    /// A function.
+    Func,
+    /// A memory.
+    Memory,
+    /// A global, and whether it is mutable.
+    Global {
+        /// Whether it is mutable.
+        mutable: bool,
+    },
+    /// A table, tag or anything else.
+    Other,
+}
+
+/// Something the WASIX stack shim needs from a module that calls the stack
+/// functions, and that it lacks.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ShimRequirement {
+    /// It is not instrumented: it lacks this control export.
+    Instrumented {
+        /// The first of [`abi::CONTROL_EXPORTS`] it does not export.
+        missing: &'static str,
+    },
+    /// It does not export its memory as `memory`.
+    MemoryExport,
+    /// It does not export `__stack_pointer` as a mutable global.
+    StackPointerExport,
+}
+
+impl ShimRequirement {
+    /// The export that is missing.
+    pub fn export(&self) -> &'static str {
+        match self {
+            ShimRequirement::Instrumented { missing } => missing,
+            ShimRequirement::MemoryExport => "memory",
+            ShimRequirement::StackPointerExport => "__stack_pointer",
+        }
+    }
+
+    /// Why the shim needs it and how to get it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            ShimRequirement::Instrumented { .. } => {
+                "not instrumented: run `wasm-rewind instrument` on it (it also exports \
+                 __stack_pointer and the stack bounds it finds)"
+            }
+            ShimRequirement::MemoryExport => {
+                "the shim reads the jmp_buf and the stack through the memory exported as `memory`"
+            }
+            ShimRequirement::StackPointerExport => {
+                "instrument the original with `wasm-rewind instrument` (it exports \
+                 `__stack_pointer`, found by name or from function prologues), or link with \
+                 -Wl,--export=__stack_pointer"
+            }
+        }
+    }
+}
+
+/// The first thing the shim needs that a module calling the WASIX stack
+/// functions lacks, judged from its exports (`export(name)` says what the
+/// module exports under `name`). `None` when it has everything. The one rule
+/// for `inspect`, `--report` and the shim's check before a module runs.
+pub fn unmet_shim_requirement(
+    export: impl Fn(&str) -> Option<ExportShape>,
+) -> Option<ShimRequirement> {
+    if let Some(missing) = abi::CONTROL_EXPORTS
+        .iter()
+        .find(|n| export(n) != Some(ExportShape::Func))
+    {
+        return Some(ShimRequirement::Instrumented { missing });
+    }
+    if export("memory") != Some(ExportShape::Memory) {
+        return Some(ShimRequirement::MemoryExport);
+    }
+    if export("__stack_pointer") != Some(ExportShape::Global { mutable: true }) {
+        return Some(ShimRequirement::StackPointerExport);
+    }
+    None
+}
+
 /// What the shim needs, and what is missing.
-fn shim(scan: &Scan, instrumented: bool, wasix_imports: Vec<String>) -> Shim {
-    let exported = |name: &str, kind: ExternalKind| {
-        scan.exports.iter().any(|(n, k, _)| n == name && *k == kind)
-    };
+fn shim(scan: &Scan, wasix_imports: Vec<String>) -> Shim {
+    let shape = |name: &str| scan.export_shape(name);
+    let exported_global = |name: &str| matches!(shape(name), Some(ExportShape::Global { .. }));
     let named = |name: &str| scan.global_names.values().any(|n| n == name);
-    let stack_pointer = if exported("__stack_pointer", ExternalKind::Global) {
+    let stack_pointer = if exported_global("__stack_pointer") {
         "exported"
     } else if named("__stack_pointer") {
         "name-section"
     } else {
         "missing"
     };
-    let memory_exported = exported("memory", ExternalKind::Memory);
-    let buffer = if exported(abi::SECONDARY_MEMORY_EXPORT, ExternalKind::Memory) {
+    let memory_exported = shape("memory") == Some(ExportShape::Memory);
+    let buffer = if shape(abi::SECONDARY_MEMORY_EXPORT) == Some(ExportShape::Memory) {
         abi::SECONDARY_MEMORY_EXPORT
     } else {
         "memory0"
     };
-    let stack_bottom = if exported("__stack_low", ExternalKind::Global) {
+    let stack_bottom = if exported_global("__stack_low") {
         "__stack_low"
-    } else if exported("__data_end", ExternalKind::Global) {
+    } else if exported_global("__data_end") {
         "__data_end"
     } else {
         "missing"
@@ -290,40 +394,24 @@ fn shim(scan: &Scan, instrumented: bool, wasix_imports: Vec<String>) -> Shim {
     let mut problems = Vec::new();
     let mut wasmer_problems = Vec::new();
     if !wasix_imports.is_empty() {
-        if !instrumented {
-            problems.push(
-                "not instrumented: run `wasm-rewind instrument` on it (it also exports \
-                 __stack_pointer and the stack bounds it finds)"
+        if let Some(unmet) = unmet_shim_requirement(shape) {
+            problems.push(match unmet {
+                ShimRequirement::Instrumented { .. } => unmet.hint().to_string(),
+                _ => format!("`{}` is not exported: {}", unmet.export(), unmet.hint()),
+            });
+        }
+        if buffer == abi::SECONDARY_MEMORY_EXPORT {
+            wasmer_problems.push(
+                "Wasmer: the unwind buffer is in `asyncify_memory`, but Wasmer writes it \
+                 in memory 0: instrument without --secondary-memory"
                     .to_string(),
             );
-        } else {
-            if stack_pointer != "exported" {
-                problems.push(
-                    "__stack_pointer is not exported: link with -Wl,--export=__stack_pointer, \
-                     or instrument the original with `wasm-rewind instrument` (it exports it \
-                     when the name section has it)"
-                        .to_string(),
-                );
-            }
-            if buffer == abi::SECONDARY_MEMORY_EXPORT {
-                wasmer_problems.push(
-                    "Wasmer: the unwind buffer is in `asyncify_memory`, but Wasmer writes it \
-                     in memory 0: instrument without --secondary-memory"
-                        .to_string(),
-                );
-            }
-            if stack_bottom == "missing" {
-                wasmer_problems.push(
-                    "Wasmer: it cannot tell where the C stack begins and would unwind from \
-                     address 0: link with -Wl,--export=__stack_low (wasm-rewind instrument \
-                     exports it, and derives it when the stack comes first)"
-                        .to_string(),
-                );
-            }
         }
-        if !memory_exported {
-            problems.push(
-                "memory is not exported as `memory`: the shim reads jmp_bufs through it"
+        if stack_bottom == "missing" {
+            wasmer_problems.push(
+                "Wasmer: it cannot tell where the C stack begins and would unwind from \
+                 address 0: link with -Wl,--export=__stack_low (wasm-rewind instrument \
+                 exports it, and derives it when the stack comes first)"
                     .to_string(),
             );
         }
@@ -356,11 +444,17 @@ fn scan(wasm: &[u8]) -> Result<Scan> {
                         TypeRef::Func(_) | TypeRef::FuncExact(_) => s
                             .func_imports
                             .push(format!("{}.{}", import.module, import.name)),
+                        TypeRef::Global(g) => s.global_mutable.push(g.mutable),
                         _ => {}
                     }
                 }
             }
             Payload::FunctionSection(reader) => s.defined_funcs = reader.count() as usize,
+            Payload::GlobalSection(reader) => {
+                for global in reader {
+                    s.global_mutable.push(global?.ty.mutable);
+                }
+            }
             Payload::ExportSection(reader) => {
                 for export in reader {
                     let e = export?;
@@ -439,4 +533,70 @@ fn read_body(body: &wasmparser::FunctionBody<'_>) -> Result<Body> {
         b.only_global_get = Some(*global_index);
     }
     Ok(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A C-like module that calls `stack_checkpoint`, with its stack pointer
+    /// `mutability` and its memory exported or not.
+    fn module(mutability: &str, export_memory: bool) -> Vec<u8> {
+        let memory = if export_memory {
+            "(export \"memory\")"
+        } else {
+            ""
+        };
+        wat::parse_str(format!(
+            r#"(module
+              (import "wasix_32v1" "stack_checkpoint" (func $cp (param i32 i32) (result i32)))
+              (memory {memory} 1)
+              (global $sp (export "__stack_pointer") {mutability} (i32.const 4096))
+              (global (export "__stack_low") i32 (i32.const 1024))
+              (func (export "_start") (drop (call $cp (i32.const 0) (i32.const 0)))))"#
+        ))
+        .unwrap()
+    }
+
+    fn unmet(wasm: &[u8]) -> Option<ShimRequirement> {
+        let facts = inspect(wasm).unwrap();
+        let unmet = facts.shim.problems.first().cloned();
+        let scan = scan(wasm).unwrap();
+        let rule = unmet_shim_requirement(|name| scan.export_shape(name));
+        assert_eq!(facts.shim.ready, rule.is_none(), "{unmet:?} vs {rule:?}");
+        rule
+    }
+
+    #[test]
+    fn shim_requirements_in_order() {
+        let plain = module("(mut i32)", true);
+        assert_eq!(
+            unmet(&plain),
+            Some(ShimRequirement::Instrumented {
+                missing: abi::START_UNWIND
+            })
+        );
+        let done = |wasm: &[u8]| crate::instrument(wasm, &Options::default()).unwrap().wasm;
+        assert_eq!(unmet(&done(&plain)), None);
+        let facts = inspect(&done(&plain)).unwrap();
+        assert!(facts.shim.wasmer_ready, "{:?}", facts.shim.problems);
+        assert_eq!(facts.instrumented_by.as_deref(), Some("wasm-rewind"));
+        assert_eq!(facts.unwinding_imports, ["wasix_32v1.stack_checkpoint"]);
+        assert_eq!(
+            unmet(&done(&module("(mut i32)", false))),
+            Some(ShimRequirement::MemoryExport)
+        );
+        // An immutable `__stack_pointer` cannot be the stack pointer the shim
+        // moves back on a restore. (`instrument` refuses it for a WASIX host
+        // unless the buffer has a memory of its own.)
+        let secondary = Options {
+            secondary_memory: Some(1),
+            ..Options::default()
+        };
+        let immutable = crate::instrument(&module("i32", true), &secondary).unwrap();
+        assert_eq!(
+            unmet(&immutable.wasm),
+            Some(ShimRequirement::StackPointerExport)
+        );
+    }
 }
