@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::PathBuf;
 use wasm_rewind_transform::inspect::{inspect, Facts};
+use wasm_rewind_transform::with_flags;
 
 /// Options of `wasm-rewind inspect`.
 #[derive(clap::Args, Debug)]
@@ -41,7 +42,7 @@ impl Opts {
     pub fn run(self) -> Result<()> {
         let input = Input(self.module.clone());
         let wasm = input.read_module()?;
-        let facts = inspect(&wasm).context("cannot read the module")?;
+        let facts = cli_facts(&wasm)?;
         let mut out = std::io::stdout().lock();
         if self.json {
             serde_json::to_writer_pretty(&mut out, &facts)?;
@@ -52,6 +53,15 @@ impl Opts {
         out.flush()?;
         Ok(())
     }
+}
+
+/// The library's facts, with options named by their flags.
+pub fn cli_facts(wasm: &[u8]) -> Result<Facts> {
+    let mut facts = inspect(wasm).context("cannot read the module")?;
+    for problem in &mut facts.shim.problems {
+        *problem = with_flags(problem);
+    }
+    Ok(facts)
 }
 
 /// At most this many names per list in the text output (`--json` has all).

@@ -7,11 +7,11 @@
 
 use crate::files::{Input, Output};
 use crate::lists;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
-use wasm_rewind_transform::{Instrumented, Options};
+use wasm_rewind_transform::{with_flags, Instrumented, Options};
 
 /// Examples and exit statuses, shown at the end of `instrument --help`.
 const AFTER_HELP: &str = "\
@@ -190,6 +190,7 @@ impl Opts {
         let input = Input(self.input.clone());
         let wasm = input.read_module()?;
         let done = crate::progress::instrument(&wasm, &options, self.quiet, &input.display())
+            .map_err(|e| anyhow!(with_flags(&e.to_string())))
             .with_context(|| format!("failed to instrument `{}`", input.display()))?;
 
         // Everything that can fail is checked before the output appears.
@@ -197,12 +198,13 @@ impl Opts {
             .explain
             .iter()
             .map(|name| {
-                done.explain(name).with_context(|| {
+                let lines = done.explain(name).with_context(|| {
                     format!(
                         "--explain `{name}`: `{}` has no function of that name",
                         input.display()
                     )
-                })
+                })?;
+                Ok(lines.iter().map(|l| with_flags(l)).collect::<Vec<_>>())
             })
             .collect::<Result<Vec<_>>>()?;
 
@@ -213,7 +215,7 @@ impl Opts {
 
         if !self.quiet {
             for w in &done.stats.warnings {
-                eprintln!("warning: {w}");
+                eprintln!("warning: {}", with_flags(w));
             }
         }
         if self.stats {
@@ -300,4 +302,41 @@ fn print_stats(done: &Instrumented) -> Result<()> {
     }
     writeln!(err, "dropped sections: {dropped}")?;
     Ok(())
+}
+
+/// The flags and the library's option table agree: each option with a flag
+/// is a flag of `instrument`, and each flag of `instrument` is an option or
+/// one of the few that only concern the command line.
+#[cfg(test)]
+mod agrees_with_the_option_table {
+    use super::Opts;
+    use clap::{Args, Command};
+    use wasm_rewind_transform::OPTIONS;
+
+    /// Flags that are not options of the pass.
+    const CLI_ONLY: [&str; 6] = ["output", "preset", "stats", "explain", "quiet", "report"];
+
+    #[test]
+    fn flags_are_the_options() {
+        let command = Opts::augment_args(Command::new("instrument"));
+        let longs: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        for flag in OPTIONS.iter().filter_map(|s| s.flag) {
+            assert!(
+                longs.iter().any(|l| format!("--{l}") == flag),
+                "{flag} is in the option table but not a flag: {longs:?}"
+            );
+        }
+        for long in &longs {
+            let declared = OPTIONS
+                .iter()
+                .any(|s| s.flag == Some(format!("--{long}").as_str()));
+            assert!(
+                declared || CLI_ONLY.contains(&long.as_str()),
+                "--{long} is neither an option in the table nor a command-line flag"
+            );
+        }
+    }
 }

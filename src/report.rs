@@ -5,11 +5,12 @@
 //! per-function decision and the `--stats` numbers.
 
 use crate::files::Output;
+use crate::inspect::cli_facts;
 use anyhow::{Context, Result};
 use serde::Serialize;
 use std::path::Path;
-use wasm_rewind_transform::inspect::{inspect, Facts};
-use wasm_rewind_transform::Instrumented;
+use wasm_rewind_transform::inspect::Facts;
+use wasm_rewind_transform::{with_flags, Instrumented};
 
 /// The JSON document.
 #[derive(Serialize)]
@@ -28,7 +29,7 @@ struct Decision<'a> {
     index: u32,
     name: &'a str,
     instrumented: bool,
-    reason: &'a str,
+    reason: String,
 }
 
 /// [`wasm_rewind_transform::Stats`] for serde.
@@ -42,13 +43,13 @@ struct Stats<'a> {
     input_size: usize,
     output_size: usize,
     dropped_sections: &'a [String],
-    warnings: &'a [String],
+    warnings: Vec<String>,
 }
 
 /// Writes the report for one run of the pass to `path` (atomically, as the
 /// module itself).
 pub fn write(path: &Path, done: &Instrumented) -> Result<()> {
-    let mut module = inspect(&done.wasm).context("cannot describe the output for --report")?;
+    let mut module = cli_facts(&done.wasm).context("cannot describe the output for --report")?;
     module.functions.instrumented = done
         .decisions
         .iter()
@@ -67,7 +68,7 @@ pub fn write(path: &Path, done: &Instrumented) -> Result<()> {
                 index: d.index,
                 name: &d.name,
                 instrumented: d.instrumented,
-                reason: &d.reason,
+                reason: with_flags(&d.reason),
             })
             .collect(),
         stats: Stats {
@@ -79,7 +80,7 @@ pub fn write(path: &Path, done: &Instrumented) -> Result<()> {
             input_size: s.input_size,
             output_size: s.output_size,
             dropped_sections: &s.dropped_sections,
-            warnings: &s.warnings,
+            warnings: s.warnings.iter().map(|w| with_flags(w)).collect(),
         },
     };
     let mut json = serde_json::to_vec_pretty(&report)?;

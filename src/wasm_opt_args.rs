@@ -20,6 +20,7 @@
 
 use anyhow::{bail, Result};
 use std::ffi::OsString;
+use wasm_rewind_transform::{OptionName, OPTIONS};
 
 /// The arguments for clap and the notes to print (unless `--quiet`).
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -179,16 +180,23 @@ fn translate_pass_arg(pass_arg: &str) -> Result<Flag> {
             Some(v) => bail!("--pass-arg {key} takes no value (got `@{v}`); it maps to {f}"),
         }
     };
+    // The pass arguments that map one to one onto an option come from the
+    // library's table; the rest are spelled out below.
+    let simple = OPTIONS
+        .iter()
+        .filter(|spec| spec.name != OptionName::SecondaryMemory)
+        .find(|spec| spec.wasm_opt == Some(key));
+    if let Some(spec) = simple {
+        let flag = spec
+            .flag
+            .expect("an option Binaryen has is one of our flags");
+        return if spec.takes_value {
+            list(flag)
+        } else {
+            switch(flag)
+        };
+    }
     match key {
-        "asyncify-imports" => list("--imports"),
-        "asyncify-ignore-imports" => switch("--ignore-imports"),
-        "asyncify-ignore-indirect" => switch("--ignore-indirect"),
-        "asyncify-onlylist" => list("--only"),
-        "asyncify-addlist" => list("--add"),
-        "asyncify-removelist" => list("--remove"),
-        "asyncify-propagate-addlist" => switch("--propagate-add"),
-        "asyncify-asserts" => switch("--asserts"),
-        "asyncify-memory" => list("--memory"),
         "asyncify-in-secondary-memory" => {
             switch("--secondary-memory").map(|_| Flag::SecondaryMemory)
         }
@@ -201,8 +209,6 @@ fn translate_pass_arg(pass_arg: &str) -> Result<Flag> {
                  asyncify-secondary-memory-size@PAGES"
             ),
         },
-        "asyncify-import-globals" => switch("--import-globals"),
-        "asyncify-export-globals" => switch("--export-globals"),
         "asyncify-verbose" => switch("--stats"),
         "asyncify-relocatable" => bail!(
             "--pass-arg asyncify-relocatable is not supported: wasm-rewind cannot yet instrument \
@@ -333,5 +339,34 @@ mod tests {
         }
         let err = translate(args(&["w", "instrument", "i", "--pass-arg"])).unwrap_err();
         assert!(err.to_string().contains("needs a value"), "{err}");
+    }
+}
+
+/// The library's option table and this translation agree: every option
+/// Binaryen has maps onto the option's own flag, with or without a value as
+/// the table says.
+#[cfg(test)]
+mod agrees_with_the_option_table {
+    use super::{translate_pass_arg, Flag};
+    use wasm_rewind_transform::{OptionName, OPTIONS};
+
+    #[test]
+    fn every_binaryen_option() {
+        for spec in OPTIONS.iter().filter(|s| s.wasm_opt.is_some()) {
+            let key = spec.wasm_opt.unwrap();
+            let flag = spec.flag.unwrap().to_string();
+            if spec.name == OptionName::SecondaryMemory {
+                assert_eq!(translate_pass_arg(key).unwrap(), Flag::SecondaryMemory);
+                continue;
+            }
+            if spec.takes_value {
+                let got = translate_pass_arg(&format!("{key}@x")).unwrap();
+                assert_eq!(got, Flag::Args(vec![flag, "x".into()]), "{key}");
+                assert!(translate_pass_arg(key).is_err(), "{key} needs a value");
+            } else {
+                assert_eq!(translate_pass_arg(key).unwrap(), Flag::Args(vec![flag]));
+                assert!(translate_pass_arg(&format!("{key}@x")).is_err(), "{key}");
+            }
+        }
     }
 }

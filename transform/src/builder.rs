@@ -308,6 +308,7 @@ impl std::error::Error for FileError {
 #[cfg(test)]
 mod tests {
     use super::Instrument;
+    use crate::Options;
     use std::sync::Arc;
 
     const TWO: &str = r#"(module
@@ -326,26 +327,49 @@ mod tests {
         let b = Instrument::new()
             .imports(["env.a"])
             .imports(vec!["env.b".to_string()])
+            .ignore_imports(true)
             .ignore_indirect(true)
+            .only(["o"])
             .add(["x"])
             .remove(["y"])
+            .propagate_add(true)
             .asserts(true)
+            .memory("m")
             .secondary_memory(2)
+            .import_globals(true)
             .export_globals(true)
-            .embed_runtime(false)
+            .export_stack_globals(true)
+            .embed_runtime(true)
             .embed_max_memory(1 << 20);
-        let o = b.options();
-        assert_eq!(o.embed_max_memory, Some(1 << 20));
-        assert_eq!(
-            o.imports.as_deref(),
-            Some(&["env.a".into(), "env.b".into()][..])
-        );
-        assert!(o.ignore_indirect && o.asserts && o.export_globals);
-        assert_eq!(
-            (o.add.clone(), o.remove.clone()),
-            (vec!["x".into()], vec!["y".into()])
-        );
-        assert_eq!(o.secondary_memory, Some(2));
+        // One setter per option, named as the field (`OPTIONS`): the
+        // destructuring stops compiling when an option is added, until it
+        // is set above and checked here.
+        let Options {
+            imports,
+            ignore_imports,
+            ignore_indirect,
+            only,
+            add,
+            remove,
+            propagate_add,
+            asserts,
+            memory,
+            secondary_memory,
+            import_globals,
+            export_globals,
+            export_stack_globals,
+            embed_runtime,
+            embed_max_memory,
+        } = b.options().clone();
+        assert_eq!(imports, Some(vec!["env.a".into(), "env.b".into()]));
+        assert_eq!(only, Some(vec!["o".into()]));
+        assert_eq!((add, remove), (vec!["x".into()], vec!["y".into()]));
+        assert_eq!(memory.as_deref(), Some("m"));
+        assert_eq!(secondary_memory, Some(2));
+        assert_eq!(embed_max_memory, Some(1 << 20));
+        assert!(ignore_imports && ignore_indirect && propagate_add && asserts);
+        assert!(import_globals && export_globals && export_stack_globals && embed_runtime);
+        assert_eq!(crate::OPTIONS.len(), 15, "a new option needs a setter");
     }
 
     #[test]

@@ -401,11 +401,11 @@ fn shim(scan: &Scan, wasix_imports: Vec<String>) -> Shim {
             });
         }
         if buffer == abi::SECONDARY_MEMORY_EXPORT {
-            wasmer_problems.push(
-                "Wasmer: the unwind buffer is in `asyncify_memory`, but Wasmer writes it \
-                 in memory 0: instrument without --secondary-memory"
-                    .to_string(),
-            );
+            wasmer_problems.push(format!(
+                "Wasmer: the unwind buffer is in `asyncify_memory`, but Wasmer writes it in \
+                 memory 0: instrument without {}",
+                crate::OptionName::SecondaryMemory
+            ));
         }
         if stack_bottom == "missing" {
             wasmer_problems.push(

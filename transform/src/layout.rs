@@ -15,7 +15,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::instrument::runtime::{self, AddedFunction};
 use crate::instrument::{BufferGrowth, Ctx, TypeInterner};
 use crate::module_info::ModuleInfo;
-use crate::options::Options;
+use crate::options::{OptionName, Options};
 use crate::stack_layout::{StackBottom, StackLayout};
 use wasm_encoder::ExportKind;
 use wasmparser::ValType;
@@ -52,8 +52,11 @@ impl BufferPlacement {
                 None => {
                     return Err(Error::new(
                         ErrorKind::BadOptions,
-                        "the module has no memory to hold the unwind buffer; \
-                         use --secondary-memory to add one",
+                        format!(
+                            "the module has no memory to hold the unwind buffer; use {} to add \
+                             one",
+                            OptionName::SecondaryMemory
+                        ),
                     ))
                 }
             },
@@ -330,13 +333,13 @@ fn check_stack_for_wasix_host(stack: &StackLayout) -> Result<()> {
         ));
     }
     if stack.bottom() == StackBottom::Unknown {
-        return Err(Error::unsupported(
+        return Err(Error::unsupported(format!(
             "the module does not say where its C stack begins (no `__stack_low` or \
              `__data_end` global, and its data lies below the stack), so a WASIX host such as \
              Wasmer would unwind over its data: link with -Wl,--export=__stack_low (clang 16 \
-             or later; -Wl,--export=__data_end before that), or use --embed-runtime, which \
-             needs neither",
-        ));
+             or later; -Wl,--export=__data_end before that), or use {}, which needs neither",
+            OptionName::EmbedRuntime
+        )));
     }
     Ok(())
 }

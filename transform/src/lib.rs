@@ -117,7 +117,9 @@ pub use atomic_file::write_file_atomically;
 pub use builder::{FileError, Instrument};
 pub use error::{Error, ErrorKind, Result};
 pub use module_info::features;
-pub use options::{wildcard_match, Options, WASIX_STACK_IMPORTS};
+pub use options::{
+    wildcard_match, with_flags, OptionName, OptionSpec, Options, OPTIONS, WASIX_STACK_IMPORTS,
+};
 
 use analysis::unwind::UnwindAnalysis;
 use instrument::runtime;
@@ -272,12 +274,12 @@ pub fn instrument_with_progress(
         .as_ref()
         .is_some_and(|e| !e.found_allocator())
     {
-        warnings.push(
-            "--embed-runtime: no `malloc` found (by export or name): if the program calls \
-             setjmp before its first malloc, wasi-libc's 2022 malloc may take the runtime's \
-             memory as heap; keep the name section, or export malloc"
-                .to_string(),
-        );
+        warnings.push(format!(
+            "{}: no `malloc` found (by export or name): if the program calls setjmp before \
+             its first malloc, wasi-libc's 2022 malloc may take the runtime's memory as heap; \
+             keep the name section, or export malloc",
+            OptionName::EmbedRuntime
+        ));
     }
     let stats = Stats {
         functions: n_bodies,

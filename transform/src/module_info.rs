@@ -215,7 +215,8 @@ impl<'a> ModuleInfo<'a> {
         Err(Error::new(
             ErrorKind::BadOptions,
             format!(
-                "--memory `{name}`: the module has no memory of that name or index ({} memories)",
+                "{} `{name}`: the module has no memory of that name or index ({} memories)",
+                crate::OptionName::Memory,
                 self.memories.len()
             ),
         ))

@@ -70,6 +70,216 @@ pub struct Options {
 
 pub use crate::abi::WASIX_STACK_IMPORTS;
 
+/// One field of [`Options`]: how messages, the command line and wasm-opt
+/// name it. Declared once, in [`OPTIONS`]; the command line's flags and its
+/// wasm-opt translation are checked against that table by tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OptionName {
+    /// [`Options::imports`].
+    Imports,
+    /// [`Options::ignore_imports`].
+    IgnoreImports,
+    /// [`Options::ignore_indirect`].
+    IgnoreIndirect,
+    /// [`Options::only`].
+    Only,
+    /// [`Options::add`].
+    Add,
+    /// [`Options::remove`].
+    Remove,
+    /// [`Options::propagate_add`].
+    PropagateAdd,
+    /// [`Options::asserts`].
+    Asserts,
+    /// [`Options::memory`].
+    Memory,
+    /// [`Options::secondary_memory`].
+    SecondaryMemory,
+    /// [`Options::import_globals`].
+    ImportGlobals,
+    /// [`Options::export_globals`].
+    ExportGlobals,
+    /// [`Options::export_stack_globals`].
+    ExportStackGlobals,
+    /// [`Options::embed_runtime`].
+    EmbedRuntime,
+    /// [`Options::embed_max_memory`].
+    EmbedMaxMemory,
+}
+
+/// How one option is spelled in each place that names it.
+#[derive(Clone, Copy, Debug)]
+pub struct OptionSpec {
+    /// Which option.
+    pub name: OptionName,
+    /// The field of [`Options`] (and the method of `Instrument`).
+    pub field: &'static str,
+    /// The `wasm-rewind instrument` flag, when it has one of its own
+    /// (`export_stack_globals` comes with `--preset wasix`).
+    pub flag: Option<&'static str>,
+    /// Binaryen's pass argument, `asyncify-…`, when it has one.
+    pub wasm_opt: Option<&'static str>,
+    /// Whether the flag and the pass argument take a value.
+    pub takes_value: bool,
+}
+
+/// Every option of the pass, in the order of [`Options`]' fields.
+pub const OPTIONS: [OptionSpec; 15] = {
+    const fn spec(
+        name: OptionName,
+        field: &'static str,
+        flag: Option<&'static str>,
+        wasm_opt: Option<&'static str>,
+        takes_value: bool,
+    ) -> OptionSpec {
+        OptionSpec {
+            name,
+            field,
+            flag,
+            wasm_opt,
+            takes_value,
+        }
+    }
+    use OptionName as N;
+    [
+        spec(
+            N::Imports,
+            "imports",
+            Some("--imports"),
+            Some("asyncify-imports"),
+            true,
+        ),
+        spec(
+            N::IgnoreImports,
+            "ignore_imports",
+            Some("--ignore-imports"),
+            Some("asyncify-ignore-imports"),
+            false,
+        ),
+        spec(
+            N::IgnoreIndirect,
+            "ignore_indirect",
+            Some("--ignore-indirect"),
+            Some("asyncify-ignore-indirect"),
+            false,
+        ),
+        spec(
+            N::Only,
+            "only",
+            Some("--only"),
+            Some("asyncify-onlylist"),
+            true,
+        ),
+        spec(N::Add, "add", Some("--add"), Some("asyncify-addlist"), true),
+        spec(
+            N::Remove,
+            "remove",
+            Some("--remove"),
+            Some("asyncify-removelist"),
+            true,
+        ),
+        spec(
+            N::PropagateAdd,
+            "propagate_add",
+            Some("--propagate-add"),
+            Some("asyncify-propagate-addlist"),
+            false,
+        ),
+        spec(
+            N::Asserts,
+            "asserts",
+            Some("--asserts"),
+            Some("asyncify-asserts"),
+            false,
+        ),
+        spec(
+            N::Memory,
+            "memory",
+            Some("--memory"),
+            Some("asyncify-memory"),
+            true,
+        ),
+        // Binaryen spells this one as two arguments, a switch and a size;
+        // the command line translates the pair.
+        spec(
+            N::SecondaryMemory,
+            "secondary_memory",
+            Some("--secondary-memory"),
+            Some("asyncify-in-secondary-memory"),
+            true,
+        ),
+        spec(
+            N::ImportGlobals,
+            "import_globals",
+            Some("--import-globals"),
+            Some("asyncify-import-globals"),
+            false,
+        ),
+        spec(
+            N::ExportGlobals,
+            "export_globals",
+            Some("--export-globals"),
+            Some("asyncify-export-globals"),
+            false,
+        ),
+        spec(
+            N::ExportStackGlobals,
+            "export_stack_globals",
+            None,
+            None,
+            false,
+        ),
+        spec(
+            N::EmbedRuntime,
+            "embed_runtime",
+            Some("--embed-runtime"),
+            None,
+            false,
+        ),
+        spec(
+            N::EmbedMaxMemory,
+            "embed_max_memory",
+            Some("--embed-max-memory"),
+            None,
+            true,
+        ),
+    ]
+};
+
+impl OptionName {
+    /// Its spelling in every place.
+    pub fn spec(self) -> &'static OptionSpec {
+        OPTIONS
+            .iter()
+            .find(|s| s.name == self)
+            .expect("every option is in OPTIONS")
+    }
+}
+
+/// Library messages name an option as `` `Options::field` ``, so a library
+/// user reads the field to set, and a front end can put its own spelling in
+/// its place (the command line puts the flag).
+impl std::fmt::Display for OptionName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`Options::{}`", self.spec().field)
+    }
+}
+
+/// `text` (a library message) with every option named by its flag, for
+/// the command line: `` `Options::only` `` becomes `--only`.
+pub fn with_flags(text: &str) -> String {
+    let mut out = text.to_string();
+    for spec in &OPTIONS {
+        let flag = match (spec.flag, spec.name) {
+            (Some(flag), _) => flag,
+            (None, OptionName::ExportStackGlobals) => "--preset wasix",
+            (None, _) => continue,
+        };
+        out = out.replace(&spec.name.to_string(), flag);
+    }
+    out
+}
+
 impl Options {
     /// The options of `--preset wasix`: only the WASIX stack imports unwind, and
     /// the stack globals the shim needs are exported.
@@ -91,26 +301,35 @@ impl Options {
     /// Every check that does not need the module is here, so a contradiction
     /// is reported at once rather than after every body has been validated.
     pub(crate) fn checked(&self) -> Result<Cow<'_, Options>> {
+        use OptionName as N;
         if self.only.is_some() && (!self.add.is_empty() || !self.remove.is_empty()) {
-            return Err(bad(
-                "--only cannot be combined with --add or --remove (it already decides every \
-                 function)",
-            ));
+            return Err(bad(format!(
+                "{} cannot be combined with {} or {} (it already decides every function)",
+                N::Only,
+                N::Add,
+                N::Remove
+            )));
         }
         if let Some(pages) = self.secondary_memory {
             if self.memory.is_some() {
-                return Err(bad("--memory and --secondary-memory exclude each other"));
+                return Err(bad(format!(
+                    "{} and {} exclude each other",
+                    N::Memory,
+                    N::SecondaryMemory
+                )));
             }
             if pages == 0 || pages > 65536 {
                 return Err(bad(format!(
-                    "--secondary-memory={pages}: give between 1 and 65536 pages"
+                    "{} of {pages} pages: give between 1 and 65536",
+                    N::SecondaryMemory
                 )));
             }
         }
         if let Some(bytes) = self.embed_max_memory {
             if bytes < 65536 {
                 return Err(bad(format!(
-                    "--embed-max-memory={bytes}: give at least 65536 bytes (one page)"
+                    "{} of {bytes} bytes: give at least 65536 (one page)",
+                    N::EmbedMaxMemory
                 )));
             }
         }
@@ -118,18 +337,19 @@ impl Options {
             return Ok(Cow::Borrowed(self));
         }
         let clash = if self.memory.is_some() {
-            Some("--memory")
+            Some(N::Memory)
         } else if self.secondary_memory.is_some() {
-            Some("--secondary-memory")
+            Some(N::SecondaryMemory)
         } else if self.import_globals {
-            Some("--import-globals")
+            Some(N::ImportGlobals)
         } else {
             None
         };
-        if let Some(flag) = clash {
+        if let Some(option) = clash {
             return Err(bad(format!(
-                "--embed-runtime places its buffer and state itself; drop {flag} \
-                 (it is for a host that drives the Asyncify exports)"
+                "{} places its buffer and state itself; drop {option} (it is for a host that \
+                 drives the Asyncify exports)",
+                N::EmbedRuntime
             )));
         }
         let mut options = self.clone();
@@ -172,7 +392,69 @@ pub fn wildcard_match(pattern: &str, name: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::wildcard_match;
+    use super::{wildcard_match, with_flags, OptionName, Options, OPTIONS};
+
+    /// The table names every field of `Options`, once, in order: the
+    /// destructuring fails to compile when a field is added and not listed.
+    #[test]
+    fn the_table_covers_every_field() {
+        let Options {
+            imports: _,
+            ignore_imports: _,
+            ignore_indirect: _,
+            only: _,
+            add: _,
+            remove: _,
+            propagate_add: _,
+            asserts: _,
+            memory: _,
+            secondary_memory: _,
+            import_globals: _,
+            export_globals: _,
+            export_stack_globals: _,
+            embed_runtime: _,
+            embed_max_memory: _,
+        } = Options::default();
+        let fields = [
+            "imports",
+            "ignore_imports",
+            "ignore_indirect",
+            "only",
+            "add",
+            "remove",
+            "propagate_add",
+            "asserts",
+            "memory",
+            "secondary_memory",
+            "import_globals",
+            "export_globals",
+            "export_stack_globals",
+            "embed_runtime",
+            "embed_max_memory",
+        ];
+        let table: Vec<&str> = OPTIONS.iter().map(|s| s.field).collect();
+        assert_eq!(table, fields);
+        for spec in &OPTIONS {
+            assert_eq!(spec.name.spec().field, spec.field);
+            if let Some(flag) = spec.flag {
+                assert_eq!(flag, format!("--{}", spec.field.replace('_', "-")));
+            }
+        }
+    }
+
+    #[test]
+    fn messages_take_the_flags() {
+        let text = format!(
+            "{} and {} clash",
+            OptionName::Only,
+            OptionName::ExportStackGlobals
+        );
+        assert_eq!(
+            text,
+            "`Options::only` and `Options::export_stack_globals` clash"
+        );
+        assert_eq!(with_flags(&text), "--only and --preset wasix clash");
+    }
 
     #[test]
     fn wildcards() {

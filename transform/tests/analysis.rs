@@ -279,7 +279,15 @@ fn tail_calls_outside_unwinding_paths_are_untouched() {
 fn no_memory_needs_a_secondary_memory() {
     let wat = r#"(module (import "env" "sleep" (func $sleep)) (func (export "f") (call $sleep)))"#;
     let err = instrument(&wat::parse_str(wat).unwrap(), &Options::default()).unwrap_err();
-    assert!(err.to_string().contains("--secondary-memory"), "{err}");
+    assert!(
+        err.to_string().contains("`Options::secondary_memory`"),
+        "{err}"
+    );
+    let for_cli = wasm_rewind_transform::with_flags(&err.to_string());
+    assert!(
+        for_cli.contains("use --secondary-memory to add one"),
+        "{for_cli}"
+    );
     let out = run(
         wat,
         &Options {

@@ -24,6 +24,7 @@
 //! interned, its globals appended after the state globals and its functions
 //! after the Asyncify runtime.
 
+use crate::OptionName;
 use std::collections::HashMap;
 
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode};
@@ -125,22 +126,24 @@ impl Embed {
                 })
                 .is_some()
         }) {
-            return Err(Error::unsupported(
-                "--embed-runtime supports wasm32 modules only (this one imports the \
-                 wasix_64v1 stack calls)",
-            ));
+            return Err(Error::unsupported(format!(
+                "{} supports wasm32 modules only (this one imports the wasix_64v1 stack calls)",
+                OptionName::EmbedRuntime
+            )));
         }
         match info.memories.first() {
             Some(m) if !m.memory64 => {}
             Some(_) => {
-                return Err(Error::unsupported(
-                    "--embed-runtime needs a 32-bit memory 0 (this module's is 64-bit)",
-                ))
+                return Err(Error::unsupported(format!(
+                    "{} needs a 32-bit memory 0 (this module's is 64-bit)",
+                    OptionName::EmbedRuntime
+                )))
             }
             None => {
-                return Err(Error::unsupported(
-                    "--embed-runtime keeps its snapshots in memory 0, and this module has none",
-                ))
+                return Err(Error::unsupported(format!(
+                    "{} keeps its snapshots in memory 0, and this module has none",
+                    OptionName::EmbedRuntime
+                )))
             }
         }
         let sp = stack_pointer(info, stack)?;
@@ -177,8 +180,9 @@ impl Embed {
             let sig = info.func_sig(f);
             if let Some(t) = sig.results().iter().find(|t| !t.is_defaultable()) {
                 return Err(Error::unsupported(format!(
-                    "--embed-runtime: the entry point `{}` returns a non-nullable reference \
-                     ({t}), which its wrapper cannot hold",
+                    "{}: the entry point `{}` returns a non-nullable reference ({t}), which its \
+                     wrapper cannot hold",
+                    OptionName::EmbedRuntime,
                     info.func_display_name(f)
                 )));
             }
@@ -608,17 +612,19 @@ fn is_numeric(t: ValType) -> bool {
 /// it, and the stale check reads it.
 fn stack_pointer(info: &ModuleInfo<'_>, stack: &StackLayout) -> Result<u32> {
     let g = stack.pointer.map(|p| p.index).ok_or_else(|| {
-        Error::unsupported(
-            "--embed-runtime needs the module's `__stack_pointer`, and none was found (not \
-             exported, no name section, and no function prologue lowers a single global): \
-             link with -Wl,--export=__stack_pointer",
-        )
+        Error::unsupported(format!(
+            "{} needs the module's `__stack_pointer`, and none was found (not exported, no \
+             name section, and no function prologue lowers a single global): link with \
+             -Wl,--export=__stack_pointer",
+            OptionName::EmbedRuntime
+        ))
     })?;
     let ty = info.globals[g as usize];
     if !(ty.mutable && ty.content_type == ValType::I32) {
-        return Err(Error::unsupported(
-            "--embed-runtime: `__stack_pointer` is not a mutable i32 global",
-        ));
+        return Err(Error::unsupported(format!(
+            "{}: `__stack_pointer` is not a mutable i32 global",
+            OptionName::EmbedRuntime
+        )));
     }
     Ok(g)
 }
