@@ -274,14 +274,7 @@ fn from_analysis(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
         .filter(|&f| analysis.instrumented[f as usize])
         .map(|f| info.func_display_name(f))
         .collect();
-    let imports = info
-        .imports
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| analysis.can_unwind[*i])
-        .map(|(_, imp)| imp.qualified())
-        .collect();
-    Ok((funcs, imports))
+    Ok((funcs, crate::unwinding_imports(&info, &analysis)))
 }
 
 /// What an exported name is, as far as a stack host cares.

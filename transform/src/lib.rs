@@ -293,13 +293,7 @@ pub fn instrument_with_progress(
         dropped_sections: dropped,
         warnings,
     };
-    let unwinding_imports = info
-        .imports
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| analysis.can_unwind[*i])
-        .map(|(_, imp)| imp.qualified())
-        .collect();
+    let unwinding_imports = unwinding_imports(&info, &analysis);
     let explainer = Explainer {
         names,
         n_imports: info.imports.len(),
@@ -391,6 +385,16 @@ fn refuse_instrumented(info: &ModuleInfo<'_>) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The imports the analysis found able to unwind, as `module.name`.
+fn unwinding_imports(info: &ModuleInfo<'_>, analysis: &UnwindAnalysis) -> Vec<String> {
+    info.imports
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| analysis.can_unwind[*i])
+        .map(|(_, imp)| imp.qualified())
+        .collect()
 }
 
 fn decisions(info: &ModuleInfo<'_>, analysis: &UnwindAnalysis, names: &[String]) -> Vec<Decision> {
