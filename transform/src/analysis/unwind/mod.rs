@@ -1,0 +1,304 @@
+//! Which functions can change the Asyncify state, which are instrumented, and why.
+//!
+//! "Can unwind" starts at imports (per the import list), at functions that call
+//! the in-module runtime's `asyncify.start_unwind` / `asyncify.stop_rewind`, at
+//! indirect calls whose possible targets are unknown, and (with `--propagate-add`)
+//! at the add list, and flows from callee to caller over direct calls and over
+//! indirect calls that can reach the callee. A worklist, never recursion, so a
+//! deep call graph cannot overflow our stack. Every decision keeps its reason, so
+//! `--explain` can print the chain back to where it started.
+
+mod imports;
+mod propagate;
+mod rules;
+mod targets;
+
+use crate::analysis::scan::FunctionScan;
+use crate::error::{Error, ErrorKind, Result};
+use crate::module_info::ModuleInfo;
+use crate::options::Options;
+use imports::classify_imports;
+use propagate::{propagate, CallerGraph};
+use rules::{match_lists, runtime_roles, Rules};
+use std::collections::HashMap;
+use targets::narrow_targets;
+
+/// The in-module runtime imports (`asyncify.*`), which become direct calls to the
+/// functions the pass adds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RuntimeImport {
+    /// `asyncify.start_unwind(ptr)`
+    StartUnwind,
+    /// `asyncify.stop_unwind()`
+    StopUnwind,
+    /// `asyncify.start_rewind(ptr)`
+    StartRewind,
+    /// `asyncify.stop_rewind()`
+    StopRewind,
+    /// `asyncify.get_state() -> i32`
+    GetState,
+}
+
+impl RuntimeImport {
+    fn from_name(name: &str) -> Option<RuntimeImport> {
+        Some(match name {
+            "start_unwind" => RuntimeImport::StartUnwind,
+            "stop_unwind" => RuntimeImport::StopUnwind,
+            "start_rewind" => RuntimeImport::StartRewind,
+            "stop_rewind" => RuntimeImport::StopRewind,
+            "get_state" => RuntimeImport::GetState,
+            _ => return None,
+        })
+    }
+}
+
+/// Why a function ended up as it did. The first link of the `--explain` chain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Reason {
+    /// An import that may unwind (it matched the import list, or there is none).
+    Import,
+    /// An import that cannot unwind.
+    ImportIgnored,
+    /// Calls `callee` at `offset`, and the callee can unwind.
+    Calls { callee: u32, offset: usize },
+    /// Has an indirect call at `offset` that can reach `target` (`None`: the
+    /// possible targets are unknown, e.g. the table is imported or exported).
+    Indirect { target: Option<u32>, offset: usize },
+    /// Calls `asyncify.start_unwind` or `asyncify.stop_rewind` itself: it is part
+    /// of the in-module runtime; not instrumented, but its callers are.
+    RuntimeBottom,
+    /// Calls `asyncify.stop_unwind` or `asyncify.start_rewind`: it drives the
+    /// unwind loop; not instrumented and it stops propagation.
+    RuntimeTop,
+    /// Named by `--add`.
+    AddList,
+    /// Named by `--only`.
+    OnlyList,
+    /// Not named by `--only`.
+    NotInOnlyList,
+    /// Named by `--remove`.
+    RemoveList,
+    /// No call in it can unwind.
+    NoUnwindingCalls,
+}
+
+/// The possible targets of an indirect call, after narrowing.
+#[derive(Clone, Debug)]
+pub enum Targets {
+    /// Code outside the module can supply the callee.
+    Unknown,
+    /// Exactly these functions can be called.
+    Known(Vec<u32>),
+}
+
+/// The result of the analysis.
+#[derive(Debug)]
+pub struct UnwindAnalysis {
+    /// Per function (imports first): a call to it can unwind.
+    pub can_unwind: Vec<bool>,
+    /// Per function: it is rewritten by the pass.
+    pub instrumented: Vec<bool>,
+    /// Per function: why.
+    pub reasons: Vec<Reason>,
+    /// Per function import: whether it is an `asyncify.*` runtime import.
+    pub runtime_imports: Vec<Option<RuntimeImport>>,
+    /// Narrowed targets per `(canonical signature, table)` of `call_indirect`.
+    indirect_targets: HashMap<(u32, u32), Targets>,
+    /// Narrowed targets per canonical signature of `call_ref`.
+    ref_targets: HashMap<u32, Targets>,
+    /// Canonical signature id per type index.
+    canon: Vec<u32>,
+    /// Whether indirect calls are assumed never to unwind.
+    ignore_indirect: bool,
+    /// Warnings (list entries that matched nothing).
+    pub warnings: Vec<String>,
+}
+
+/// What a resumable call site needs at rewind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallClass {
+    /// The call can unwind: it is a resume point.
+    pub can_unwind: bool,
+    /// A callee that is not instrumented by us (an import, or the in-module
+    /// runtime) can be reached: it is re-entered during rewind and may read its
+    /// arguments, so they must be the original ones rather than zeros.
+    pub needs_real_args: bool,
+}
+
+impl UnwindAnalysis {
+    /// Whether defined function `f` is part of the in-module runtime (it calls
+    /// `asyncify.*` controls itself).
+    pub fn is_runtime(&self, f: u32) -> bool {
+        matches!(
+            self.reasons[f as usize],
+            Reason::RuntimeBottom | Reason::RuntimeTop
+        )
+    }
+
+    /// Classifies a direct call to `callee`.
+    pub fn direct(&self, callee: u32) -> CallClass {
+        let can_unwind = self.can_unwind[callee as usize];
+        CallClass {
+            can_unwind,
+            needs_real_args: can_unwind && !self.instrumented[callee as usize],
+        }
+    }
+
+    /// Classifies `call_indirect` of type `ty` through `table`.
+    pub fn indirect(&self, ty: u32, table: u32) -> CallClass {
+        self.classify(self.indirect_targets.get(&(self.canon[ty as usize], table)))
+    }
+
+    /// Classifies `call_ref` of type `ty`.
+    pub fn call_ref(&self, ty: u32) -> CallClass {
+        self.classify(self.ref_targets.get(&self.canon[ty as usize]))
+    }
+
+    fn classify(&self, targets: Option<&Targets>) -> CallClass {
+        if self.ignore_indirect {
+            return CallClass {
+                can_unwind: false,
+                needs_real_args: false,
+            };
+        }
+        match targets {
+            None | Some(Targets::Unknown) => CallClass {
+                can_unwind: true,
+                needs_real_args: true,
+            },
+            Some(Targets::Known(funcs)) => {
+                let mut class = CallClass {
+                    can_unwind: false,
+                    needs_real_args: false,
+                };
+                for &f in funcs {
+                    let c = self.direct(f);
+                    class.can_unwind |= c.can_unwind;
+                    class.needs_real_args |= c.needs_real_args;
+                }
+                class
+            }
+        }
+    }
+
+    /// The `--explain` chain for function `f`, one line per link, at most
+    /// `limit` links. `names` holds every function's display name.
+    pub fn explain(&self, names: &[String], n_imports: usize, f: u32, limit: usize) -> Vec<String> {
+        let mut lines = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut cur = Some(f);
+        while let Some(g) = cur {
+            if !seen.insert(g) || lines.len() >= limit {
+                break;
+            }
+            let name = &names[g as usize];
+            let verdict = if (g as usize) < n_imports {
+                if self.can_unwind[g as usize] {
+                    "is an import that may unwind"
+                } else {
+                    "is an import that cannot unwind"
+                }
+            } else if self.instrumented[g as usize] {
+                "is instrumented"
+            } else if self.can_unwind[g as usize] {
+                "is not instrumented but may unwind"
+            } else {
+                "is not instrumented"
+            };
+            cur = None;
+            let why = match &self.reasons[g as usize] {
+                Reason::Import => "(it matches the import list, or no list was given)".to_string(),
+                Reason::ImportIgnored => "(it does not match the import list)".to_string(),
+                Reason::Calls { callee, offset } => {
+                    cur = Some(*callee);
+                    format!(
+                        "because it calls `{}` (at offset {offset:#x})",
+                        names[*callee as usize]
+                    )
+                }
+                Reason::Indirect { target, offset } => match target {
+                    Some(t) => {
+                        cur = Some(*t);
+                        format!(
+                            "because its indirect call at offset {offset:#x} can reach `{}`",
+                            names[*t as usize]
+                        )
+                    }
+                    None => format!(
+                        "because its indirect call at offset {offset:#x} can reach functions \
+                         from outside the module (use --ignore-indirect if they never unwind)"
+                    ),
+                },
+                Reason::RuntimeBottom => {
+                    "because it calls `asyncify.start_unwind` or `asyncify.stop_rewind` \
+                     (it is part of the in-module runtime; its callers are instrumented)"
+                        .to_string()
+                }
+                Reason::RuntimeTop => "because it calls `asyncify.stop_unwind` or \
+                                       `asyncify.start_rewind` (it drives the unwind loop)"
+                    .to_string(),
+                Reason::AddList => "because --add names it".to_string(),
+                Reason::OnlyList => "because --only names it".to_string(),
+                Reason::NotInOnlyList => "because --only does not name it".to_string(),
+                Reason::RemoveList => "because --remove names it".to_string(),
+                Reason::NoUnwindingCalls => "because none of its calls can unwind".to_string(),
+            };
+            lines.push(format!("`{name}` {verdict} {why}").trim_end().to_string());
+        }
+        lines
+    }
+}
+
+/// Runs the analysis over the scanned module.
+///
+/// Each phase needs the ones before: the imports and the options seed "can
+/// unwind", the narrowed targets give the indirect edges it flows over, and the
+/// options have the last word on what is instrumented.
+pub fn analyze(
+    info: &ModuleInfo<'_>,
+    scans: &[FunctionScan],
+    options: &Options,
+) -> Result<UnwindAnalysis> {
+    refuse_only_with_add_or_remove(options)?;
+    let mut warnings = Vec::new();
+    let (runtime_imports, mut verdicts) = classify_imports(info, options, &mut warnings)?;
+    let rules = Rules {
+        n_imports: info.imports.len(),
+        lists: match_lists(info, options, &mut warnings),
+        roles: runtime_roles(info, scans, &runtime_imports),
+    };
+    let targets = narrow_targets(info, scans);
+    let graph = CallerGraph::new(info, scans, options.ignore_indirect, &targets);
+    propagate(&mut verdicts, &rules, &graph, options.propagate_add);
+    let instrumented = rules.decide(&mut verdicts);
+    Ok(UnwindAnalysis {
+        can_unwind: verdicts.can_unwind,
+        instrumented,
+        reasons: verdicts.reasons,
+        runtime_imports,
+        indirect_targets: targets.indirect,
+        ref_targets: targets.by_ref,
+        canon: targets.canon,
+        ignore_indirect: options.ignore_indirect,
+        warnings,
+    })
+}
+
+/// `--only` already decides every function: `--add` or `--remove` beside it
+/// is refused rather than one of them silently losing.
+fn refuse_only_with_add_or_remove(options: &Options) -> Result<()> {
+    if options.only.is_some() && (!options.add.is_empty() || !options.remove.is_empty()) {
+        return Err(Error::new(
+            ErrorKind::BadOptions,
+            "--only cannot be combined with --add or --remove (it already decides every function)",
+        ));
+    }
+    Ok(())
+}
+
+/// Per function (imports first), the verdict so far: whether a call to it can
+/// unwind, and why. The phases refine it in turn.
+struct Verdicts {
+    can_unwind: Vec<bool>,
+    reasons: Vec<Reason>,
+}
