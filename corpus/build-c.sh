@@ -39,35 +39,16 @@ fi
 src=$1
 out=$2
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=corpus/prelude.sh
+. "$here/prelude.sh"
 include=$here/../runtime-shim/include
 clang=${CLANG:-clang-19}
-
-command -v "$clang" >/dev/null || {
-    echo "$0: $clang not found (Debian: apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc)" >&2
-    exit 1
-}
+need "$clang" "Debian: apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-sysroot=${WASI_SYSROOT:-}
-if [ -z "$sysroot" ]; then
-    for d in /usr/include/wasm32-wasi /usr/lib/wasm32-wasi; do
-        [ -d "$d" ] || {
-            echo "$0: $d missing (Debian: apt-get install wasi-libc), or set WASI_SYSROOT" >&2
-            exit 1
-        }
-    done
-    sysroot=$tmp/sysroot
-    mkdir -p "$sysroot/include" "$sysroot/lib"
-    for triple in wasm32-wasi wasm32-wasip1; do
-        ln -s /usr/include/wasm32-wasi "$sysroot/include/$triple"
-        ln -s /usr/lib/wasm32-wasi "$sysroot/lib/$triple"
-    done
-fi
-
-major=$("$clang" -dumpversion | cut -d. -f1)
-if [ "$major" -ge 22 ]; then target=wasm32-wasip1; else target=wasm32-wasi; fi
+sysroot=$(wasi_sysroot "$tmp")
+target=$(wasm_target "$clang")
 common=("--target=$target" "--sysroot=$sysroot")
 # shellcheck disable=SC2086 # EXTRA_CFLAGS is a list of words
 "$clang" "${common[@]}" -I "$include" -O2 -Wall -Wextra ${EXTRA_CFLAGS:-} \

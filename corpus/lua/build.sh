@@ -19,46 +19,15 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=corpus/prelude.sh
+. "$root/corpus/prelude.sh"
 include=$root/runtime-shim/include
 clang=${CLANG:-clang-19}
 target=${CARGO_TARGET_DIR:-$root/target}
 cache=$target/lua-wasm
-lua_src_version=551.1.0
-lua_dir_name=lua-5.4.9
-install_hint="Debian: apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc"
+need "$clang" "Debian: apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc"
 
-command -v "$clang" >/dev/null || { echo "$0: $clang not found ($install_hint)" >&2; exit 1; }
-command -v cargo >/dev/null || { echo "$0: cargo not found" >&2; exit 1; }
-
-# Locate the sources: cargo downloads and unpacks lua-src into its registry;
-# `cargo metadata` names its manifest. `[workspace]` keeps the throwaway
-# project out of our workspace.
-fetch=$cache/src-fetch
-mkdir -p "$fetch"
-cat >"$fetch/Cargo.toml.$$" <<TOML
-[package]
-name = "lua-src-fetch"
-version = "0.0.0"
-edition = "2021"
-publish = false
-
-[lib]
-path = "lib.rs"
-
-[dependencies]
-lua-src = "=$lua_src_version"
-
-[workspace]
-TOML
-mv "$fetch/Cargo.toml.$$" "$fetch/Cargo.toml" # atomic: tests may run this twice at once
-: >"$fetch/lib.rs"
-# --offline first: no network when the crate is already in ~/.cargo.
-metadata() { cargo metadata --format-version 1 --manifest-path "$fetch/Cargo.toml" "$@"; }
-manifest=$({ metadata --offline 2>/dev/null || metadata; } |
-    grep -o "\"manifest_path\":\"[^\"]*lua-src-$lua_src_version/Cargo.toml\"" |
-    head -n 1 | sed 's/^"manifest_path":"//; s/"$//')
-[ -n "$manifest" ] || { echo "$0: cargo did not locate lua-src $lua_src_version" >&2; exit 1; }
-lua=$(dirname "$manifest")/$lua_dir_name
+lua=$(crate_dir "$cache/src-fetch" lua-src 551.1.0)/lua-5.4.9
 [ -f "$lua/lua.h" ] || { echo "$0: $lua/lua.h missing" >&2; exit 1; }
 
 # Every .c of Lua's core and libraries; lua.c and luac.c (their own mains)
@@ -87,7 +56,7 @@ srcs+=("$here/driver.c")
 #   LUA_CFLAGS (environment)          more, e.g. bench/run's build whose
 #                                     LUAI_TRY does not call setjmp.
 # shellcheck disable=SC2206 # LUA_CFLAGS is a list of words
-cflags=(--target=wasm32-wasi -O2 -I "$include" -I "$lua"
+cflags=("--target=$(wasm_target "$clang")" -O2 -I "$include" -I "$lua"
     -D_WASI_EMULATED_SIGNAL -D_WASI_EMULATED_PROCESS_CLOCKS -Wno-return-type ${LUA_CFLAGS:-})
 # Flags, link (no -O: clang would run wasm-opt if one is on the PATH):
 #   -lwasi-emulated-signal -lwasi-emulated-process-clocks   see above.
@@ -102,7 +71,7 @@ ldflags=(-lwasi-emulated-signal -lwasi-emulated-process-clocks -Wl,--export=__st
 
 # The cache key: this script, the sources, our header and the compiler.
 key=$({
-    cat "$0" "${srcs[@]}" "$lua"/*.h "$include"/*.h
+    cat "$0" "$corpus_prelude" "${srcs[@]}" "$lua"/*.h "$include"/*.h
     "$clang" --version
     echo "${cflags[@]}" "${ldflags[@]}"
 } | sha256sum | cut -c1-16)
@@ -110,16 +79,7 @@ out=$cache/$key/lua.wasm
 if [ ! -f "$out" ]; then
     tmp=$(mktemp -d "$cache/build.XXXXXX")
     trap 'rm -rf "$tmp"' EXIT
-    sysroot=${WASI_SYSROOT:-}
-    if [ -z "$sysroot" ]; then
-        for d in /usr/include/wasm32-wasi /usr/lib/wasm32-wasi; do
-            [ -d "$d" ] || { echo "$0: $d missing ($install_hint), or set WASI_SYSROOT" >&2; exit 1; }
-        done
-        sysroot=$tmp/sysroot
-        mkdir -p "$sysroot/include" "$sysroot/lib"
-        ln -s /usr/include/wasm32-wasi "$sysroot/include/wasm32-wasi"
-        ln -s /usr/lib/wasm32-wasi "$sysroot/lib/wasm32-wasi"
-    fi
+    sysroot=$(wasi_sysroot "$tmp")
     objs=()
     pids=()
     for f in "${srcs[@]}"; do
@@ -129,10 +89,8 @@ if [ ! -f "$out" ]; then
         pids+=($!)
     done
     for p in "${pids[@]}"; do wait "$p"; done
-    "$clang" --target=wasm32-wasi "--sysroot=$sysroot" "${objs[@]}" "${ldflags[@]}" -o "$tmp/lua.wasm"
-    mkdir -p "$cache/$key"
-    mv "$tmp/lua.wasm" "$out.new.$$"
-    mv "$out.new.$$" "$out"
+    "$clang" "${cflags[0]}" "--sysroot=$sysroot" "${objs[@]}" "${ldflags[@]}" -o "$tmp/lua.wasm"
+    publish "$tmp/lua.wasm" "$out"
 fi
 if [ $# -ge 1 ]; then cp "$out" "$1"; fi
 echo "$out"

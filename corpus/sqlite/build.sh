@@ -43,48 +43,19 @@ fi
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/../.." && pwd)
+# shellcheck source=corpus/prelude.sh
+. "$root/corpus/prelude.sh"
 include=$root/runtime-shim/include
 clang=${CLANG:-clang-19}
 cc=${CC:-gcc}
 target=${CARGO_TARGET_DIR:-$root/target}
 cache=$target/sqlite-wasm
-crate_version=0.40.0
 install_hint="Debian: apt-get install clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc gcc"
-
 if [ $kind = native ]; then compiler=$cc; else compiler=$clang; fi
-command -v "$compiler" >/dev/null || { echo "$0: $compiler not found ($install_hint)" >&2; exit 1; }
-command -v cargo >/dev/null || { echo "$0: cargo not found" >&2; exit 1; }
+need "$compiler" "$install_hint"
 
-# Locate the sources: cargo downloads and unpacks libsqlite3-sys into its
-# registry; `cargo metadata` names its manifest. No default features: they
-# would pull pkg-config and vcpkg for nothing. `[workspace]` keeps the
-# throwaway project out of ours.
-fetch=$cache/src-fetch
-mkdir -p "$fetch"
-cat >"$fetch/Cargo.toml.$$" <<TOML
-[package]
-name = "sqlite-src-fetch"
-version = "0.0.0"
-edition = "2021"
-publish = false
-
-[lib]
-path = "lib.rs"
-
-[dependencies]
-libsqlite3-sys = { version = "=$crate_version", default-features = false }
-
-[workspace]
-TOML
-mv "$fetch/Cargo.toml.$$" "$fetch/Cargo.toml" # atomic: tests may run this twice at once
-: >"$fetch/lib.rs"
-# --offline first: no network when the crate is already in ~/.cargo.
-metadata() { cargo metadata --format-version 1 --manifest-path "$fetch/Cargo.toml" "$@"; }
-manifest=$({ metadata --offline 2>/dev/null || metadata; } |
-    grep -o "\"manifest_path\":\"[^\"]*libsqlite3-sys-$crate_version/Cargo.toml\"" |
-    head -n 1 | sed 's/^"manifest_path":"//; s/"$//')
-[ -n "$manifest" ] || { echo "$0: cargo did not locate libsqlite3-sys $crate_version" >&2; exit 1; }
-sqlite=$(dirname "$manifest")/sqlite3
+# No default features: they would pull pkg-config and vcpkg for nothing.
+sqlite=$(crate_dir "$cache/src-fetch" libsqlite3-sys 0.40.0 "default-features = false")/sqlite3
 [ -f "$sqlite/sqlite3.c" ] || { echo "$0: $sqlite/sqlite3.c missing" >&2; exit 1; }
 
 # SQLite's options, the same for both builds, so their outputs can be
@@ -127,7 +98,7 @@ else
     #   -D_WASI_EMULATED_GETPID           os_unix.c's getpid() (seeding).
     #   -D_WASI_EMULATED_SIGNAL           signal.h, as libsqlite3-sys passes.
     #   -D_WASI_EMULATED_PROCESS_CLOCKS   clock(), likewise.
-    cflags=(--target=wasm32-wasi -O2 -I "$include" -I "$sqlite" "${options[@]}"
+    cflags=("--target=$(wasm_target "$clang")" -O2 -I "$include" -I "$sqlite" "${options[@]}"
         -D_WASI_EMULATED_MMAN -D_WASI_EMULATED_GETPID -D_WASI_EMULATED_SIGNAL
         -D_WASI_EMULATED_PROCESS_CLOCKS)
     # Flags, link (no -O: clang would run wasm-opt if one is on the PATH): the
@@ -154,7 +125,7 @@ hash() { sha256sum | cut -c1-16; }
 compiler_id=$("$compiler" --version)
 obj_key=$({
     if [ $kind = native ]; then echo native; else echo wasm32-wasi; fi
-    cat "$0" "$sqlite/sqlite3.c" "$sqlite/sqlite3.h"
+    cat "$0" "$corpus_prelude" "$sqlite/sqlite3.c" "$sqlite/sqlite3.h"
     echo "$compiler_id"
 } | hash)
 key=$({
@@ -173,33 +144,20 @@ if [ ! -f "$out" ]; then
         cc_cmd=("$cc")
         link=("$cc")
     else
-        sysroot=${WASI_SYSROOT:-}
-        if [ -z "$sysroot" ]; then
-            for d in /usr/include/wasm32-wasi /usr/lib/wasm32-wasi; do
-                [ -d "$d" ] || { echo "$0: $d missing ($install_hint), or set WASI_SYSROOT" >&2; exit 1; }
-            done
-            sysroot=$tmp/sysroot
-            mkdir -p "$sysroot/include" "$sysroot/lib"
-            ln -s /usr/include/wasm32-wasi "$sysroot/include/wasm32-wasi"
-            ln -s /usr/lib/wasm32-wasi "$sysroot/lib/wasm32-wasi"
-        fi
+        sysroot=$(wasi_sysroot "$tmp")
         cc_cmd=("$clang" "--sysroot=$sysroot")
-        link=("$clang" --target=wasm32-wasi "--sysroot=$sysroot")
+        link=("$clang" "${cflags[0]}" "--sysroot=$sysroot")
     fi
     # The driver compiles while the amalgamation does, if it must.
     "${cc_cmd[@]}" "${cflags[@]}" "${driver_flags[@]}" -c "$here/driver.c" -o "$tmp/driver.o" &
     driver_pid=$!
     if [ ! -f "$obj" ]; then
         "${cc_cmd[@]}" "${cflags[@]}" -c "$sqlite/sqlite3.c" -o "$tmp/sqlite3.o"
-        mkdir -p "$(dirname "$obj")"
-        mv "$tmp/sqlite3.o" "$obj.new.$$"
-        mv "$obj.new.$$" "$obj" # atomic: tests may run this twice at once
+        publish "$tmp/sqlite3.o" "$obj"
     fi
     wait "$driver_pid"
     "${link[@]}" "$obj" "$tmp/driver.o" "${ldflags[@]}" -o "$tmp/$name"
-    mkdir -p "$cache/$key"
-    mv "$tmp/$name" "$out.new.$$"
-    mv "$out.new.$$" "$out"
+    publish "$tmp/$name" "$out"
 fi
 if [ $# -ge 1 ]; then cp "$out" "$1"; fi
 echo "$out"
