@@ -98,8 +98,8 @@ fn every_added_type_is_used_and_none_is_missing() {
         let input = wat::parse_file(file).unwrap();
         let (used_in, defined_in) = used_types(&input);
         for options in &option_sets {
-            let out = instrument(&input, options)
-                .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            let out =
+                instrument(&input, options).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
             let (used, defined) = used_types(&out.wasm);
             // The input's own unused types stay (indices must not move);
             // every type the pass added must be used.

@@ -4,6 +4,7 @@ use super::{Reason, RuntimeImport, Verdicts};
 use crate::error::{Error, ErrorKind, Result};
 use crate::module_info::ModuleInfo;
 use crate::options::{wildcard_match, Options};
+use crate::OptionName;
 
 /// Imports: the in-module runtime, or per the import list. Returns which
 /// imports are the runtime's, and the verdicts with every defined function
@@ -82,7 +83,10 @@ fn warn_unused_patterns(patterns: &[String], used: &[bool], warnings: &mut Vec<S
         // The preset names both the 32- and 64-bit WASIX modules; a module
         // only ever imports one of them, so those entries stay quiet.
         if !used[k] && !crate::options::WASIX_STACK_IMPORTS.contains(&p.as_str()) {
-            warnings.push(format!("--imports entry `{p}` matches no import"));
+            warnings.push(format!(
+                "{} entry `{p}` matches no import",
+                OptionName::Imports
+            ));
         }
     }
 }

@@ -14,9 +14,10 @@ mod rules;
 mod targets;
 
 use crate::analysis::scan::FunctionScan;
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::Result;
 use crate::module_info::ModuleInfo;
 use crate::options::Options;
+use crate::OptionName;
 use imports::classify_imports;
 use propagate::{propagate, CallerGraph};
 use rules::{match_lists, runtime_roles, Rules};
@@ -226,7 +227,8 @@ impl UnwindAnalysis {
                     }
                     None => format!(
                         "because its indirect call at offset {offset:#x} can reach functions \
-                         from outside the module (use --ignore-indirect if they never unwind)"
+                         from outside the module (use {} if they never unwind)",
+                        OptionName::IgnoreIndirect
                     ),
                 },
                 Reason::RuntimeBottom => {
@@ -237,10 +239,12 @@ impl UnwindAnalysis {
                 Reason::RuntimeTop => "because it calls `asyncify.stop_unwind` or \
                                        `asyncify.start_rewind` (it drives the unwind loop)"
                     .to_string(),
-                Reason::AddList => "because --add names it".to_string(),
-                Reason::OnlyList => "because --only names it".to_string(),
-                Reason::NotInOnlyList => "because --only does not name it".to_string(),
-                Reason::RemoveList => "because --remove names it".to_string(),
+                Reason::AddList => format!("because {} names it", OptionName::Add),
+                Reason::OnlyList => format!("because {} names it", OptionName::Only),
+                Reason::NotInOnlyList => {
+                    format!("because {} does not name it", OptionName::Only)
+                }
+                Reason::RemoveList => format!("because {} names it", OptionName::Remove),
                 Reason::NoUnwindingCalls => "because none of its calls can unwind".to_string(),
             };
             lines.push(format!("`{name}` {verdict} {why}").trim_end().to_string());
@@ -249,7 +253,8 @@ impl UnwindAnalysis {
     }
 }
 
-/// Runs the analysis over the scanned module.
+/// Runs the analysis over the scanned module, with options already checked
+/// against each other (`Options::checked`).
 ///
 /// Each phase needs the ones before: the imports and the options seed "can
 /// unwind", the narrowed targets give the indirect edges it flows over, and the
@@ -259,7 +264,6 @@ pub fn analyze(
     scans: &[FunctionScan],
     options: &Options,
 ) -> Result<UnwindAnalysis> {
-    refuse_only_with_add_or_remove(options)?;
     let mut warnings = Vec::new();
     let (runtime_imports, mut verdicts) = classify_imports(info, options, &mut warnings)?;
     let rules = Rules {
@@ -282,18 +286,6 @@ pub fn analyze(
         ignore_indirect: options.ignore_indirect,
         warnings,
     })
-}
-
-/// `--only` already decides every function: `--add` or `--remove` beside it
-/// is refused rather than one of them silently losing.
-fn refuse_only_with_add_or_remove(options: &Options) -> Result<()> {
-    if options.only.is_some() && (!options.add.is_empty() || !options.remove.is_empty()) {
-        return Err(Error::new(
-            ErrorKind::BadOptions,
-            "--only cannot be combined with --add or --remove (it already decides every function)",
-        ));
-    }
-    Ok(())
 }
 
 /// Per function (imports first), the verdict so far: whether a call to it can

@@ -6,6 +6,7 @@ use super::{Reason, RuntimeImport, Verdicts};
 use crate::analysis::scan::FunctionScan;
 use crate::module_info::ModuleInfo;
 use crate::options::{wildcard_match, Options};
+use crate::OptionName;
 
 /// The function lists, per function (imports first): whether each names it.
 pub(super) struct Lists {
@@ -22,19 +23,19 @@ pub(super) fn match_lists(
     options: &Options,
     warnings: &mut Vec<String>,
 ) -> Lists {
-    let add = match_list(info, &options.add, "--add", warnings);
-    let remove = match_list(info, &options.remove, "--remove", warnings);
+    let add = match_list(info, &options.add, OptionName::Add, warnings);
+    let remove = match_list(info, &options.remove, OptionName::Remove, warnings);
     let only = options
         .only
         .as_ref()
-        .map(|list| match_list(info, list, "--only", warnings));
+        .map(|list| match_list(info, list, OptionName::Only, warnings));
     Lists { add, remove, only }
 }
 
 fn match_list(
     info: &ModuleInfo<'_>,
     list: &[String],
-    what: &str,
+    what: OptionName,
     warnings: &mut Vec<String>,
 ) -> Vec<bool> {
     let n = info.num_funcs() as usize;

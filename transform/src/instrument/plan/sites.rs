@@ -5,6 +5,7 @@ use crate::analysis::unwind::{CallClass, UnwindAnalysis};
 use crate::error::{Error, Result};
 use crate::instrument::body::{is_block_opener, Body};
 use crate::module_info::ModuleInfo;
+use crate::OptionName;
 use std::collections::HashMap;
 use wasmparser::{Operator, ValType};
 
@@ -151,12 +152,13 @@ fn classify_call(
             if analysis.call_ref(type_index).can_unwind
                 && !body.stack_before(i as u32).is_some_and(|s| s.unreachable)
             {
-                return Err(Error::unsupported(
-                    "`call_ref` that can unwind: resuming it needs its function \
-                     reference saved across the unwind, which wasm-rewind cannot \
-                     store yet (use --ignore-indirect if these calls never unwind, \
-                     or --remove this function)",
-                )
+                return Err(Error::unsupported(format!(
+                    "`call_ref` that can unwind: resuming it needs its function reference \
+                     saved across the unwind, which wasm-rewind cannot store yet (use {} if \
+                     these calls never unwind, or name this function in {})",
+                    OptionName::IgnoreIndirect,
+                    OptionName::Remove
+                ))
                 .at(body.offsets[i]));
             }
             return Ok(None);
