@@ -7,10 +7,9 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wasm_rewind_shim::driver::DEFAULT_MAX_BUFFER;
-use wasm_rewind_shim::{ShimConfig, ShimState, StoreLimits};
-use wasmtime::{Engine, Linker, Store};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+use wasm_rewind_shim::{ShimConfig, StoreLimits, WasiCommand};
+use wasmtime::Engine;
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 /// Exit status when the guest traps (as a native program that aborts).
 const TRAP_EXIT: u8 = 134;
@@ -66,12 +65,6 @@ pub struct Opts {
     no_cache: bool,
 }
 
-/// What the store holds: WASI and the shim.
-struct Host {
-    wasi: WasiP1Ctx,
-    shim: ShimState,
-}
-
 impl Opts {
     /// Runs the program and returns its exit status.
     pub fn run(self) -> Result<ExitCode> {
@@ -86,9 +79,6 @@ impl Opts {
             .and_then(|bytes| Ok(wat::parse_bytes(&bytes)?.into_owned()))
             .and_then(|wasm| cache.load(&engine, &wasm))
             .with_context(|| format!("failed to load `{}`", self.module.display()))?;
-        wasm_rewind_shim::check_module(&module)
-            .with_context(|| format!("cannot run `{}`", self.module.display()))?;
-
         let mut wasi = WasiCtxBuilder::new();
         wasi.inherit_stdio();
         let program = self
@@ -122,30 +112,12 @@ impl Opts {
         if let Some(hex) = &self.hash_key {
             config.key = parse_key(hex)?;
         }
-        let mut store = Store::new(
-            &engine,
-            Host {
-                wasi: wasi.build_p1(),
-                shim: ShimState::new(config),
-            },
-        );
-        let mut linker: Linker<Host> = Linker::new(&engine);
-        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)?;
-        wasm_rewind_shim::add_to_linker(&mut linker, |h: &mut Host| &mut h.shim)?;
-        let instance = linker
-            .instantiate(&mut store, &module)
+        let mut command = WasiCommand::new(&engine, &module, wasi.build_p1(), config)
             .map_err(anyhow::Error::from)
-            .with_context(|| format!("cannot instantiate `{}`", self.module.display()))?;
-        let result = wasm_rewind_shim::call(
-            &mut store,
-            &instance,
-            |h: &mut Host| &mut h.shim,
-            "_start",
-            &[],
-            &mut [],
-        );
+            .with_context(|| format!("cannot run `{}`", self.module.display()))?;
+        let result = command.run();
         if self.stats {
-            let s = store.data().shim.snapshots().stats();
+            let s = command.shim().snapshots().stats();
             eprintln!(
                 "snapshots: {} taken, {} dropped as dead, {} dropped as displaced, \
                  peak {} held, peak {} bytes",
@@ -153,11 +125,8 @@ impl Opts {
             );
         }
         match result {
-            Ok(()) => Ok(ExitCode::SUCCESS),
+            Ok(exit) => Ok(ExitCode::from(exit.code() as u8)),
             Err(e) => {
-                if let Some(exit) = e.downcast_ref::<I32Exit>() {
-                    return Ok(ExitCode::from(exit.0 as u8));
-                }
                 eprintln!("error: `{}` trapped: {e:?}", program);
                 Ok(ExitCode::from(TRAP_EXIT))
             }

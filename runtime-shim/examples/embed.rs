@@ -3,28 +3,18 @@
 //! instrumented by `wasm-rewind instrument`).
 //!
 //! ```sh
-//! cargo run -p wasm-rewind-shim --example embed -- app.rw.wasm [args...]
+//! cargo run -p wasm-rewind-shim --features wasi --example embed -- app.rw.wasm [args...]
 //! ```
 //!
-//! The three steps that matter: refuse a module the shim cannot serve
-//! (`check_module`), add the WASIX stack imports next to WASI
-//! (`add_to_linker`), and call the entry point through `call`, which completes
-//! every checkpoint and restore by re-entering the export.
+//! `WasiCommand` does the three steps that matter: it refuses a module the
+//! shim cannot serve (`check_module`), adds the WASIX stack imports next to
+//! WASI (`add_to_linker`), and calls the entry point through `call`, which
+//! completes every checkpoint and restore by re-entering the export. An
+//! embedder with its own store data uses those three directly.
 
-use wasm_rewind_shim::{add_to_linker, call, check_module, ShimConfig, ShimState};
-use wasmtime::{Engine, Linker, Module, Store};
-use wasmtime_wasi::p1::WasiP1Ctx;
-use wasmtime_wasi::{I32Exit, WasiCtxBuilder};
-
-/// The store's data: WASI and the shim, side by side.
-struct Host {
-    wasi: WasiP1Ctx,
-    shim: ShimState,
-}
-
-fn shim(host: &mut Host) -> &mut ShimState {
-    &mut host.shim
-}
+use wasm_rewind_shim::{ShimConfig, WasiCommand};
+use wasmtime::{Engine, Module};
+use wasmtime_wasi::WasiCtxBuilder;
 
 fn main() -> wasmtime::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,26 +24,8 @@ fn main() -> wasmtime::Result<()> {
     };
     let engine = Engine::default();
     let module = Module::from_file(&engine, path)?;
-    check_module(&module)?;
-
     let wasi = WasiCtxBuilder::new().inherit_stdio().args(&args).build_p1();
-    let mut store = Store::new(
-        &engine,
-        Host {
-            wasi,
-            shim: ShimState::new(ShimConfig::default()),
-        },
-    );
-    let mut linker = Linker::new(&engine);
-    wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)?;
-    add_to_linker(&mut linker, shim)?;
-    let instance = linker.instantiate(&mut store, &module)?;
-
-    match call(&mut store, &instance, shim, "_start", &[], &mut []) {
-        Ok(()) => Ok(()),
-        Err(e) => match e.downcast_ref::<I32Exit>() {
-            Some(exit) => std::process::exit(exit.0),
-            None => Err(e),
-        },
-    }
+    let mut command = WasiCommand::new(&engine, &module, wasi, ShimConfig::default())?;
+    let exit = command.run()?;
+    std::process::exit(exit.code())
 }

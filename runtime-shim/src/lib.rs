@@ -64,6 +64,8 @@ pub mod store;
 pub mod driver;
 pub mod window;
 // The engine binding depends on the modules above, never the reverse.
+#[cfg(feature = "wasi")]
+pub mod wasi_command;
 pub mod wasmtime_host;
 
 pub use abi::{Errno, JmpBuf, HASH_LEN, JMP_BUF_SIZE};
@@ -72,4 +74,6 @@ pub use error::{ShimError, SnapshotLimitKind};
 pub use hash::{hash_hex, keyed_hash, HashKey, SnapshotHash};
 pub use snapshot::{GlobalValue, Snapshot};
 pub use store::{Restored, SnapshotStore, StoreLimits, StoreStats};
+#[cfg(feature = "wasi")]
+pub use wasi_command::{Exit, WasiCommand, WasiHost};
 pub use wasmtime_host::{add_to_linker, call, check_module, needs_shim};
