@@ -6,7 +6,6 @@
 //! memories, names). What the instrumented code does at run time is the
 //! business of `tests/abi.rs` and `tests/corpus.rs`.
 
-#[allow(dead_code)] // only the tool lookup
 mod process;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -19,15 +19,11 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 mod process;
-use process::Outcome;
+use process::{root, wasm_rewind, Outcome};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 /// The same as tests/lua.rs gives its scripts.
 const LUA_ARGS: [&str; 2] = ["a", "b c"];
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 fn require_tools() {
     process::require("node", "--version", "nodejs");
@@ -45,10 +41,6 @@ fn run(cmd: &mut Command) -> Result<Outcome, String> {
 /// Runs a build step: it must exit with 0. Returns its stdout.
 fn step(cmd: &mut Command) -> Result<String, String> {
     process::step(cmd, TIMEOUT)
-}
-
-fn wasm_rewind() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
 }
 
 /// `wasm-rewind instrument IN OUT [--embed-runtime]`.
@@ -96,21 +88,6 @@ fn shim(wasm: &Path, dir: Option<&Path>, args: &[&str]) -> Command {
     cmd
 }
 
-/// The imports of a module, as `module.name`.
-fn imports(wasm: &Path) -> Vec<String> {
-    let bytes = std::fs::read(wasm).unwrap();
-    let mut names = Vec::new();
-    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
-        if let wasmparser::Payload::ImportSection(s) = payload.unwrap() {
-            for import in s.into_imports() {
-                let import = import.unwrap();
-                names.push(format!("{}.{}", import.module, import.name));
-            }
-        }
-    }
-    names
-}
-
 /// The shim's run and the embedded runs (node, and plain wasmtime WASI
 /// through `wasm-rewind run`, which adds no shim to a module without WASIX
 /// imports) must agree. `Err` shows all three.
@@ -143,16 +120,6 @@ fn build_c(src: &Path, out: &Path) -> Result<(), String> {
     .map(drop)
 }
 
-fn c_sources(dir: &str) -> Vec<PathBuf> {
-    let mut srcs: Vec<PathBuf> = std::fs::read_dir(root().join(dir))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "c"))
-        .collect();
-    srcs.sort();
-    srcs
-}
-
 fn check_c_program(src: &Path, tmp: &Path) -> Result<(), String> {
     let name = src.file_stem().unwrap().to_string_lossy().into_owned();
     let wasm = tmp.join(format!("{name}.wasm"));
@@ -161,7 +128,7 @@ fn check_c_program(src: &Path, tmp: &Path) -> Result<(), String> {
     build_c(src, &wasm)?;
     instrument(&wasm, &rw, false)?;
     instrument(&wasm, &embedded, true)?;
-    let wasix: Vec<String> = imports(&embedded)
+    let wasix: Vec<String> = process::imports(&embedded)?
         .into_iter()
         .filter(|i| i.starts_with("wasix_"))
         .collect();
@@ -177,24 +144,13 @@ fn check_c_program(src: &Path, tmp: &Path) -> Result<(), String> {
 fn c_programs_behave_the_same_with_the_embedded_runtime() {
     require_tools();
     let tmp = tempfile::tempdir().unwrap();
-    let srcs = c_sources("corpus/c");
-    assert!(srcs.len() >= 10, "corpus/c has {} programs", srcs.len());
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = srcs
-            .iter()
-            .map(|src| scope.spawn(|| check_c_program(src, tmp.path())))
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().unwrap().err())
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} of {} programs differ:\n\n{}",
-        failures.len(),
+    let srcs = process::corpus_files("corpus/c", "c", 10);
+    let failures =
+        process::check_in_parallel(&srcs, srcs.len(), |src| check_c_program(src, tmp.path()));
+    process::assert_none_failed(
+        "C programs (host shim against embedded)",
+        failures,
         srcs.len(),
-        failures.join("\n\n")
     );
 }
 
@@ -221,41 +177,23 @@ fn lua_scripts_behave_the_same_with_the_embedded_runtime() {
     require_tools();
     let (rw, embedded) = lua_builds();
     let dir = root().join("corpus/lua");
-    let mut scripts: Vec<String> = std::fs::read_dir(&dir)
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter(|n| n.ends_with(".lua"))
-        .collect();
-    scripts.sort();
-    assert!(
-        scripts.len() >= 6,
-        "corpus/lua has {} scripts",
-        scripts.len()
-    );
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = scripts
-            .iter()
-            .map(|name| {
-                let dir = &dir;
-                scope.spawn(move || {
-                    let mut args = vec![name.as_str()];
-                    args.extend(LUA_ARGS);
-                    compare(
-                        name,
-                        &mut shim(rw, Some(dir), &args),
-                        embedded,
-                        Some(dir),
-                        &args,
-                    )
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().unwrap().err())
-            .collect()
+    let scripts = process::corpus_names("corpus/lua", "lua", 6);
+    let failures = process::check_in_parallel(&scripts, scripts.len(), |name| {
+        let mut args = vec![name.as_str()];
+        args.extend(LUA_ARGS);
+        compare(
+            name,
+            &mut shim(rw, Some(&dir), &args),
+            embedded,
+            Some(&dir),
+            &args,
+        )
     });
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    process::assert_none_failed(
+        "Lua scripts (host shim against embedded)",
+        failures,
+        scripts.len(),
+    );
 }
 
 /// One misuse program of `corpus/embed`.
@@ -305,7 +243,7 @@ const MISUSE: &[Misuse] = &[
 fn misuse_traps_in_a_function_named_for_the_reason() {
     require_tools();
     let tmp = tempfile::tempdir().unwrap();
-    let srcs = c_sources("corpus/embed");
+    let srcs = process::corpus_files("corpus/embed", "c", 1);
     let names: Vec<String> = srcs
         .iter()
         .map(|s| s.file_stem().unwrap().to_string_lossy().into_owned())

@@ -17,7 +17,6 @@
 //! constant) must then instrument to a valid module or be refused with a
 //! message, never panic.
 
-#[allow(dead_code)]
 mod process;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

@@ -24,12 +24,8 @@ const ARGS: [&str; 2] = ["a", "b c"];
 
 const INSTALL: &str = "clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc lua5.4";
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn lua_dir() -> PathBuf {
-    root().join("corpus/lua")
+    process::root().join("corpus/lua")
 }
 
 /// Fails (never skips) when `tool` cannot be started.
@@ -47,25 +43,6 @@ fn step(cmd: &mut Command) -> Result<String, String> {
     process::step(cmd, TIMEOUT)
 }
 
-/// Whether the module imports `wasix_32v1.stack_checkpoint`, i.e. Lua's
-/// setjmp really went through our header.
-fn imports_checkpoint(wasm: &Path) -> Result<bool, String> {
-    let bytes = std::fs::read(wasm).map_err(|e| format!("read {}: {e}", wasm.display()))?;
-    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
-        if let wasmparser::Payload::ImportSection(section) =
-            payload.map_err(|e| format!("{}: {e}", wasm.display()))?
-        {
-            for import in section.into_imports() {
-                let import = import.map_err(|e| format!("{}: {e}", wasm.display()))?;
-                if import.module == "wasix_32v1" && import.name == "stack_checkpoint" {
-                    return Ok(true);
-                }
-            }
-        }
-    }
-    Ok(false)
-}
-
 /// Builds lua.wasm (cached by build.sh under target/) and instruments it,
 /// once per test process: the path of the instrumented module.
 fn lua_rw_wasm() -> &'static Path {
@@ -74,7 +51,7 @@ fn lua_rw_wasm() -> &'static Path {
         let start = Instant::now();
         let stdout = step(Command::new("bash").arg(lua_dir().join("build.sh")))?;
         let wasm = PathBuf::from(stdout.lines().last().unwrap_or_default());
-        if !imports_checkpoint(&wasm)? {
+        if !process::imports_checkpoint(&wasm)? {
             return Err(format!(
                 "{} does not import wasix_32v1.stack_checkpoint: not built with our setjmp.h",
                 wasm.display()
@@ -84,12 +61,7 @@ fn lua_rw_wasm() -> &'static Path {
         // Beside the cached build; instrument writes it atomically, and it
         // is redone every run as wasm-rewind itself may have changed.
         let rw = wasm.with_file_name("lua.rw.wasm");
-        step(
-            Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
-                .arg("instrument")
-                .arg(&wasm)
-                .arg(&rw),
-        )?;
+        step(process::wasm_rewind().arg("instrument").arg(&wasm).arg(&rw))?;
         eprintln!(
             "lua.wasm: build.sh {:.2?}, instrument {:.2?}",
             built,
@@ -101,18 +73,6 @@ fn lua_rw_wasm() -> &'static Path {
         Ok(path) => path,
         Err(e) => panic!("building Lua for wasm failed:\n{e}"),
     }
-}
-
-/// Every `corpus/lua/*.lua`, sorted.
-fn scripts() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(lua_dir())
-        .expect("read corpus/lua")
-        .map(|e| e.expect("read corpus/lua").file_name())
-        .filter_map(|n| n.into_string().ok())
-        .filter(|n| n.ends_with(".lua"))
-        .collect();
-    names.sort();
-    names
 }
 
 /// Native and wasm runs of one script, compared. `Err` shows both.
@@ -128,7 +88,7 @@ fn check_script(name: &str, rw: &Path) -> Result<(), String> {
         .args(ARGS))?;
     let t_native = t.elapsed();
     let t = Instant::now();
-    let wasm = run(Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+    let wasm = run(process::wasm_rewind()
         .current_dir(&dir)
         .arg("run")
         .arg(rw)
@@ -139,15 +99,7 @@ fn check_script(name: &str, rw: &Path) -> Result<(), String> {
         .args(ARGS))?;
     let t_wasm = t.elapsed();
     eprintln!("{name}: native {t_native:.2?}, wasm {t_wasm:.2?}");
-    if native == wasm {
-        Ok(())
-    } else {
-        Err(format!(
-            "{name}: outputs differ\n=== native lua5.4 (exit {:?})\n--- stdout\n{}--- stderr\n{}\
-             === wasm (exit {:?})\n--- stdout\n{}--- stderr\n{}",
-            native.code, native.stdout, native.stderr, wasm.code, wasm.stdout, wasm.stderr
-        ))
-    }
+    process::all_same(name, &[("native lua5.4", &native), ("wasm", &wasm)])
 }
 
 #[test]
@@ -156,25 +108,9 @@ fn lua_scripts_match_native() {
     require("clang-19", "--version");
     require("wasm-ld-19", "--version");
     let rw = lua_rw_wasm();
-    let names = scripts();
-    assert!(!names.is_empty(), "no corpus/lua/*.lua scripts");
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = names
-            .iter()
-            .map(|name| scope.spawn(move || check_script(name, rw)))
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().expect("check thread panicked").err())
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} of {} Lua scripts differ from native lua5.4:\n\n{}",
-        failures.len(),
-        names.len(),
-        failures.join("\n\n")
-    );
+    let names = process::corpus_names("corpus/lua", "lua", 6);
+    let failures = process::check_in_parallel(&names, names.len(), |name| check_script(name, rw));
+    process::assert_none_failed("Lua scripts (against native lua5.4)", failures, names.len());
 }
 
 /// A second build.sh run finds the cache and prints the same path.

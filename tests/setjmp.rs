@@ -13,7 +13,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod process;
-use process::Outcome;
+use process::{root, wasm_rewind, Outcome};
 
 /// A program that takes longer than this (build or run) fails the test.
 const TIMEOUT: Duration = Duration::from_mins(2);
@@ -40,10 +40,6 @@ fn abi_lines(target: &str) -> Vec<String> {
     ]
 }
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn include_dir() -> PathBuf {
     root().join("runtime-shim/include")
 }
@@ -60,33 +56,7 @@ fn run(cmd: &mut Command) -> Result<Outcome, String> {
 
 /// Runs a build step: it must exit with 0.
 fn step(cmd: &mut Command) -> Result<(), String> {
-    let what = format!("{cmd:?}");
-    let o = run(cmd)?;
-    if o.code == Some(0) {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed (exit {:?})\n--- stdout\n{}--- stderr\n{}",
-            o.code, o.stdout, o.stderr
-        ))
-    }
-}
-
-/// The imports of a module, as `module.name`.
-fn imports(wasm: &Path) -> Result<Vec<String>, String> {
-    let bytes = std::fs::read(wasm).map_err(|e| format!("read {}: {e}", wasm.display()))?;
-    let mut names = Vec::new();
-    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
-        if let wasmparser::Payload::ImportSection(section) =
-            payload.map_err(|e| format!("{}: {e}", wasm.display()))?
-        {
-            for import in section.into_imports() {
-                let import = import.map_err(|e| format!("{}: {e}", wasm.display()))?;
-                names.push(format!("{}.{}", import.module, import.name));
-            }
-        }
-    }
-    Ok(names)
+    process::step(cmd, TIMEOUT).map(drop)
 }
 
 /// Native reference, wasm build, instrument, run, compare. `Err` says what
@@ -118,36 +88,19 @@ fn check_program(src: &Path, dir: &Path) -> Result<(), String> {
             .arg(src)
             .arg(&wasm),
     )?;
-    let imported = imports(&wasm)?;
+    let imported = process::imports(&wasm)?;
     if !imported.iter().any(|i| i == "wasix_32v1.stack_checkpoint") {
         return Err(format!(
             "{name}.wasm does not import wasix_32v1.stack_checkpoint (imports: {imported:?})"
         ));
     }
 
-    step(
-        Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
-            .arg("instrument")
-            .arg(&wasm)
-            .arg(&rewound),
-    )?;
-    let actual = run(Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
-        .arg("run")
-        .arg(&rewound))?;
-    if actual != expected {
-        return Err(format!(
-            "{name}: `wasm-rewind run` differs from native\n\
-             --- native (exit {:?})\n{}--- native stderr\n{}\
-             --- wasm (exit {:?})\n{}--- wasm stderr\n{}",
-            expected.code,
-            expected.stdout,
-            expected.stderr,
-            actual.code,
-            actual.stdout,
-            actual.stderr
-        ));
-    }
-    Ok(())
+    step(wasm_rewind().arg("instrument").arg(&wasm).arg(&rewound))?;
+    let actual = run(wasm_rewind().arg("run").arg(&rewound))?;
+    process::all_same(
+        &name,
+        &[("native", &expected), ("wasm-rewind run", &actual)],
+    )
 }
 
 #[test]
@@ -162,32 +115,12 @@ fn c_programs_match_native() {
          and WASI_SYSROOT is not set"
     );
 
-    let mut sources: Vec<PathBuf> = std::fs::read_dir(root().join("corpus/c"))
-        .expect("read corpus/c")
-        .map(|e| e.expect("corpus/c entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "c"))
-        .collect();
-    sources.sort();
-    assert!(!sources.is_empty(), "no corpus/c/*.c programs");
-
+    let sources = process::corpus_files("corpus/c", "c", 10);
     let dir = tempfile::tempdir().expect("temporary directory");
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let handles: Vec<_> = sources
-            .iter()
-            .map(|src| scope.spawn(|| check_program(src, dir.path())))
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().expect("program thread panicked").err())
-            .collect()
+    let failures = process::check_in_parallel(&sources, sources.len(), |src| {
+        check_program(src, dir.path())
     });
-    assert!(
-        failures.is_empty(),
-        "{} of {} C programs failed:\n\n{}",
-        failures.len(),
-        sources.len(),
-        failures.join("\n\n")
-    );
+    process::assert_none_failed("C programs (against native)", failures, sources.len());
 }
 
 /// `jmp_buf` is WASIX's: 24 bytes, aligned to 8, `u64 user` at 0 and the

@@ -36,12 +36,8 @@ const INSTALL: &str = "clang-19 lld-19 libclang-rt-19-dev-wasm32 wasi-libc gcc";
 /// The workload that also runs against a database file.
 const FILE_WORKLOAD: &str = "queries.sql";
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 fn sqlite_dir() -> PathBuf {
-    root().join("corpus/sqlite")
+    process::root().join("corpus/sqlite")
 }
 
 fn require_tools() {
@@ -70,31 +66,11 @@ fn build(flags: &[&str]) -> Result<PathBuf, String> {
     }
 }
 
-/// Whether the module imports `wasix_32v1.stack_checkpoint`.
-fn imports_checkpoint(bytes: &[u8]) -> Result<bool, String> {
-    for payload in wasmparser::Parser::new(0).parse_all(bytes) {
-        if let wasmparser::Payload::ImportSection(section) = payload.map_err(|e| e.to_string())? {
-            for import in section.into_imports() {
-                let import = import.map_err(|e| e.to_string())?;
-                if import.module == "wasix_32v1" && import.name == "stack_checkpoint" {
-                    return Ok(true);
-                }
-            }
-        }
-    }
-    Ok(false)
-}
-
 /// Instruments `wasm` with default flags beside itself (redone every run:
 /// wasm-rewind may have changed) and validates the result.
 fn instrument(wasm: &Path) -> Result<PathBuf, String> {
     let rw = wasm.with_extension("rw.wasm");
-    step(
-        Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
-            .arg("instrument")
-            .arg(wasm)
-            .arg(&rw),
-    )?;
+    step(process::wasm_rewind().arg("instrument").arg(wasm).arg(&rw))?;
     let bytes = std::fs::read(&rw).map_err(|e| format!("read {}: {e}", rw.display()))?;
     wasmparser::Validator::new()
         .validate_all(&bytes)
@@ -124,13 +100,12 @@ fn builds() -> &'static Builds {
         });
         let (native, (plain, setjmp)) = (native?, wasm?);
         let built = start.elapsed();
-        let read = |p: &Path| std::fs::read(p).map_err(|e| format!("read {}: {e}", p.display()));
         // The plain build must run uninstrumented, the other must really
         // have gone through our setjmp.h.
-        if imports_checkpoint(&read(&plain)?)? {
+        if process::imports_checkpoint(&plain)? {
             return Err(format!("{} imports the WASIX stack calls", plain.display()));
         }
-        if !imports_checkpoint(&read(&setjmp)?)? {
+        if !process::imports_checkpoint(&setjmp)? {
             return Err(format!(
                 "{} does not import wasix_32v1.stack_checkpoint: not built with our setjmp.h",
                 setjmp.display()
@@ -156,17 +131,13 @@ fn builds() -> &'static Builds {
     }
 }
 
-/// Every `corpus/sqlite/*.sql`, sorted.
-fn workloads() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(sqlite_dir())
-        .expect("read corpus/sqlite")
-        .map(|e| e.expect("read corpus/sqlite").file_name())
-        .filter_map(|n| n.into_string().ok())
-        .filter(|n| n.ends_with(".sql"))
-        .collect();
-    names.sort();
-    assert!(!names.is_empty(), "no corpus/sqlite/*.sql workloads");
-    names
+/// Every `corpus/sqlite/*.sql`, sorted, whose name starts with `setjmp`
+/// (`setjmp == true`) or does not.
+fn workloads(setjmp: bool) -> Vec<String> {
+    process::corpus_names("corpus/sqlite", "sql", 2)
+        .into_iter()
+        .filter(|n| n.starts_with("setjmp") == setjmp)
+        .collect()
 }
 
 /// Runs the native build on `args` from `dir`.
@@ -189,7 +160,7 @@ fn run_native(native: &Path, dir: &Path, args: &[&str]) -> Result<Outcome, Strin
 /// Runs a wasm module under `wasm-rewind run` with `dirs` preopened (host,
 /// guest) and `args`.
 fn run_wasm(wasm: &Path, dirs: &[(&Path, &str)], args: &[&str]) -> Result<Outcome, String> {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_wasm-rewind"));
+    let mut cmd = process::wasm_rewind();
     cmd.arg("run").arg(wasm);
     for (host, guest) in dirs {
         cmd.arg("--dir").arg(format!("{}::{guest}", host.display()));
@@ -197,43 +168,10 @@ fn run_wasm(wasm: &Path, dirs: &[(&Path, &str)], args: &[&str]) -> Result<Outcom
     process::run(cmd.arg("--").args(args), RUN_TIMEOUT)
 }
 
-/// `Err` showing every outcome when they are not all equal to the first.
-fn same(what: &str, outcomes: &[(&str, &Outcome)]) -> Result<(), String> {
-    let (_, first) = outcomes[0];
-    if outcomes.iter().all(|(_, o)| *o == first) {
-        return Ok(());
-    }
-    let mut msg = format!("{what}: outputs differ");
-    for (who, o) in outcomes {
-        msg += &format!(
-            "\n=== {who} (exit {:?})\n--- stdout\n{}--- stderr\n{}",
-            o.code, o.stdout, o.stderr
-        );
-    }
-    Err(msg)
-}
-
-/// Runs `check` on every name in parallel; panics listing every failure.
+/// Runs `check` on every workload in parallel; panics listing every failure.
 fn check_all(names: &[String], check: impl Fn(&str) -> Result<(), String> + Sync) {
-    assert!(!names.is_empty(), "nothing to check");
-    let failures: Vec<String> = std::thread::scope(|scope| {
-        let check = &check;
-        let handles: Vec<_> = names
-            .iter()
-            .map(|name| scope.spawn(move || check(name)))
-            .collect();
-        handles
-            .into_iter()
-            .filter_map(|h| h.join().expect("check thread panicked").err())
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} of {} SQLite workloads differ:\n\n{}",
-        failures.len(),
-        names.len(),
-        failures.join("\n\n")
-    );
+    let failures = process::check_in_parallel(names, names.len(), |name| check(name));
+    process::assert_none_failed("SQLite workloads", failures, names.len());
 }
 
 /// Plain SQLite prints the same before and after instrumenting, and the
@@ -243,10 +181,7 @@ fn instrumented_sqlite_matches_uninstrumented_and_native() {
     require_tools();
     let b = builds();
     let dir = sqlite_dir();
-    let names: Vec<String> = workloads()
-        .into_iter()
-        .filter(|n| !n.starts_with("setjmp"))
-        .collect();
+    let names = workloads(false);
     check_all(&names, |name| {
         let t = Instant::now();
         let native = run_native(&b.native, &dir, &[name])?;
@@ -257,7 +192,7 @@ fn instrumented_sqlite_matches_uninstrumented_and_native() {
             "{name}: original {t_original:.2?}, instrumented {:.2?}",
             t.elapsed() - t_original
         );
-        same(
+        process::all_same(
             name,
             &[
                 ("wasm, not instrumented", &original),
@@ -277,16 +212,13 @@ fn sqlite_setjmp_functions_match_native() {
     require_tools();
     let b = builds();
     let dir = sqlite_dir();
-    let names: Vec<String> = workloads()
-        .into_iter()
-        .filter(|n| n.starts_with("setjmp"))
-        .collect();
+    let names = workloads(true);
     check_all(&names, |name| {
         let native = run_native(&b.native, &dir, &[name])?;
         let t = Instant::now();
         let wasm = run_wasm(&b.setjmp_rw, &[(&dir, ".")], &[name])?;
         eprintln!("{name}: setjmp build instrumented {:.2?}", t.elapsed());
-        same(
+        process::all_same(
             name,
             &[
                 ("wasm, setjmp build, instrumented", &wasm),
@@ -316,7 +248,7 @@ fn sqlite_file_database_matches_native() {
         &[&guest_sql, "shop.db"],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    same(
+    process::all_same(
         FILE_WORKLOAD,
         &[
             ("wasm, instrumented, file database", &wasm),

@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 mod process;
-use process::Outcome;
+use process::{root, Outcome};
 
 /// The Wasmer release the tests are pinned to.
 const WASMER_VERSION: &str = "7.4.2";
@@ -85,10 +85,6 @@ const WASMER_FAILURE_CODES: [i32; 3] = [45, 61, 79];
 
 const INSTALL: &str = "clang-19 lld-19 libclang-rt-19-dev-wasm32 clang-22 lld-22 \
                        libclang-rt-22-dev-wasm32 wasi-libc gcc lua5.4 binaryen";
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
 
 /// Fails (never skips) unless `wasmer` is the pinned version.
 fn require_wasmer() {
@@ -241,41 +237,20 @@ fn check(case: &str, variant: Variant, native: &Outcome, wasm: &Outcome) -> Resu
 
 /// `Err` naming `what` and showing both outcomes when they differ.
 fn same(what: &str, native: &Outcome, wasm: &Outcome) -> Result<(), String> {
-    if native == wasm {
-        return Ok(());
-    }
-    Err(format!(
-        "{what}: Wasmer differs from native\n=== native (exit {:?})\n--- stdout\n{}--- stderr\n{}\
-         === wasmer (exit {:?})\n--- stdout\n{}--- stderr\n{}",
-        native.code, native.stdout, native.stderr, wasm.code, wasm.stdout, wasm.stderr
-    ))
+    process::all_same(what, &[("native", native), ("wasmer", wasm)])
 }
 
 /// Runs `jobs` on [`PARALLEL`] threads; the errors of those that failed.
 fn run_all<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Result<(), String> + Sync) -> Vec<String> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let failures = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..PARALLEL {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(job) = jobs.get(i) else { break };
-                if let Err(e) = check(job) {
-                    failures.lock().unwrap().push(e);
-                }
-            });
-        }
-    });
-    failures.into_inner().unwrap()
+    process::check_in_parallel(jobs, PARALLEL, check)
 }
 
 /// Panics listing `failures`, if any, out of `total` checks.
 fn assert_none(what: &str, failures: Vec<String>, total: usize) {
-    assert!(
-        failures.is_empty(),
-        "{} of {total} {what} differ under Wasmer {WASMER_VERSION}:\n\n{}",
-        failures.len(),
-        failures.join("\n\n")
+    process::assert_none_failed(
+        &format!("{what} under Wasmer {WASMER_VERSION}"),
+        failures,
+        total,
     );
 }
 
@@ -290,17 +265,6 @@ fn warm(modules: &[PathBuf], args: &[&str], dir: Option<&Path>) {
 // ---------------------------------------------------------------------------
 // C programs
 // ---------------------------------------------------------------------------
-
-fn c_sources() -> Vec<PathBuf> {
-    let mut srcs: Vec<PathBuf> = std::fs::read_dir(root().join("corpus/c"))
-        .expect("read corpus/c")
-        .map(|e| e.expect("corpus/c entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "c"))
-        .collect();
-    srcs.sort();
-    assert!(srcs.len() >= 10, "corpus/c has {} programs", srcs.len());
-    srcs
-}
 
 /// One C program built with one clang, native output beside it.
 struct CProgram {
@@ -339,7 +303,7 @@ fn build_c(src: &Path, dir: &Path, clang: &str) -> Result<CProgram, String> {
 fn check_c_programs(clang: &str) {
     require_tools();
     let dir = tempfile::tempdir().unwrap();
-    let srcs = c_sources();
+    let srcs = process::corpus_files("corpus/c", "c", 10);
     let built: Vec<Result<CProgram, String>> = std::thread::scope(|scope| {
         let handles: Vec<_> = srcs
             .iter()
@@ -401,17 +365,6 @@ fn lua_builds() -> &'static Vec<(Variant, PathBuf)> {
     }
 }
 
-fn lua_scripts() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root().join("corpus/lua"))
-        .expect("read corpus/lua")
-        .filter_map(|e| e.expect("corpus/lua entry").file_name().into_string().ok())
-        .filter(|n| n.ends_with(".lua"))
-        .collect();
-    names.sort();
-    assert!(names.len() >= 6, "corpus/lua has {} scripts", names.len());
-    names
-}
-
 #[test]
 fn lua_scripts_match_native_under_wasmer() {
     require_tools();
@@ -419,7 +372,7 @@ fn lua_scripts_match_native_under_wasmer() {
     let dir = root().join("corpus/lua");
     let modules: Vec<PathBuf> = builds.iter().map(|(_, m)| m.clone()).collect();
     warm(&modules, &["-e", ""], Some(&dir));
-    let scripts = lua_scripts();
+    let scripts = process::corpus_names("corpus/lua", "lua", 6);
     let jobs: Vec<(&str, Variant, &Path)> = scripts
         .iter()
         .flat_map(|s| {
@@ -463,13 +416,7 @@ fn sqlite_workloads_match_native_under_wasmer() {
         .iter()
         .map(|v| (*v, v.prepare(&setjmp).unwrap_or_else(|e| panic!("{e}"))))
         .collect();
-    let mut workloads: Vec<String> = std::fs::read_dir(&sqlite)
-        .unwrap()
-        .filter_map(|e| e.unwrap().file_name().into_string().ok())
-        .filter(|n| n.ends_with(".sql"))
-        .collect();
-    workloads.sort();
-    assert!(workloads.len() >= 2, "corpus/sqlite has {workloads:?}");
+    let workloads = process::corpus_names("corpus/sqlite", "sql", 2);
     let jobs: Vec<(&str, Variant, &Path)> = workloads
         .iter()
         .flat_map(|w| {

@@ -1,15 +1,18 @@
 //! Running external programs from the tests that compare a wasm build with
-//! a native one: a check that a tool is installed (failing, never skipping)
-//! and a bounded run that captures everything.
+//! a native one: a check that a tool is installed (failing, never skipping),
+//! a bounded run that captures everything, the corpus's files, the imports of
+//! a built module, and the comparison of outcomes, run in parallel.
+//!
+//! Each test crate uses a different part of this module.
+#![allow(dead_code)]
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Binaryen's `wasm-opt`, the reference every comparison runs: `$WASM_OPT`
 /// when set, else the one on `PATH`.
-#[allow(dead_code)] // not every test crate runs Binaryen
 pub fn wasm_opt() -> PathBuf {
     std::env::var_os("WASM_OPT")
         .map(PathBuf::from)
@@ -83,7 +86,6 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Result<Outcome, String> {
 
 /// Runs a build step to completion: it must exit with 0. Returns its stdout;
 /// otherwise an error with the command, its exit code and both streams.
-#[allow(dead_code)] // not every test crate has build steps
 pub fn step(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
     let what = format!("{cmd:?}");
     let o = run(cmd, timeout)?;
@@ -95,4 +97,118 @@ pub fn step(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
             o.code, o.stdout, o.stderr
         ))
     }
+}
+
+/// The repository's root.
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `wasm-rewind` binary under test.
+pub fn wasm_rewind() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+}
+
+/// The files in `dir` (relative to the root) whose names end in `.ext`,
+/// sorted. Fails when there are fewer than `at_least`: an empty corpus
+/// would make every comparison pass.
+pub fn corpus_files(dir: &str, ext: &str, at_least: usize) -> Vec<PathBuf> {
+    let dir = root().join(dir);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == ext))
+        .collect();
+    files.sort();
+    assert!(
+        files.len() >= at_least,
+        "{} has {} .{ext} files, expected at least {at_least}",
+        dir.display(),
+        files.len()
+    );
+    files
+}
+
+/// The file names of [`corpus_files`], for programs that run from `dir`.
+pub fn corpus_names(dir: &str, ext: &str, at_least: usize) -> Vec<String> {
+    corpus_files(dir, ext, at_least)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+/// The imports of the module at `wasm`, as `module.name`.
+pub fn imports(wasm: &Path) -> Result<Vec<String>, String> {
+    let bytes = std::fs::read(wasm).map_err(|e| format!("read {}: {e}", wasm.display()))?;
+    let mut names = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::ImportSection(section) =
+            payload.map_err(|e| format!("{}: {e}", wasm.display()))?
+        {
+            for import in section.into_imports() {
+                let import = import.map_err(|e| format!("{}: {e}", wasm.display()))?;
+                names.push(format!("{}.{}", import.module, import.name));
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Whether the module at `wasm` calls `stack_checkpoint`: its setjmp really
+/// went through our setjmp.h.
+pub fn imports_checkpoint(wasm: &Path) -> Result<bool, String> {
+    Ok(imports(wasm)?
+        .iter()
+        .any(|i| i == "wasix_32v1.stack_checkpoint"))
+}
+
+/// `Err` showing every outcome when they are not all equal to the first,
+/// each under its name.
+pub fn all_same(what: &str, outcomes: &[(&str, &Outcome)]) -> Result<(), String> {
+    let (_, first) = outcomes[0];
+    if outcomes.iter().all(|(_, o)| *o == first) {
+        return Ok(());
+    }
+    let mut msg = format!("{what}: outputs differ");
+    for (who, o) in outcomes {
+        msg += &format!(
+            "\n=== {who} (exit {:?})\n--- stdout\n{}--- stderr\n{}",
+            o.code, o.stdout, o.stderr
+        );
+    }
+    Err(msg)
+}
+
+/// Runs `check` on every job, on `threads` threads; the errors of those
+/// that failed.
+pub fn check_in_parallel<T: Sync>(
+    jobs: &[T],
+    threads: usize,
+    check: impl Fn(&T) -> Result<(), String> + Sync,
+) -> Vec<String> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let failures = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                if let Err(e) = check(job) {
+                    failures.lock().unwrap().push(e);
+                }
+            });
+        }
+    });
+    failures.into_inner().unwrap()
+}
+
+/// Panics listing `failures`, if any, out of `total` checks of `what`.
+pub fn assert_none_failed(what: &str, failures: Vec<String>, total: usize) {
+    assert!(total > 0, "no {what} to check");
+    assert!(
+        failures.is_empty(),
+        "{} of {total} {what} failed:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
 }
