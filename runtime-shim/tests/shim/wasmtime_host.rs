@@ -6,51 +6,12 @@
 //! restore makes it return the value passed, a forged or stale jmp_buf traps
 //! with the matching error, and the store stays within its limits.
 
-use wasm_rewind_shim::{
-    add_to_linker, call, check_module, HashKey, ShimConfig, ShimError, ShimState, StoreLimits,
-};
-use wasmtime::{Engine, Linker, Module, Store, Val};
-
-/// A program with a C-like stack: `__stack_pointer` starts at 65536 and the
-/// data ends at 1072, so the stack's low end is 1072. Bytes 1040..1072 are
-/// zeros, for jmp_bufs and counters outside the stack. `$setjmp`/`$longjmp`
-/// mirror the header: the jmp_buf's `user` field is the checkpoint's `ret`.
-const PRELUDE: &str = r#"
-  (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
-  (import "wasix_32v1" "stack_restore" (func $restore (param i32 i64)))
-  (memory (export "memory") 2)
-  (global $__stack_pointer (mut i32) (i32.const 65536))
-  (global $__stack_low i32 (i32.const 1072))
-  (data (i32.const 1024) "sixteen bytes...")
-  (data (i32.const 1040) "\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00")
-  (func $setjmp (param $env i32) (result i32)
-    (drop (call $checkpoint (local.get $env) (local.get $env)))
-    (i32.wrap_i64 (i64.load (local.get $env))))
-  (func $longjmp (param $env i32) (param $val i32)
-    (call $restore (local.get $env)
-      (i64.extend_i32_u (select (local.get $val) (i32.const 1) (local.get $val)))))
-  ;; Allocates a frame of `size` bytes on the C stack, returns its address.
-  (func $push (param $size i32) (result i32)
-    (global.set $__stack_pointer (i32.sub (global.get $__stack_pointer) (local.get $size)))
-    (global.get $__stack_pointer))
-  (func $pop (param $size i32)
-    (global.set $__stack_pointer (i32.add (global.get $__stack_pointer) (local.get $size))))
-"#;
-
-struct Host {
-    shim: ShimState,
-}
-
-fn shim(h: &mut Host) -> &mut ShimState {
-    &mut h.shim
-}
+use crate::guest::{self, shim_error, Guest, Host, PRELUDE};
+use wasm_rewind_shim::{check_module, HashKey, ShimConfig, ShimError, StoreLimits};
+use wasmtime::{Engine, Module, Store};
 
 fn instrument(body: &str) -> Vec<u8> {
-    let wat = format!("(module {PRELUDE} {body})");
-    let wasm = wat::parse_str(&wat).expect("test module parses");
-    wasm_rewind_transform::instrument(&wasm, &Default::default())
-        .expect("instrumentation succeeds")
-        .wasm
+    guest::instrument("", body)
 }
 
 /// Runs `run` and returns its i32 result (or the error), with the store.
@@ -58,32 +19,16 @@ fn run_with(body: &str, config: ShimConfig) -> (wasmtime::Result<i32>, Store<Hos
     run_module(&instrument(body), config)
 }
 
-/// Runs `run` of an instrumented module.
+/// Runs `run` of an instrumented module, which must have what the shim
+/// needs.
 fn run_module(wasm: &[u8], config: ShimConfig) -> (wasmtime::Result<i32>, Store<Host>) {
-    let engine = Engine::default();
-    let module = Module::new(&engine, wasm).unwrap();
-    check_module(&module).expect("module has what the shim needs");
-    let mut store = Store::new(
-        &engine,
-        Host {
-            shim: ShimState::new(config),
-        },
-    );
-    let mut linker = Linker::new(&engine);
-    add_to_linker(&mut linker, shim).unwrap();
-    let instance = linker.instantiate(&mut store, &module).unwrap();
-    let mut out = [Val::I32(0)];
-    let result =
-        call(&mut store, &instance, shim, "run", &[], &mut out).map(|()| out[0].unwrap_i32());
-    (result, store)
+    let guest = Guest::from_wasm(wasm);
+    check_module(guest.module()).expect("module has what the shim needs");
+    guest.run("run", config)
 }
 
 fn run(body: &str) -> wasmtime::Result<i32> {
     run_with(body, ShimConfig::default()).0
-}
-
-fn shim_error(e: &wasmtime::Error) -> Option<&ShimError> {
-    e.chain().find_map(|c| c.downcast_ref::<ShimError>())
 }
 
 #[test]

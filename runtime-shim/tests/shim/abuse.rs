@@ -7,31 +7,16 @@
 //! The guests are WAT programs calling the WASIX functions the way our
 //! setjmp.h does, instrumented by the transform with default options.
 
+use crate::guest::{self, shim_error, trap};
 use std::time::Instant;
-use wasm_rewind_shim::{add_to_linker, call, ShimConfig, ShimError, ShimState, StoreLimits};
-use wasmtime::{Engine, Instance, Linker, Module, Store, Trap, Val};
+use wasm_rewind_shim::{ShimConfig, ShimError, StoreLimits};
+use wasmtime::Trap;
 
-/// A C-like stack (`__stack_pointer` starts at 65536), jmp_bufs at 1040 and
-/// 1072 outside it, `$setjmp`/`$longjmp` as in the header, and `normal`: a
-/// setjmp/longjmp round trip through a 20-deep recursion that returns 42, the
-/// program every fresh instance must still run.
-const PRELUDE: &str = r#"
-  (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
-  (import "wasix_32v1" "stack_restore" (func $restore (param i32 i64)))
-  (memory (export "memory") 2)
-  (global $__stack_pointer (mut i32) (i32.const 65536))
-  (global $__stack_low i32 (i32.const 1072))
-  (func $setjmp (param $env i32) (result i32)
-    (drop (call $checkpoint (local.get $env) (local.get $env)))
-    (i32.wrap_i64 (i64.load (local.get $env))))
-  (func $longjmp (param $env i32) (param $val i32)
-    (call $restore (local.get $env)
-      (i64.extend_i32_u (select (local.get $val) (i32.const 1) (local.get $val)))))
-  (func $push (param $size i32) (result i32)
-    (global.set $__stack_pointer (i32.sub (global.get $__stack_pointer) (local.get $size)))
-    (global.get $__stack_pointer))
-  (func $pop (param $size i32)
-    (global.set $__stack_pointer (i32.add (global.get $__stack_pointer) (local.get $size))))
+/// After the shared prelude: `$dive`, which recurses `n` levels with a C
+/// frame each and then longjmps, and `normal`: a setjmp/longjmp round trip
+/// through a 20-deep recursion that returns 42, the program every fresh
+/// instance must still run.
+const NORMAL: &str = r#"
   (func $dive (param $env i32) (param $n i32) (param $val i32)
     (local $pad i64) (local $pad2 i64) (local $pad3 i64)
     (drop (call $push (i32.const 32)))
@@ -48,21 +33,8 @@ const PRELUDE: &str = r#"
     (local.get $r))
 "#;
 
-struct Host {
-    shim: ShimState,
-}
-
-fn shim(h: &mut Host) -> &mut ShimState {
-    &mut h.shim
-}
-
-/// One module, compiled once, with the engine and linker every instance of
-/// it shares.
-struct Guest {
-    engine: Engine,
-    module: Module,
-    linker: Linker<Host>,
-}
+/// A guest of `body` after the prelude and [`NORMAL`].
+struct Guest(guest::Guest);
 
 impl Guest {
     fn new(body: &str) -> Guest {
@@ -71,68 +43,22 @@ impl Guest {
 
     /// `imports` go before the prelude's functions.
     fn with_imports(imports: &str, body: &str) -> Guest {
-        let wasm = wat::parse_str(format!("(module {imports} {PRELUDE} {body})")).unwrap();
-        let wasm = wasm_rewind_transform::instrument(&wasm, &Default::default())
-            .unwrap()
-            .wasm;
-        let engine = Engine::default();
-        let module = Module::new(&engine, wasm).unwrap();
-        let mut linker = Linker::new(&engine);
-        add_to_linker(&mut linker, shim).unwrap();
-        Guest {
-            engine,
-            module,
-            linker,
-        }
-    }
-
-    /// A fresh instance with its own shim state.
-    fn instance(&self, config: ShimConfig) -> (Store<Host>, Instance) {
-        let mut store = Store::new(
-            &self.engine,
-            Host {
-                shim: ShimState::new(config),
-            },
-        );
-        let instance = self.linker.instantiate(&mut store, &self.module).unwrap();
-        (store, instance)
-    }
-
-    /// Calls `name` (no parameters, one i32 result) through the shim.
-    fn call(
-        &self,
-        store: &mut Store<Host>,
-        instance: &Instance,
-        name: &str,
-    ) -> wasmtime::Result<i32> {
-        let mut out = [Val::I32(0)];
-        call(store, instance, shim, name, &[], &mut out)?;
-        Ok(out[0].unwrap_i32())
-    }
-
-    /// Runs `name` in a fresh instance and returns its error.
-    fn fails(&self, name: &str, config: ShimConfig) -> wasmtime::Error {
-        let (mut store, instance) = self.instance(config);
-        match self.call(&mut store, &instance, name) {
-            Ok(v) => panic!("`{name}` returned {v} instead of failing"),
-            Err(e) => e,
-        }
+        let wasm = guest::instrument(imports, &format!("{NORMAL} {body}"));
+        Guest(guest::Guest::from_wasm(&wasm))
     }
 
     /// The next call into a fresh instance works.
     fn fresh_instance_works(&self) {
-        let (mut store, instance) = self.instance(ShimConfig::default());
-        assert_eq!(self.call(&mut store, &instance, "normal").unwrap(), 42);
+        assert_eq!(self.0.run("normal", ShimConfig::default()).0.unwrap(), 42);
     }
 }
 
-fn shim_error(e: &wasmtime::Error) -> Option<&ShimError> {
-    e.downcast_ref::<ShimError>()
-        .or_else(|| e.chain().find_map(|c| c.downcast_ref::<ShimError>()))
-}
+impl std::ops::Deref for Guest {
+    type Target = guest::Guest;
 
-fn trap(e: &wasmtime::Error) -> Option<Trap> {
-    e.chain().find_map(|c| c.downcast_ref::<Trap>()).copied()
+    fn deref(&self) -> &guest::Guest {
+        &self.0
+    }
 }
 
 #[test]
