@@ -11,7 +11,7 @@
 //! - the runtime's code is a fixed size, whatever the number of call sites.
 //!
 //! Needs node (any version with `node:wasi` preview1), clang-19, wasm-ld-19,
-//! wasi-libc; `.ci/run` installs them. A missing tool fails the test.
+//! wasi-libc; `.ci/setup` installs them. A missing tool fails the test.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

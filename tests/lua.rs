@@ -5,7 +5,7 @@
 //! runs both under Debian's `lua5.4` and under `wasm-rewind run`. Stdout,
 //! stderr and exit code must be the same; nothing expected is written down.
 //!
-//! Needs lua5.4, clang-19, wasm-ld-19, wasi-libc and cargo (`.ci/run`
+//! Needs lua5.4, clang-19, wasm-ld-19, wasi-libc and cargo (`.ci/setup`
 //! installs them). A missing tool fails the test, saying what to install.
 
 use std::path::{Path, PathBuf};

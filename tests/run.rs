@@ -2,7 +2,7 @@
 //! `--dir`, stdin, stdout, stderr, the exit code) and what it refuses.
 //!
 //! The program is `corpus/wasi/io.c`, built with `corpus/build-c.sh` (clang-19
-//! and Debian's wasi-libc, installed by `.ci/run`).
+//! and Debian's wasi-libc, installed by `.ci/setup`).
 
 use std::io::Write;
 use std::path::Path;

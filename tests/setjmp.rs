@@ -5,7 +5,7 @@
 //! The wasm run must print the same stdout and stderr and exit with the same
 //! code as the native one; nothing expected is written down here.
 //!
-//! Needs gcc, clang-19, wasm-ld-19 and Debian's wasi-libc (`.ci/run`
+//! Needs gcc, clang-19, wasm-ld-19 and Debian's wasi-libc (`.ci/setup`
 //! installs them). A missing tool fails the test, saying what to install.
 
 use std::path::{Path, PathBuf};

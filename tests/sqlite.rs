@@ -13,7 +13,7 @@
 //! run on the `--setjmp` build only. The others also run on the plain build,
 //! before and after instrumenting.
 //!
-//! Needs gcc, clang-19, wasm-ld-19, wasi-libc and cargo (`.ci/run` installs
+//! Needs gcc, clang-19, wasm-ld-19, wasi-libc and cargo (`.ci/setup` installs
 //! them). A missing tool fails the test, saying what to install.
 
 use std::path::{Path, PathBuf};

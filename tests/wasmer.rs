@@ -18,8 +18,8 @@
 //! before the data, and linked without `--export=__stack_low`: the pass must
 //! find the bottom of the stack itself.
 //!
-//! Wasmer is pinned to [`WASMER_VERSION`] (`.ci/run` installs it with
-//! `cargo install`). It keeps compiled modules in its own cache
+//! Wasmer is pinned to the version in `.ci/wasmer-version` (`.ci/setup`
+//! installs it with `cargo install`). It keeps compiled modules in its own cache
 //! (`~/.wasmer/cache`), which later runs of the tests reuse.
 
 use std::path::{Path, PathBuf};
@@ -30,8 +30,10 @@ use std::time::Duration;
 mod process;
 use process::{root, Outcome};
 
-/// The Wasmer release the tests are pinned to.
-const WASMER_VERSION: &str = "7.4.2";
+/// The Wasmer release the tests are pinned to, as `.ci/setup` installs it.
+fn wasmer_version() -> &'static str {
+    include_str!("../.ci/wasmer-version").trim()
+}
 
 /// A build or run that takes longer than this fails the test.
 const TIMEOUT: Duration = Duration::from_mins(5);
@@ -95,9 +97,10 @@ fn require_wasmer() {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
     assert_eq!(
         version.as_deref(),
-        Some(format!("wasmer {WASMER_VERSION}").as_str()),
-        "this test needs Wasmer {WASMER_VERSION}: cargo install wasmer-cli@{WASMER_VERSION} \
-         --locked --features cranelift (about 30 minutes; .ci/run does it)"
+        Some(format!("wasmer {}", wasmer_version()).as_str()),
+        "this test needs Wasmer {0}: cargo install wasmer-cli@{0} --locked --features \
+         cranelift (about 30 minutes; .ci/setup does it)",
+        wasmer_version()
     );
 }
 
@@ -248,7 +251,7 @@ fn run_all<T: Sync>(jobs: &[T], check: impl Fn(&T) -> Result<(), String> + Sync)
 /// Panics listing `failures`, if any, out of `total` checks.
 fn assert_none(what: &str, failures: Vec<String>, total: usize) {
     process::assert_none_failed(
-        &format!("{what} under Wasmer {WASMER_VERSION}"),
+        &format!("{what} under Wasmer {}", wasmer_version()),
         failures,
         total,
     );
