@@ -16,6 +16,7 @@
 
 use crate::abi::{self, WASIX_STACK_IMPORTS};
 use crate::error::Result;
+use crate::stack_layout::{FoundBy, StackLayout};
 use crate::{analysis, module_info, Options};
 use std::collections::{BTreeSet, HashMap};
 use wasmparser::{ExternalKind, KnownCustom, Name, Operator, Payload, TypeRef};
@@ -64,7 +65,8 @@ pub struct Shim {
     /// The WASIX stack calls the module imports; the shim serves these.
     pub wasix_imports: Vec<String>,
     /// How `__stack_pointer` can be reached: `"exported"`, `"name-section"`
-    /// (`instrument` exports it), or `"missing"`.
+    /// or `"prologue"` (recognised from the code; `instrument` exports it in
+    /// both cases), or `"missing"`. Found as the pass finds it.
     pub stack_pointer: String,
     /// Whether the module exports its memory as `memory`.
     pub memory_exported: bool,
@@ -149,6 +151,10 @@ const STATE_TEST_WINDOW: usize = 4;
 /// Reads the facts of `wasm`, a binary module.
 pub fn inspect(wasm: &[u8]) -> Result<Facts> {
     let scan = scan(wasm)?;
+    // The pass's own reading of the module: where its stack is, and (for a
+    // module not yet instrumented) what the pass would do.
+    let info = module_info::parse_module(wasm)?;
+    let scans = analysis::scan::scan_functions(&info)?;
     let exported = |name: &str| scan.exports.iter().find(|(n, _, _)| n == name);
     let has_runtime = abi::CONTROL_EXPORTS.iter().all(|n| exported(n).is_some());
     let ours_version = scan
@@ -187,7 +193,7 @@ pub fn inspect(wasm: &[u8]) -> Result<Facts> {
             "code",
         )
     } else {
-        let (funcs, imports) = from_analysis(wasm)?;
+        let (funcs, imports) = from_analysis(&info, &scans)?;
         (funcs, imports, "analysis")
     };
 
@@ -197,7 +203,7 @@ pub fn inspect(wasm: &[u8]) -> Result<Facts> {
         .filter(|i| WASIX_STACK_IMPORTS.contains(&i.as_str()))
         .cloned()
         .collect();
-    let shim = shim(&scan, wasix_imports);
+    let shim = shim(&scan, &StackLayout::find(&info, &scans), wasix_imports);
     Ok(Facts {
         instrumented_by,
         wasm_rewind_version: ours_version,
@@ -265,16 +271,17 @@ fn from_code(scan: &Scan) -> (Vec<u32>, Vec<u32>) {
 
 /// Instrumented functions and unwinding imports as the pass would decide them
 /// with default options.
-fn from_analysis(wasm: &[u8]) -> Result<(Vec<String>, Vec<String>)> {
-    let info = module_info::parse_module(wasm)?;
-    let scans = analysis::scan::scan_functions(&info)?;
-    let analysis = analysis::unwind::analyze(&info, &scans, &Options::default())?;
+fn from_analysis(
+    info: &module_info::ModuleInfo<'_>,
+    scans: &[analysis::scan::FunctionScan],
+) -> Result<(Vec<String>, Vec<String>)> {
+    let analysis = analysis::unwind::analyze(info, scans, &Options::default())?;
     let n_imports = info.num_imported_funcs();
     let funcs = (n_imports..info.num_funcs())
         .filter(|&f| analysis.instrumented[f as usize])
         .map(|f| info.func_display_name(f))
         .collect();
-    Ok((funcs, crate::unwinding_imports(&info, &analysis)))
+    Ok((funcs, crate::unwinding_imports(info, &analysis)))
 }
 
 /// What an exported name is, as far as a stack host cares.
@@ -360,16 +367,14 @@ pub fn unmet_shim_requirement(
 }
 
 /// What the shim needs, and what is missing.
-fn shim(scan: &Scan, wasix_imports: Vec<String>) -> Shim {
+fn shim(scan: &Scan, stack: &StackLayout, wasix_imports: Vec<String>) -> Shim {
     let shape = |name: &str| scan.export_shape(name);
     let exported_global = |name: &str| matches!(shape(name), Some(ExportShape::Global { .. }));
-    let named = |name: &str| scan.global_names.values().any(|n| n == name);
-    let stack_pointer = if exported_global("__stack_pointer") {
-        "exported"
-    } else if named("__stack_pointer") {
-        "name-section"
-    } else {
-        "missing"
+    let stack_pointer = match stack.pointer.map(|p| p.found_by) {
+        Some(FoundBy::Export) => "exported",
+        Some(FoundBy::NameSection) => "name-section",
+        Some(FoundBy::Prologue) => "prologue",
+        None => "missing",
     };
     let memory_exported = shape("memory") == Some(ExportShape::Memory);
     let buffer = if shape(abi::SECONDARY_MEMORY_EXPORT) == Some(ExportShape::Memory) {
@@ -558,6 +563,27 @@ mod tests {
         let rule = unmet_shim_requirement(|name| scan.export_shape(name));
         assert_eq!(facts.shim.ready, rule.is_none(), "{unmet:?} vs {rule:?}");
         rule
+    }
+
+    /// The stack pointer is found as the pass finds it, also with no name
+    /// and no export: from the prologues that lower it.
+    #[test]
+    fn stack_pointer_found_from_prologues() {
+        let wasm = wat::parse_str(
+            r#"(module
+              (memory 1)
+              (global (mut i32) (i32.const 65536))
+              (func (export "f")
+                (global.set 0 (i32.sub (global.get 0) (i32.const 16)))
+                (global.set 0 (i32.add (global.get 0) (i32.const 16)))))"#,
+        )
+        .unwrap();
+        assert_eq!(inspect(&wasm).unwrap().shim.stack_pointer, "prologue");
+        let named = wat::parse_str(
+            r#"(module (memory 1) (global $__stack_pointer (mut i32) (i32.const 65536)))"#,
+        )
+        .unwrap();
+        assert_eq!(inspect(&named).unwrap().shim.stack_pointer, "name-section");
     }
 
     #[test]
