@@ -13,7 +13,7 @@ use crate::embed::{self, Embed, StackCall};
 use crate::emit::ExtraGlobal;
 use crate::error::{Error, ErrorKind, Result};
 use crate::instrument::runtime::{self, AddedFunction};
-use crate::instrument::{BufferGrowth, Ctx, TypeInterner};
+use crate::instrument::{BufferGrowth, Ctx, RuntimeFuncs, TypeInterner};
 use crate::module_info::ModuleInfo;
 use crate::options::{OptionName, Options};
 use crate::stack_layout::{StackBottom, StackLayout};
@@ -114,58 +114,12 @@ impl<'m> OutputLayout<'m> {
         }
         let grow_hook = wasix && !options.embed_runtime;
 
-        // Function indices: `asyncify.*` imports are removed, the runtime
-        // appended. With --embed-runtime the WASIX stack imports go too: the
-        // embedded runtime's functions, appended after the Asyncify
-        // runtime, replace them.
-        let n_funcs = info.num_funcs() as usize;
-        let stack_calls: Vec<Option<StackCall>> = (0..n_funcs)
-            .map(|f| {
-                let import = info.imports.get(f).filter(|_| options.embed_runtime)?;
-                embed::stack_call(import)
-            })
-            .collect();
-        let runtime_import = |f: usize| analysis.runtime_imports.get(f).copied().flatten();
-        let removed: Vec<bool> = (0..n_funcs)
-            .map(|f| runtime_import(f).is_some() || stack_calls[f].is_some())
-            .collect();
-        let n_removed = removed.iter().filter(|r| **r).count() as u32;
-        let funcs = runtime::layout_funcs(info.num_funcs() - n_removed, options.asserts);
-        let embedded = if options.embed_runtime {
-            let first = funcs.start_unwind + runtime::count(options.asserts);
-            let max_memory = options
-                .embed_max_memory
-                .unwrap_or(embed::DEFAULT_MAX_MEMORY);
-            Some(Embed::plan(
-                info,
-                &stack,
-                &analysis.instrumented,
-                first,
-                max_memory,
-            )?)
-        } else {
-            None
-        };
-        let mut before = 0;
-        let func_map: Vec<u32> = (0..n_funcs)
-            .map(|f| {
-                let mapped = match runtime_import(f) {
-                    Some(RuntimeImport::StartUnwind) => funcs.start_unwind,
-                    Some(RuntimeImport::StopUnwind) => funcs.stop_unwind,
-                    Some(RuntimeImport::StartRewind) => funcs.start_rewind,
-                    Some(RuntimeImport::StopRewind) => funcs.stop_rewind,
-                    Some(RuntimeImport::GetState) => funcs.get_state,
-                    None => match (&embedded, stack_calls[f]) {
-                        (Some(e), Some(call)) => e.target(call),
-                        _ => f as u32 - before,
-                    },
-                };
-                if removed[f] {
-                    before += 1;
-                }
-                mapped
-            })
-            .collect();
+        let FunctionLayout {
+            funcs,
+            func_map,
+            removed,
+            embedded,
+        } = FunctionLayout::decide(info, &stack, analysis, options)?;
 
         // Global indices: the state globals follow the input's, unless they
         // are imported, which moves every defined global up by two.
@@ -175,16 +129,7 @@ impl<'m> OutputLayout<'m> {
             (info.globals.len() as u32, u32::MAX, 0)
         };
 
-        let mut types = TypeInterner::new(info);
-        let addr = if buffer.memory64 {
-            ValType::I64
-        } else {
-            ValType::I32
-        };
-        runtime::intern_types(&mut types, addr);
-        if let Some(e) = &embedded {
-            e.intern_types(&mut types);
-        }
+        let types = added_types(info, buffer.memory64, embedded.as_ref());
         let identity_indices =
             globals_by == 0 && func_map.iter().enumerate().all(|(i, &f)| f == i as u32);
         let growth = match (&embedded, grow_hook) {
@@ -221,6 +166,21 @@ impl<'m> OutputLayout<'m> {
             removed,
             embedded,
         })
+    }
+
+    /// What the user should know about this layout that does not stop the
+    /// pass.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut warnings = Vec::new();
+        if self.embedded.as_ref().is_some_and(|e| !e.found_allocator()) {
+            warnings.push(format!(
+                "{}: no `malloc` found (by export or name): if the program calls setjmp \
+                 before its first malloc, wasi-libc's 2022 malloc may take the runtime's \
+                 memory as heap; keep the name section, or export malloc",
+                OptionName::EmbedRuntime
+            ));
+        }
+        warnings
     }
 
     /// Whether any function index changes (imports were removed).
@@ -312,6 +272,99 @@ impl<'m> OutputLayout<'m> {
             })
             .collect()
     }
+}
+
+/// The function index space of the output.
+struct FunctionLayout {
+    /// Where the Asyncify runtime's functions go.
+    funcs: RuntimeFuncs,
+    /// Input function index -> output function index.
+    func_map: Vec<u32>,
+    /// Per input function: removed from the output.
+    removed: Vec<bool>,
+    /// The embedded runtime, with `--embed-runtime`, placed after the
+    /// Asyncify runtime.
+    embedded: Option<Embed>,
+}
+
+impl FunctionLayout {
+    /// `asyncify.*` imports are removed, the runtime appended. With
+    /// --embed-runtime the WASIX stack imports go too: the embedded
+    /// runtime's functions, appended after the Asyncify runtime, replace
+    /// them.
+    fn decide(
+        info: &ModuleInfo<'_>,
+        stack: &StackLayout,
+        analysis: &UnwindAnalysis,
+        options: &Options,
+    ) -> Result<FunctionLayout> {
+        let n_funcs = info.num_funcs() as usize;
+        let stack_calls: Vec<Option<StackCall>> = (0..n_funcs)
+            .map(|f| {
+                let import = info.imports.get(f).filter(|_| options.embed_runtime)?;
+                embed::stack_call(import)
+            })
+            .collect();
+        let runtime_import = |f: usize| analysis.runtime_imports.get(f).copied().flatten();
+        let removed: Vec<bool> = (0..n_funcs)
+            .map(|f| runtime_import(f).is_some() || stack_calls[f].is_some())
+            .collect();
+        let n_removed = removed.iter().filter(|r| **r).count() as u32;
+        let funcs = runtime::layout_funcs(info.num_funcs() - n_removed, options.asserts);
+        let embedded = if options.embed_runtime {
+            let first = funcs.start_unwind + runtime::count(options.asserts);
+            let max_memory = options
+                .embed_max_memory
+                .unwrap_or(embed::DEFAULT_MAX_MEMORY);
+            Some(Embed::plan(
+                info,
+                stack,
+                &analysis.instrumented,
+                first,
+                max_memory,
+            )?)
+        } else {
+            None
+        };
+        let mut before = 0;
+        let func_map: Vec<u32> = (0..n_funcs)
+            .map(|f| {
+                let mapped = match runtime_import(f) {
+                    Some(RuntimeImport::StartUnwind) => funcs.start_unwind,
+                    Some(RuntimeImport::StopUnwind) => funcs.stop_unwind,
+                    Some(RuntimeImport::StartRewind) => funcs.start_rewind,
+                    Some(RuntimeImport::StopRewind) => funcs.stop_rewind,
+                    Some(RuntimeImport::GetState) => funcs.get_state,
+                    None => match (&embedded, stack_calls[f]) {
+                        (Some(e), Some(call)) => e.target(call),
+                        _ => f as u32 - before,
+                    },
+                };
+                if removed[f] {
+                    before += 1;
+                }
+                mapped
+            })
+            .collect();
+        Ok(FunctionLayout {
+            funcs,
+            func_map,
+            removed,
+            embedded,
+        })
+    }
+}
+
+/// The types of the functions the pass adds, interned before any block type
+/// so that their indices do not depend on the functions being rewritten.
+fn added_types(info: &ModuleInfo<'_>, memory64: bool, embedded: Option<&Embed>) -> TypeInterner {
+    let mut types = TypeInterner::new(info);
+    let addr = if memory64 { ValType::I64 } else { ValType::I32 };
+    runtime::intern_types(&mut types, addr);
+    if let Some(e) = embedded {
+        e.intern_types(&mut types);
+    }
+    types
 }
 
 /// Whether the module imports `stack_checkpoint`, `stack_restore` or

@@ -260,61 +260,74 @@ pub fn instrument_with_progress(
     let rewritten = instrument::rewrite_functions(&mut layout.ctx, &analysis, &|done| {
         progress(n_bodies + done, total)
     })?;
-    let (out, embedded_runtime_size, dropped) = write(&layout, &rewritten.bodies, &options)?;
-    validate_output(&out)?;
+    let written = write(&layout, &rewritten.bodies, &options)?;
+    validate_output(&written.wasm)?;
     progress(total, total);
+    let warnings = [analysis.warnings.clone(), layout.warnings()].concat();
+    Ok(outcome(
+        &info,
+        analysis,
+        &rewritten,
+        written,
+        warnings,
+        wasm.len(),
+    ))
+}
 
+/// The module the pass wrote, and what writing it measured.
+struct Written {
+    wasm: Vec<u8>,
+    /// Bytes of code of the embedded runtime (0 without it).
+    embedded_runtime_size: usize,
+    /// Custom sections dropped because rewriting makes them wrong.
+    dropped: Vec<String>,
+}
+
+/// What the caller gets: the module, the decisions and their reasons, and
+/// the numbers of `--stats`.
+fn outcome(
+    info: &ModuleInfo<'_>,
+    analysis: UnwindAnalysis,
+    rewritten: &instrument::Rewritten,
+    written: Written,
+    warnings: Vec<String>,
+    input_size: usize,
+) -> Instrumented {
     let names: Vec<String> = (0..info.num_funcs())
         .map(|f| info.func_display_name(f))
         .collect();
-    let decisions = decisions(&info, &analysis, &names);
-    let mut warnings = analysis.warnings.clone();
-    if layout
-        .embedded
-        .as_ref()
-        .is_some_and(|e| !e.found_allocator())
-    {
-        warnings.push(format!(
-            "{}: no `malloc` found (by export or name): if the program calls setjmp before \
-             its first malloc, wasi-libc's 2022 malloc may take the runtime's memory as heap; \
-             keep the name section, or export malloc",
-            OptionName::EmbedRuntime
-        ));
-    }
+    let decisions = decisions(info, &analysis, &names);
     let stats = Stats {
-        functions: n_bodies,
+        functions: info.bodies.len(),
         instrumented_functions: decisions.iter().filter(|d| d.instrumented).count(),
         resumable_call_sites: rewritten.sites,
         frame_layouts: rewritten.layouts,
         exact_frames: rewritten.exact_sites,
-        input_size: wasm.len(),
-        output_size: out.len(),
-        embedded_runtime_size,
-        dropped_sections: dropped,
+        input_size,
+        output_size: written.wasm.len(),
+        embedded_runtime_size: written.embedded_runtime_size,
+        dropped_sections: written.dropped,
         warnings,
     };
-    let unwinding_imports = unwinding_imports(&info, &analysis);
-    let explainer = Explainer {
-        names,
-        n_imports: info.imports.len(),
-        analysis,
-    };
-    Ok(Instrumented {
-        wasm: out,
+    Instrumented {
+        wasm: written.wasm,
         stats,
         decisions,
-        unwinding_imports,
-        explainer,
-    })
+        unwinding_imports: unwinding_imports(info, &analysis),
+        explainer: Explainer {
+            names,
+            n_imports: info.imports.len(),
+            analysis,
+        },
+    }
 }
 
-/// Builds the added functions and writes the module: returns it, the code
-/// size of the embedded runtime, and the custom sections dropped.
+/// Builds the added functions and writes the module.
 fn write(
     layout: &OutputLayout<'_>,
     bodies: &[Option<Vec<u8>>],
     options: &Options,
-) -> Result<(Vec<u8>, usize, Vec<String>)> {
+) -> Result<Written> {
     let ctx = &layout.ctx;
     let mut added = runtime::build(ctx);
     let mut embedded_runtime_size = 0;
@@ -345,7 +358,11 @@ fn write(
             grow_hook: layout.grow_hook,
         },
     );
-    Ok((out, embedded_runtime_size, dropped))
+    Ok(Written {
+        wasm: out,
+        embedded_runtime_size,
+        dropped,
+    })
 }
 
 /// Validates the output: an invalid module is our bug, never the user's.
