@@ -155,8 +155,9 @@ pub fn inspect(wasm: &[u8]) -> Result<Facts> {
     // module not yet instrumented) what the pass would do.
     let info = module_info::parse_module(wasm)?;
     let scans = analysis::scan::scan_functions(&info)?;
-    let exported = |name: &str| scan.exports.iter().find(|(n, _, _)| n == name);
-    let has_runtime = abi::CONTROL_EXPORTS.iter().all(|n| exported(n).is_some());
+    let exports = scan.exports.iter().map(|(n, _, _)| n.as_str());
+    let global_names = scan.global_names.values().map(|n| n.as_str());
+    let has_runtime = instrumentation_marker(exports, global_names).is_some();
     let ours_version = scan
         .producers
         .iter()
@@ -217,6 +218,30 @@ pub fn inspect(wasm: &[u8]) -> Result<Facts> {
         shim,
         sizes: scan.sizes,
     })
+}
+
+/// Names a module exports or gives a global when it already carries an
+/// Asyncify runtime, ours or Binaryen's.
+const INSTRUMENTED_MARKERS: [&str; 7] = [
+    abi::START_UNWIND,
+    abi::STOP_UNWIND,
+    abi::START_REWIND,
+    abi::STOP_REWIND,
+    abi::GET_STATE,
+    abi::STATE_GLOBAL,
+    abi::DATA_GLOBAL,
+];
+
+/// The first sign that a module is already instrumented, from its export
+/// names and its globals' names: the one recogniser behind `inspect`,
+/// `--report` and the pass's refusal to instrument twice.
+pub(crate) fn instrumentation_marker<'a>(
+    mut exports: impl Iterator<Item = &'a str>,
+    mut global_names: impl Iterator<Item = &'a str>,
+) -> Option<&'a str> {
+    exports
+        .find(|n| INSTRUMENTED_MARKERS.contains(n))
+        .or_else(|| global_names.find(|n| INSTRUMENTED_MARKERS.contains(n)))
 }
 
 /// Instrumented functions and unwinding imports, read from the code.

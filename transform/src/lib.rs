@@ -206,17 +206,6 @@ impl Instrumented {
     }
 }
 
-/// Names a module exports or defines when it already carries an Asyncify runtime.
-const INSTRUMENTED_MARKERS: [&str; 7] = [
-    abi::START_UNWIND,
-    abi::STOP_UNWIND,
-    abi::START_REWIND,
-    abi::STOP_REWIND,
-    abi::GET_STATE,
-    abi::STATE_GLOBAL,
-    abi::DATA_GLOBAL,
-];
-
 /// Instruments `wasm` (a binary module) so its call stack can be unwound and
 /// rewound through the Asyncify ABI, as `wasm-opt --asyncify` would.
 ///
@@ -382,17 +371,9 @@ fn validate_output(out: &[u8]) -> Result<()> {
 }
 
 fn refuse_instrumented(info: &ModuleInfo<'_>) -> Result<()> {
-    let exported = info
-        .exports
-        .iter()
-        .map(|(n, _, _)| n.as_str())
-        .find(|n| INSTRUMENTED_MARKERS.contains(n));
-    let named = info
-        .global_names
-        .values()
-        .map(|n| n.as_str())
-        .find(|n| INSTRUMENTED_MARKERS.contains(n));
-    if let Some(marker) = exported.or(named) {
+    let exports = info.exports.iter().map(|(n, _, _)| n.as_str());
+    let global_names = info.global_names.values().map(|n| n.as_str());
+    if let Some(marker) = inspect::instrumentation_marker(exports, global_names) {
         return Err(Error::new(
             ErrorKind::AlreadyInstrumented,
             format!(
