@@ -37,20 +37,12 @@ fn sleep_answer() -> Answer {
     })
 }
 
-/// The reference: the original module, nothing unwinds.
-fn run_original(wat: &str, export: &str, args: &[Value]) -> (Vec<Value>, Vec<ImportCall>) {
-    let mut guest = Guest::new(to_wasm(wat), Host::new(sleep_answer(), never())).unwrap();
-    let results = guest.call(export, args).unwrap();
-    let log = std::mem::take(&mut guest.host().log);
-    (results, log)
-}
-
 /// Checks `export(args)` of `wat`: the original gives `expected`; both
 /// instrumented modules give `expected` with nothing unwinding, and give it again
 /// with an unwind at every `env.sleep`, resuming `unwinds` times with the
 /// original's import log.
 fn check(wat: &str, export: &str, args: &[Value], expected: &[Value], unwinds: usize) {
-    let (results, log) = run_original(wat, export, args);
+    let (_, results, log) = run_original(to_wasm(wat), sleep_answer(), export, args).unwrap();
     assert_eq!(results, expected, "original module, {export}{args:?}");
     with_both(wat, &["env.sleep"], |tool, wasm| {
         let mut quiet = Guest::new(wasm, Host::new(sleep_answer(), never())).unwrap();
@@ -62,7 +54,7 @@ fn check(wat: &str, export: &str, args: &[Value], expected: &[Value], unwinds: u
         assert_eq!(quiet.state().unwrap(), 0);
 
         let mut guest =
-            Guest::new(wasm, Host::new(sleep_answer(), at_import("env.sleep"))).unwrap();
+            Guest::new(wasm, Host::new(sleep_answer(), at_imports(&["env.sleep"]))).unwrap();
         let run = guest
             .drive(export, args)
             .unwrap_or_else(|e| panic!("{tool:?}, {export}{args:?}: {e:?}"));
@@ -77,10 +69,6 @@ fn check(wat: &str, export: &str, args: &[Value], expected: &[Value], unwinds: u
         assert_eq!(run.log, log, "{tool:?}, import log of {export}{args:?}");
         assert_eq!(guest.host().rewinds_completed, unwinds, "{tool:?}");
     });
-}
-
-fn i32s(xs: &[i32]) -> Vec<Value> {
-    xs.iter().map(|&x| Value::I32(x)).collect()
 }
 
 #[test]
@@ -360,13 +348,15 @@ fn block_parameters_ours_only() {
         (local.get $x)
         (i32.add)))"#;
     // stack x, 3 -> block: x, sleep(3) + sleep(7) = 2010 -> x - 2010 + x.
-    let (results, log) = run_original(wat, "run", &i32s(&[50]));
+    let (_, results, log) =
+        run_original(to_wasm(wat), sleep_answer(), "run", &i32s(&[50])).unwrap();
     assert_eq!(results, i32s(&[-1910]));
     if binaryen_only() {
         return;
     }
     let wasm = instrument_ours(wat, &ours_with_imports(&["env.sleep"]));
-    let mut guest = Guest::new(&wasm, Host::new(sleep_answer(), at_import("env.sleep"))).unwrap();
+    let mut guest =
+        Guest::new(&wasm, Host::new(sleep_answer(), at_imports(&["env.sleep"]))).unwrap();
     let run = guest.drive("run", &i32s(&[50])).unwrap();
     assert_eq!(run.results, results);
     assert_eq!(run.unwinds, 2);
@@ -404,7 +394,7 @@ fn host_calls_back_into_a_non_unwinding_export() {
     let log = std::mem::take(&mut original.host().log);
     assert_eq!(log.len(), 3);
     with_both(wat, &["env.sleep"], |tool, wasm| {
-        let mut guest = Guest::new(wasm, make_host(at_import("env.sleep"))).unwrap();
+        let mut guest = Guest::new(wasm, make_host(at_imports(&["env.sleep"]))).unwrap();
         let run = guest.drive("run", &i32s(&[2])).unwrap();
         assert_eq!(run.results, expected, "{tool:?}");
         assert_eq!(run.unwinds, 2, "{tool:?}");
@@ -452,8 +442,7 @@ fn coroutines_with_separate_buffers_interleave() {
             Coroutine::new(
                 "run",
                 &i32s(&[id, n]),
-                RESERVED_START + 0x400 * k as u32,
-                0x400 - 8,
+                Buffer::at(RESERVED_START + 0x400 * k as u64, 0x400 - 8),
             )
         })
         .collect();
@@ -473,11 +462,11 @@ fn coroutines_with_separate_buffers_interleave() {
         logs.push(std::mem::take(&mut original.host().log));
     }
     assert_eq!(expected[3], i32s(&[4]));
-    let memory = original.memory_bytes();
+    let memory = original.memory_bytes("memory");
 
     with_both(COROUTINES, &["env.sleep"], |tool, wasm| {
         let mut guest =
-            Guest::new(wasm, Host::new(sleep_answer(), at_import("env.sleep"))).unwrap();
+            Guest::new(wasm, Host::new(sleep_answer(), at_imports(&["env.sleep"]))).unwrap();
         let done = run_coroutines(&mut guest, &coroutines).unwrap();
         for (k, finished) in done.iter().enumerate() {
             assert_eq!(finished.results, expected[k], "{tool:?}, coroutine {k}");
@@ -487,7 +476,7 @@ fn coroutines_with_separate_buffers_interleave() {
             );
             assert_eq!(finished.log, logs[k], "{tool:?}, coroutine {k}");
         }
-        let after = guest.memory_bytes();
+        let after = guest.memory_bytes("memory");
         assert!(
             after[..RESERVED_START as usize] == memory[..RESERVED_START as usize],
             "{tool:?}: memory differs from the sequential run"
@@ -525,14 +514,15 @@ fn buffer_overflow_ours_traps_before_end_binaryen_writes_past_it() {
     let end = ptr + 8 + size;
     with_both(MANY_LIVE, &["env.sleep"], |tool, wasm| {
         let mut guest =
-            Guest::new(wasm, Host::new(sleep_answer(), at_import("env.sleep"))).unwrap();
-        guest.init_buffer(ptr, size);
-        guest.host().data_ptr = Some(ptr);
-        guest.write_bytes(end, &[0xAA; 64]);
-        let before = guest.memory_bytes();
+            Guest::new(wasm, Host::new(sleep_answer(), at_imports(&["env.sleep"]))).unwrap();
+        let buffer = Buffer::at(ptr, size);
+        guest.init_buffer(&buffer);
+        guest.host().buffer = buffer.clone();
+        guest.write_bytes("memory", end, &[0xAA; 64]);
+        let before = guest.memory_bytes("memory");
         let unwound = guest.call("run", &i32s(&[2]));
         let changed_past_end = |guest: &mut Guest| {
-            let after = guest.memory_bytes();
+            let after = guest.memory_bytes("memory");
             before[end as usize..] != after[end as usize..]
         };
         match tool {
@@ -549,7 +539,7 @@ fn buffer_overflow_ours_traps_before_end_binaryen_writes_past_it() {
                     Some(wasmtime::Trap::UnreachableCodeReached)
                 );
                 assert!(!changed_past_end(&mut guest), "ours wrote past `end`");
-                let after = guest.memory_bytes();
+                let after = guest.memory_bytes("memory");
                 assert!(
                     before[..ptr as usize] == after[..ptr as usize],
                     "ours wrote below the structure"
@@ -562,7 +552,7 @@ fn buffer_overflow_ours_traps_before_end_binaryen_writes_past_it() {
                 // pos <= end.
                 unwound.expect("binaryen: the unwind itself does not check `end`");
                 assert_eq!(guest.state().unwrap(), 1);
-                let (pos, _) = guest.buffer(ptr);
+                let (pos, _) = guest.pos_end(&buffer);
                 assert!(
                     pos > end,
                     "binaryen: pos {pos:#x} should be past end {end:#x}"
@@ -594,19 +584,19 @@ fn every_buffer_size_fits_or_fails_cleanly() {
     with_both(MANY_LIVE, &["env.sleep"], |tool, wasm| {
         // How much the unwind of run(2) needs, measured with a big buffer.
         let mut guest =
-            Guest::new(wasm, Host::new(sleep_answer(), at_import("env.sleep"))).unwrap();
+            Guest::new(wasm, Host::new(sleep_answer(), at_imports(&["env.sleep"]))).unwrap();
         let need = guest.drive("run", &i32s(&[2])).unwrap().max_buffer_used;
         assert!(need >= 8, "{tool:?}: {need} bytes cannot hold two frames");
         for size in 0..=need + 4 {
             let end = ptr + 8 + size;
             let mut guest =
-                Guest::new(wasm, Host::new(sleep_answer(), at_import("env.sleep"))).unwrap();
-            guest.init_buffer(ptr, size);
-            guest.write_bytes(end, &[0xAA; 64]);
-            let before = guest.memory_bytes();
-            let result =
-                run_coroutines(&mut guest, &[Coroutine::new("run", &i32s(&[2]), ptr, size)]);
-            let after = guest.memory_bytes();
+                Guest::new(wasm, Host::new(sleep_answer(), at_imports(&["env.sleep"]))).unwrap();
+            let buffer = Buffer::at(ptr, size);
+            guest.init_buffer(&buffer);
+            guest.write_bytes("memory", end, &[0xAA; 64]);
+            let before = guest.memory_bytes("memory");
+            let result = run_coroutines(&mut guest, &[Coroutine::new("run", &i32s(&[2]), buffer)]);
+            let after = guest.memory_bytes("memory");
             let outside_untouched = before[..ptr as usize] == after[..ptr as usize]
                 && before[end as usize..] == after[end as usize..];
             match result {
@@ -660,7 +650,7 @@ fn rewinding_the_same_buffer_twice() {
     let expect = |v: i32| i32s(&[124 + 2 * v]);
     let reply = Arc::new(AtomicI32::new(0));
     // Only the first call of sleep unwinds.
-    let first_sleep: UnwindPolicy = Arc::new(|call, n| call.name == "env.sleep" && n == 0);
+    let first_sleep: UnwindPolicy = Arc::new(|call, at| call.name == "env.sleep" && at.nth == 0);
     let make_host = |policy: UnwindPolicy| {
         let reply = reply.clone();
         Host::new(
@@ -678,24 +668,25 @@ fn rewinding_the_same_buffer_twice() {
     let ptr = RESERVED_START;
     with_both(wat, &["env.sleep"], |tool, wasm| {
         let mut guest = Guest::new(wasm, make_host(first_sleep.clone())).unwrap();
-        guest.init_buffer(ptr, 0x100);
-        guest.host().data_ptr = Some(ptr);
+        let buffer = Buffer::at(ptr, 0x100);
+        guest.init_buffer(&buffer);
+        guest.host().buffer = buffer.clone();
         guest.call("run", &i32s(&[3])).unwrap();
         assert_eq!(guest.state().unwrap(), 1, "{tool:?}: sleep did not unwind");
         guest.stop_unwind().unwrap();
-        let (saved_pos, _) = guest.buffer(ptr);
+        let (saved_pos, _) = guest.pos_end(&buffer);
         assert!(saved_pos > ptr + 8, "{tool:?}: the unwind saved nothing");
         let pending = guest.host().pending.take().unwrap();
         for v in [10, 20, 10] {
             reply.store(v, Ordering::SeqCst);
-            guest.write_u32(ptr, saved_pos);
+            guest.set_pos(&buffer, saved_pos);
             guest.host().pending = Some(pending.clone());
-            guest.start_rewind(ptr).unwrap();
+            guest.start_rewind(&buffer).unwrap();
             let results = guest.call("run", &i32s(&[3])).unwrap();
             assert_eq!(results, expect(v), "{tool:?}, continuation with {v}");
             assert_eq!(guest.state().unwrap(), 0, "{tool:?}");
             assert_eq!(
-                guest.buffer(ptr).0,
+                guest.pos_end(&buffer).0,
                 ptr + 8,
                 "{tool:?}: rewinding pops the whole buffer"
             );
@@ -745,7 +736,8 @@ fn in_module_runtime_imports_become_calls() {
             .collect();
         assert!(imports.is_empty(), "{tool:?}: imports left: {imports:?}");
         let mut guest = Guest::new(wasm, Host::new(sleep_answer(), never())).unwrap();
-        guest.init_buffer(ptr, 0x400);
+        let buffer = Buffer::at(ptr, 0x400);
+        guest.init_buffer(&buffer);
         let mut unwinds = 0;
         let results = loop {
             let results = guest.call("run", &i32s(&[4])).unwrap();
@@ -754,7 +746,7 @@ fn in_module_runtime_imports_become_calls() {
                 1 => {
                     guest.stop_unwind().unwrap();
                     unwinds += 1;
-                    guest.start_rewind(ptr).unwrap();
+                    guest.start_rewind(&buffer).unwrap();
                 }
                 s => panic!("{tool:?}: state {s} after run returned"),
             }

@@ -83,17 +83,13 @@ fn outside_reserved(mut memory: Vec<u8>) -> Vec<u8> {
 }
 
 /// The reference: the original module called once, nothing unwinds.
-fn run_original(case: &Case) -> Outcome {
-    let mut guest = Guest::new(&case.wasm, Host::new(hash_answer(), never()))
+fn original(case: &Case) -> Outcome {
+    let (mut guest, results, log) = run_original(&case.wasm, hash_answer(), "run", &case.args)
         .unwrap_or_else(|e| panic!("{}: {e:?}", case.name));
-    let results = guest
-        .call("run", &case.args)
-        .unwrap_or_else(|e| panic!("{}: {e:?}", case.name));
-    let log = std::mem::take(&mut guest.host().log);
     Outcome {
         results,
         log,
-        memory: guest.memory_bytes(),
+        memory: guest.memory_bytes("memory"),
     }
 }
 
@@ -108,7 +104,7 @@ fn run_instrumented(case: &Case, wasm: &[u8], policy: UnwindPolicy) -> (Outcome,
     let outcome = Outcome {
         results: run.results,
         log: run.log,
-        memory: outside_reserved(guest.memory_bytes()),
+        memory: outside_reserved(guest.memory_bytes("memory")),
     };
     (outcome, run.unwinds)
 }
@@ -116,7 +112,7 @@ fn run_instrumented(case: &Case, wasm: &[u8], policy: UnwindPolicy) -> (Outcome,
 /// Checks one instrumented module against the reference; returns a message per
 /// difference.
 fn compare(case: &Case, tool: Tool, wasm: &[u8]) -> Vec<String> {
-    let reference = run_original(case);
+    let reference = original(case);
     let expected = Outcome {
         memory: outside_reserved(reference.memory.clone()),
         ..reference
@@ -247,9 +243,9 @@ fn corpus_modules_follow_the_conventions() {
         );
 
         // Deterministic, calls the host, leaves the reserved region alone.
-        let first = run_original(&case);
+        let first = original(&case);
         assert!(!first.log.is_empty(), "{name}: makes no import call");
-        assert_eq!(run_original(&case), first, "{name}: not deterministic");
+        assert_eq!(original(&case), first, "{name}: not deterministic");
         assert!(
             first.memory[RESERVED_START as usize..RESERVED_END as usize]
                 .iter()
