@@ -11,12 +11,11 @@
 //! the ORIGINAL module run by a host that never unwinds. Expected values always
 //! come from that original run, never from the instrumented output.
 //!
-//! The host in `common/` assumes memory 0, i32 pointers and function imports
-//! only, so this file has its own small host: it knows which memory holds the
-//! `{pos, end}` structure and how wide its fields are, it can satisfy the
-//! imported `env.__asyncify_state` / `env.__asyncify_data` globals, and it
-//! records the state and data globals whenever an unwind starts. Its engine
-//! enables memory64, multi-memory, tail calls and exceptions.
+//! The host is the one in `common/`, told which memory holds the `{pos, end}`
+//! structure and how wide its fields are; it satisfies the imported
+//! `env.__asyncify_state` / `env.__asyncify_data` globals, and records the
+//! state and data globals whenever an unwind starts or a rewind arrives. Its
+//! engine enables memory64, multi-memory, tail calls and exceptions.
 //!
 //! Covered: memory64 (i64 pointers, 16-byte `{pos, end}`, a buffer above
 //! 4 GiB, overflow checks), `secondary_memory` (with and without a memory of
@@ -33,424 +32,50 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::{
-    backtrace_names, hash_answer, instrument_ours, to_wasm, values, Answer, ImportCall, Value,
+    at_imports, backtrace_names, engine, hash_answer, i32s, instrument_ours, never, run_original,
+    to_wasm, Answer, Buffer, Finished, Guest, Host, ImportCall, Value, Watch,
 };
 use wasm_rewind_transform::Options;
-use wasmtime::{
-    bail, format_err, Caller, Config, Engine, Extern, Func, Global, Instance, Module, Result,
-    Store, Val, ValType,
-};
+use wasmtime::{Module, Val, ValType};
 
 // ---------------------------------------------------------------------------
-// A host that knows where the buffer lives
+// The host of these tests
 // ---------------------------------------------------------------------------
 
-/// Where the `{pos, end}` structure lives: the exported memory that holds it,
-/// its address there, the buffer size after it, and whether the memory is
-/// memory64 (pointers and both fields are i64, the structure is 16 bytes).
-#[derive(Clone, Copy, Debug)]
-struct Buffer {
-    memory: &'static str,
-    ptr: u64,
-    size: u64,
-    wide: bool,
-}
-
-impl Buffer {
-    /// Size of the `{pos, end}` structure.
-    fn header(&self) -> u64 {
-        if self.wide {
-            16
+/// The answer of every import here: [`hash_answer`], except for the imports
+/// of the in-module runtime (`asyncify.*`), which only an original calls (the
+/// pass turns them into calls of its own functions): they do nothing and
+/// report the normal state, as in a program that never switches.
+fn answer() -> Answer {
+    let hash = hash_answer();
+    Arc::new(move |call, results| {
+        if call.name.starts_with("asyncify.") {
+            results
+                .iter()
+                .map(|ty| Value::from_val(&Value::zero_val(ty)))
+                .collect()
         } else {
-            8
+            hash(call, results)
         }
-    }
-
-    /// The pointer argument of `asyncify_start_unwind` / `asyncify_start_rewind`.
-    fn ptr_val(&self) -> Val {
-        if self.wide {
-            Val::I64(self.ptr as i64)
-        } else {
-            Val::I32(self.ptr as i32)
-        }
-    }
+    })
 }
 
-/// Where the host reads the state and data globals from.
-enum Watch {
-    /// It does not.
-    Nothing,
-    /// The module imports them; these are the host's own globals.
-    Imported(Global, Global),
-    /// The module exports them as `__asyncify_state` / `__asyncify_data`.
-    Exported,
-}
-
-/// The store data.
-struct Host {
-    answer: Answer,
-    /// Imports (`module.name`) at whose every call the host unwinds.
-    unwinding: Vec<String>,
-    buffer: Option<Buffer>,
-    /// Import calls made in state 0, in order.
-    log: Vec<ImportCall>,
-    /// The call that unwound and waits for the rewind.
-    pending: Option<ImportCall>,
-    /// Re-entries in state 2 that stopped a rewind.
-    rewinds: usize,
-    watch: Watch,
-    /// `(where, state global, data global)` read at interesting moments.
-    seen: Vec<(&'static str, i32, i64)>,
-}
-
-impl Host {
-    fn new(unwinding: &[&str], buffer: Option<Buffer>) -> Host {
-        Host {
-            answer: hash_answer(),
-            unwinding: unwinding.iter().map(|s| s.to_string()).collect(),
-            buffer,
-            log: Vec::new(),
-            pending: None,
-            rewinds: 0,
-            watch: Watch::Nothing,
-            seen: Vec::new(),
-        }
-    }
-}
-
-/// Every test engine enables the proposals these modules use.
-fn feature_engine() -> Engine {
-    static ENGINE: std::sync::OnceLock<Engine> = std::sync::OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let mut config = Config::new();
-            config
-                .wasm_memory64(true)
-                .wasm_multi_memory(true)
-                .wasm_tail_call(true)
-                .wasm_exceptions(true)
-                .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
-            Engine::new(&config).expect("wasmtime engine with memory64, tail calls, exceptions")
-        })
-        .clone()
-}
-
-fn export_func(caller: &mut Caller<'_, Host>, name: &str) -> Option<Func> {
-    caller.get_export(name).and_then(Extern::into_func)
-}
-
-fn call_export(caller: &mut Caller<'_, Host>, name: &str, args: &[Val]) -> Result<Vec<Val>> {
-    let f = export_func(caller, name).ok_or_else(|| format_err!("no export `{name}`"))?;
-    let ty = f.ty(&*caller);
-    let mut out: Vec<Val> = ty.results().map(|t| Value::zero_val(&t)).collect();
-    f.call(&mut *caller, args, &mut out)?;
-    Ok(out)
-}
-
-/// Reads the watched globals from inside an import.
-fn watch_in_caller(caller: &mut Caller<'_, Host>) -> Option<(i32, i64)> {
-    let (state, data) = match caller.data().watch {
-        Watch::Nothing => return None,
-        Watch::Imported(s, d) => (s, d),
-        Watch::Exported => (
-            caller.get_export("__asyncify_state")?.into_global()?,
-            caller.get_export("__asyncify_data")?.into_global()?,
-        ),
-    };
-    Some(read_globals(&mut *caller, state, data))
-}
-
-fn read_globals(mut store: impl wasmtime::AsContextMut, state: Global, data: Global) -> (i32, i64) {
-    let s = state.get(&mut store).unwrap_i32();
-    let d = match data.get(&mut store) {
-        Val::I32(x) => x as u32 as i64,
-        Val::I64(x) => x,
-        other => panic!("__asyncify_data holds {other:?}"),
-    };
-    (s, d)
-}
-
-/// The body of every host function import.
-fn host_import(
-    caller: &mut Caller<'_, Host>,
-    name: &str,
-    result_types: &[ValType],
-    params: &[Val],
-    results: &mut [Val],
-) -> Result<()> {
-    let state = match export_func(caller, "asyncify_get_state") {
-        Some(_) => call_export(caller, "asyncify_get_state", &[])?[0].unwrap_i32(),
-        None => 0,
-    };
-    let call = ImportCall {
-        name: name.to_string(),
-        args: values(params),
-    };
-    if name.starts_with("asyncify.") {
-        // The original of a module with an in-module runtime: the runtime
-        // imports do nothing and the state is always normal.
-        for (slot, ty) in results.iter_mut().zip(result_types) {
-            *slot = Value::zero_val(ty);
-        }
-        return Ok(());
-    }
-    let answer = caller.data().answer.clone();
-    match state {
-        0 => {
-            caller.data_mut().log.push(call.clone());
-            let unwind = caller.data().unwinding.iter().any(|n| n == name);
-            if unwind {
-                let buffer = caller
-                    .data()
-                    .buffer
-                    .ok_or_else(|| format_err!("`{name}` wants to unwind without a buffer"))?;
-                if caller.data().pending.is_some() {
-                    bail!("`{name}` unwinds while another call is pending");
-                }
-                caller.data_mut().pending = Some(call);
-                call_export(caller, "asyncify_start_unwind", &[buffer.ptr_val()])?;
-                if let Some((s, d)) = watch_in_caller(caller) {
-                    caller
-                        .data_mut()
-                        .seen
-                        .push(("import, unwind started", s, d));
-                }
-                for (slot, ty) in results.iter_mut().zip(result_types) {
-                    *slot = Value::zero_val(ty);
-                }
-            } else {
-                for (slot, v) in results.iter_mut().zip(answer(&call, result_types)) {
-                    *slot = v.to_val();
-                }
-            }
-            Ok(())
-        }
-        2 => {
-            if let Some((s, d)) = watch_in_caller(caller) {
-                caller.data_mut().seen.push(("import, rewinding", s, d));
-            }
-            call_export(caller, "asyncify_stop_rewind", &[])?;
-            let pending =
-                caller.data_mut().pending.take().ok_or_else(|| {
-                    format_err!("`{name}` re-entered in state 2, nothing pending")
-                })?;
-            if pending != call {
-                bail!("rewind re-entered {call:?}, but the call that unwound was {pending:?}");
-            }
-            caller.data_mut().rewinds += 1;
-            for (slot, v) in results.iter_mut().zip(answer(&pending, result_types)) {
-                *slot = v.to_val();
-            }
-            Ok(())
-        }
-        s => bail!("`{name}` called in asyncify state {s}"),
-    }
-}
-
-/// One instance with the host's imports.
-struct Guest {
-    store: Store<Host>,
-    instance: Instance,
-}
-
-impl Guest {
-    /// Instantiates `wasm`: function imports call [`host_import`]; the globals
-    /// `env.__asyncify_state` and `env.__asyncify_data` are host globals of the
-    /// imported type starting at 0, and the host watches them.
-    fn new(wasm: &[u8], host: Host) -> Result<Guest> {
-        let engine = feature_engine();
-        let module = Module::new(&engine, wasm)?;
-        let mut store = Store::new(&engine, host);
-        let mut imports: Vec<Extern> = Vec::new();
-        let (mut state, mut data) = (None, None);
-        for import in module.imports() {
-            let name = format!("{}.{}", import.module(), import.name());
-            let ty = import.ty();
-            if let Some(fty) = ty.func() {
-                let result_types: Vec<ValType> = fty.results().collect();
-                let func = Func::new(
-                    &mut store,
-                    fty.clone(),
-                    move |mut caller, params, results| {
-                        host_import(&mut caller, &name, &result_types, params, results)
-                    },
-                );
-                imports.push(func.into());
-            } else if let Some(gty) = ty.global() {
-                let asyncify = name.starts_with("env.__asyncify_");
-                // Other imported globals get a fixed non-zero value, so that
-                // reading the wrong global shows.
-                let init = match gty.content() {
-                    _ if asyncify => Value::zero_val(gty.content()),
-                    ValType::I32 => Val::I32(77),
-                    ValType::I64 => Val::I64(7_700_000_000),
-                    other => bail!("global import `{name}` of type {other}"),
-                };
-                let global = Global::new(&mut store, gty.clone(), init)?;
-                match name.as_str() {
-                    "env.__asyncify_state" => state = Some(global),
-                    "env.__asyncify_data" => data = Some(global),
-                    _ => {}
-                }
-                imports.push(global.into());
-            } else {
-                bail!("unexpected import `{name}`");
-            }
-        }
-        if let (Some(s), Some(d)) = (state, data) {
-            store.data_mut().watch = Watch::Imported(s, d);
-        }
-        let instance = Instance::new(&mut store, &module, &imports)?;
-        Ok(Guest { store, instance })
-    }
-
-    fn host(&mut self) -> &mut Host {
-        self.store.data_mut()
-    }
-
-    fn call(&mut self, name: &str, args: &[Value]) -> Result<Vec<Value>> {
-        let f = self
-            .instance
-            .get_func(&mut self.store, name)
-            .ok_or_else(|| format_err!("no exported function `{name}`"))?;
-        let ty = f.ty(&self.store);
-        let args: Vec<Val> = args.iter().map(|v| v.to_val()).collect();
-        let mut out: Vec<Val> = ty.results().map(|t| Value::zero_val(&t)).collect();
-        f.call(&mut self.store, &args, &mut out)?;
-        Ok(values(&out))
-    }
-
-    fn call_vals(&mut self, name: &str, args: &[Val]) -> Result<()> {
-        let f = self
-            .instance
-            .get_func(&mut self.store, name)
-            .ok_or_else(|| format_err!("no exported function `{name}`"))?;
-        f.call(&mut self.store, args, &mut [])
-    }
-
-    fn state(&mut self) -> Result<i32> {
-        match self.call("asyncify_get_state", &[])?[..] {
-            [Value::I32(s)] => Ok(s),
-            ref other => bail!("asyncify_get_state returned {other:?}"),
-        }
-    }
-
-    fn memory(&mut self, name: &str) -> wasmtime::Memory {
-        self.instance
-            .get_memory(&mut self.store, name)
-            .unwrap_or_else(|| panic!("no exported memory `{name}`"))
-    }
-
-    /// A copy of the whole exported memory `name`.
-    fn memory_bytes(&mut self, name: &str) -> Vec<u8> {
-        let m = self.memory(name);
-        m.data(&self.store).to_vec()
-    }
-
-    fn read_word(&mut self, buffer: Buffer, addr: u64) -> u64 {
-        let m = self.memory(buffer.memory);
-        let mut b = [0; 8];
-        let n = if buffer.wide { 8 } else { 4 };
-        m.read(&self.store, addr as usize, &mut b[..n])
-            .expect("read in bounds");
-        u64::from_le_bytes(b)
-    }
-
-    fn write_word(&mut self, buffer: Buffer, addr: u64, value: u64) {
-        let m = self.memory(buffer.memory);
-        let n = if buffer.wide { 8 } else { 4 };
-        m.write(&mut self.store, addr as usize, &value.to_le_bytes()[..n])
-            .expect("write in bounds");
-    }
-
-    /// Reads the watched globals from the host side.
-    fn watch(&mut self) -> Option<(i32, i64)> {
-        let (state, data) = match self.store.data().watch {
-            Watch::Nothing => return None,
-            Watch::Imported(s, d) => (s, d),
-            Watch::Exported => (
-                self.instance
-                    .get_global(&mut self.store, "__asyncify_state")?,
-                self.instance
-                    .get_global(&mut self.store, "__asyncify_data")?,
-            ),
-        };
-        Some(read_globals(&mut self.store, state, data))
-    }
-
-    fn note(&mut self, what: &'static str) {
-        if let Some((s, d)) = self.watch() {
-            self.host().seen.push((what, s, d));
-        }
-    }
-
-    /// Runs `export(args)` to completion through the driver loop with the host's
-    /// buffer: `pos = ptr + header`, `end = pos + size`.
-    fn drive(&mut self, export: &str, args: &[Value]) -> Result<Run> {
-        let buffer = self.host().buffer.expect("a buffer to drive with");
-        let start = buffer.ptr + buffer.header();
-        self.write_word(buffer, buffer.ptr, start);
-        self.write_word(
-            buffer,
-            buffer.ptr + buffer.header() / 2,
-            start + buffer.size,
-        );
-        let mut unwinds = 0;
-        let mut max_used = 0;
-        loop {
-            let results = self.call(export, args)?;
-            match self.state()? {
-                0 => {
-                    if let Some(call) = self.host().pending.take() {
-                        bail!("`{export}` returned normally without resuming {call:?}");
-                    }
-                    return Ok(Run {
-                        results,
-                        unwinds,
-                        log: std::mem::take(&mut self.host().log),
-                        max_buffer_used: max_used,
-                    });
-                }
-                1 => {
-                    self.note("export returned, unwinding");
-                    self.call_vals("asyncify_stop_unwind", &[])?;
-                    let pos = self.read_word(buffer, buffer.ptr);
-                    let end = self.read_word(buffer, buffer.ptr + buffer.header() / 2);
-                    if pos < start || pos > end || end != start + buffer.size {
-                        bail!("after an unwind pos = {pos:#x}, end = {end:#x}, start {start:#x}");
-                    }
-                    max_used = max_used.max(pos - start);
-                    unwinds += 1;
-                    if self.host().pending.is_none() {
-                        bail!("`{export}` unwound but no host import started it");
-                    }
-                    self.call_vals("asyncify_start_rewind", &[buffer.ptr_val()])?;
-                    self.note("rewind started");
-                }
-                s => bail!("`{export}` returned in state {s}"),
-            }
-        }
-    }
-}
-
-/// What one driven call did.
-#[derive(Debug)]
-struct Run {
-    results: Vec<Value>,
-    unwinds: usize,
-    log: Vec<ImportCall>,
-    max_buffer_used: u64,
+/// A host that unwinds at every call of the imports `unwinding`, with the
+/// asyncify data structure at `buffer`, and records the state and data
+/// globals when the module imports them.
+fn host(unwinding: &[&str], buffer: &Buffer) -> Host {
+    Host::new(answer(), at_imports(unwinding))
+        .with_buffer(buffer.clone())
+        .watching(Watch::Imported)
 }
 
 /// The reference: the original module, whose imports never unwind.
-fn run_original(wasm: &[u8], export: &str, args: &[Value]) -> (Guest, Vec<Value>, Vec<ImportCall>) {
-    let mut guest = Guest::new(wasm, Host::new(&[], None)).expect("original instantiates");
-    let results = guest
-        .call(export, args)
-        .unwrap_or_else(|e| panic!("original {export}{args:?}: {e:?}"));
-    let log = std::mem::take(&mut guest.host().log);
-    (guest, results, log)
+fn original(wasm: &[u8], export: &str, args: &[Value]) -> (Guest, Vec<Value>, Vec<ImportCall>) {
+    run_original(wasm, answer(), export, args)
+        .unwrap_or_else(|e| panic!("original {export}{args:?}: {e:?}"))
 }
 
 /// Instruments `wat` with `options`; checks that `export(args)` of the
@@ -462,17 +87,16 @@ fn run_original(wasm: &[u8], export: &str, args: &[Value]) -> (Guest, Vec<Value>
 fn check(
     wat: &str,
     options: &Options,
-    buffer: Buffer,
+    buffer: &Buffer,
     unwinding: &[&str],
     export: &str,
     args: &[Value],
-) -> (Guest, Guest, Run) {
+) -> (Guest, Guest, Finished) {
     let wasm = to_wasm(wat);
-    let (original, expected, log) = run_original(&wasm, export, args);
+    let (original, expected, log) = original(&wasm, export, args);
     let instrumented = instrument_ours(&wasm, options);
 
-    let mut quiet =
-        Guest::new(&instrumented, Host::new(&[], Some(buffer))).expect("output instantiates");
+    let mut quiet = Guest::new(&instrumented, host(&[], buffer)).expect("output instantiates");
     assert_eq!(
         quiet.call(export, args).unwrap(),
         expected,
@@ -480,7 +104,7 @@ fn check(
     );
     assert_eq!(quiet.state().unwrap(), 0);
 
-    let mut guest = Guest::new(&instrumented, Host::new(unwinding, Some(buffer))).unwrap();
+    let mut guest = Guest::new(&instrumented, host(unwinding, buffer)).unwrap();
     let run = guest
         .drive(export, args)
         .unwrap_or_else(|e| panic!("unwinding at {unwinding:?}, {export}{args:?}: {e:?}"));
@@ -490,23 +114,9 @@ fn check(
         .filter(|c| unwinding.contains(&c.name.as_str()))
         .count();
     assert_eq!(run.unwinds, calls, "one unwind per call of {unwinding:?}");
-    assert_eq!(guest.host().rewinds, calls);
+    assert_eq!(guest.host().rewinds_completed, calls);
     assert_eq!(run.log, log, "import log of {export}{args:?}");
     (original, guest, run)
-}
-
-fn i32s(xs: &[i32]) -> Vec<Value> {
-    xs.iter().map(|&x| Value::I32(x)).collect()
-}
-
-/// A buffer in exported memory `memory` at `ptr`, i32 fields.
-fn buffer32(memory: &'static str, ptr: u64, size: u64) -> Buffer {
-    Buffer {
-        memory,
-        ptr,
-        size,
-        wide: false,
-    }
 }
 
 /// The names of the output's functions from its name section, by index.
@@ -609,7 +219,7 @@ fn memory64_recursion_and_loop() {
         (i64.load (i64.const 16))))"#;
     let instrumented = instrument_ours(wat, &Options::default());
     // The controls take an i64 pointer.
-    let engine = feature_engine();
+    let engine = engine();
     let module = Module::new(&engine, &instrumented).unwrap();
     for name in ["asyncify_start_unwind", "asyncify_start_rewind"] {
         let ty = module.get_export(name).unwrap().func().unwrap().clone();
@@ -619,18 +229,13 @@ fn memory64_recursion_and_loop() {
             "{name} on memory64"
         );
     }
-    let buffer = Buffer {
-        memory: "memory",
-        ptr: 0x8000,
-        size: 0x4000,
-        wide: true,
-    };
+    let buffer = Buffer::wide("memory", 0x8000, 0x4000);
     for n in [0i64, 1, 6] {
         let args = [Value::I64(n), Value::f64(2.25)];
         let (mut original, mut guest, run) = check(
             wat,
             &Options::default(),
-            buffer,
+            &buffer,
             &["env.sleep", "env.sleepf"],
             "run",
             &args,
@@ -677,7 +282,7 @@ fn secondary_memory_holds_the_buffer() {
         ..Options::default()
     };
     let out = wasm_rewind_transform::instrument(&to_wasm(wat), &options).unwrap();
-    let engine = feature_engine();
+    let engine = engine();
     let module = Module::new(&engine, &out.wasm).unwrap();
     assert!(module
         .get_export("asyncify_memory")
@@ -685,9 +290,9 @@ fn secondary_memory_holds_the_buffer() {
         .memory()
         .is_some());
 
-    let buffer = buffer32("asyncify_memory", 0, 0x1000);
+    let buffer = Buffer::new("asyncify_memory", 0, 0x1000);
     let (mut original, mut guest, run) =
-        check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[12]));
+        check(wat, &options, &buffer, &["env.sleep"], "run", &i32s(&[12]));
     assert_eq!(run.unwinds, 12);
     assert!(run.max_buffer_used > 0);
     assert_eq!(
@@ -723,9 +328,9 @@ fn secondary_memory_without_a_memory_of_its_own() {
         secondary_memory: Some(2),
         ..Options::default()
     };
-    let buffer = buffer32("asyncify_memory", 0x100, 0x2000);
+    let buffer = Buffer::new("asyncify_memory", 0x100, 0x2000);
     for n in [0, 5] {
-        let (_, mut guest, run) = check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[n]));
+        let (_, mut guest, run) = check(wat, &options, &buffer, &["env.sleep"], "run", &i32s(&[n]));
         assert_eq!(run.unwinds, n as usize + 1);
         assert_eq!(guest.memory_bytes("asyncify_memory").len(), 2 * 0x1_0000);
     }
@@ -772,7 +377,7 @@ fn import_globals_are_the_hosts() {
         ..Options::default()
     };
     let instrumented = instrument_ours(GLOBALS_WAT, &options);
-    let engine = feature_engine();
+    let engine = engine();
     let module = Module::new(&engine, &instrumented).unwrap();
     let globals: Vec<String> = module
         .imports()
@@ -796,20 +401,23 @@ fn import_globals_are_the_hosts() {
         }
     }
 
-    let buffer = buffer32("memory", 0xF000, 0x800);
+    let buffer = Buffer::new("memory", 0xF000, 0x800);
     let (_, mut guest, run) = check(
         GLOBALS_WAT,
         &options,
-        buffer,
+        &buffer,
         &["env.sleep"],
         "run",
         &i32s(&[3]),
     );
     assert_eq!(run.unwinds, 3);
-    assert!(matches!(guest.host().watch, Watch::Imported(..)));
+    assert!(
+        guest.host().state_globals.is_some(),
+        "the host provides the globals"
+    );
     assert_eq!(guest.host().seen, expected_sightings(0xF000, 3));
     // After the run the state is back to 0 in the host's own global.
-    assert_eq!(guest.watch().unwrap().0, 0);
+    assert_eq!(guest.watched().unwrap().0, 0);
 }
 
 /// With `export_globals` the output exports `__asyncify_state` and
@@ -821,24 +429,23 @@ fn export_globals_are_readable() {
         export_globals: true,
         ..Options::default()
     };
-    let buffer = buffer32("memory", 0xF000, 0x800);
+    let buffer = Buffer::new("memory", 0xF000, 0x800);
     let wasm = to_wasm(GLOBALS_WAT);
-    let (_, expected, _) = run_original(&wasm, "run", &i32s(&[4]));
+    let (_, expected, _) = original(&wasm, "run", &i32s(&[4]));
     let instrumented = instrument_ours(&wasm, &options);
-    let mut host = Host::new(&["env.sleep"], Some(buffer));
-    host.watch = Watch::Exported;
-    let mut guest = Guest::new(&instrumented, host).unwrap();
-    assert_eq!(guest.watch(), Some((0, 0)), "before anything runs");
+    let watching = host(&["env.sleep"], &buffer).watching(Watch::Exported);
+    let mut guest = Guest::new(&instrumented, watching).unwrap();
+    assert_eq!(guest.watched(), Some((0, 0)), "before anything runs");
     let run = guest.drive("run", &i32s(&[4])).unwrap();
     assert_eq!(run.results, expected);
     assert_eq!(run.unwinds, 4);
     assert_eq!(guest.host().seen, expected_sightings(0xF000, 4));
-    assert_eq!(guest.watch().unwrap().0, 0);
+    assert_eq!(guest.watched().unwrap().0, 0);
     // The same numbers through the general check.
     check(
         GLOBALS_WAT,
         &options,
-        buffer,
+        &buffer,
         &["env.sleep"],
         "run",
         &i32s(&[4]),
@@ -878,7 +485,7 @@ fn return_call_chain_that_sleeps() {
         let (_, _, run) = check(
             wat,
             &Options::default(),
-            buffer32("memory", 0xF000, 0x800),
+            &Buffer::new("memory", 0xF000, 0x800),
             &["env.sleep"],
             "run",
             &i32s(&[n]),
@@ -928,7 +535,7 @@ fn return_call_that_cannot_unwind_stays_a_tail_call() {
             let (_, _, run) = check(
                 wat,
                 &Options::default(),
-                buffer32("memory", 0xF000, 0x800),
+                &Buffer::new("memory", 0xF000, 0x800),
                 &["env.sleep"],
                 export,
                 &i32s(&[n]),
@@ -984,7 +591,7 @@ fn try_table_around_sleeps_and_throws() {
         let (_, _, run) = check(
             wat,
             &Options::default(),
-            buffer32("memory", 0xF000, 0x800),
+            &Buffer::new("memory", 0xF000, 0x800),
             &["env.sleep"],
             "run",
             &i32s(&[n]),
@@ -1023,10 +630,10 @@ fn asserts_options(asserts: bool) -> Options {
 /// still gives the original's result.
 #[test]
 fn asserts_catch_an_unwind_the_import_list_did_not_allow() {
-    let buffer = buffer32("memory", 0xF000, 0x800);
+    let buffer = Buffer::new("memory", 0xF000, 0x800);
     let args = i32s(&[5]);
     let instrumented = instrument_ours(ASSERTS_WAT, &asserts_options(true));
-    let mut guest = Guest::new(&instrumented, Host::new(&["env.other"], Some(buffer))).unwrap();
+    let mut guest = Guest::new(&instrumented, host(&["env.other"], &buffer)).unwrap();
     let err = guest
         .drive("run", &args)
         .expect_err("an unwind in env.other must trip the assert");
@@ -1047,7 +654,7 @@ fn asserts_catch_an_unwind_the_import_list_did_not_allow() {
     check(
         ASSERTS_WAT,
         &asserts_options(true),
-        buffer,
+        &buffer,
         &["env.sleep"],
         "run",
         &args,
@@ -1059,15 +666,13 @@ fn asserts_catch_an_unwind_the_import_list_did_not_allow() {
 /// `__wasm_rewind_assert_failed` exists.
 #[test]
 fn without_asserts_the_unexpected_unwind_goes_unnoticed() {
-    let buffer = buffer32("memory", 0xF000, 0x800);
+    let buffer = Buffer::new("memory", 0xF000, 0x800);
     let instrumented = instrument_ours(ASSERTS_WAT, &asserts_options(false));
     assert!(!function_names(&instrumented)
         .values()
         .any(|n| n == "__wasm_rewind_assert_failed"));
-    let mut guest = Guest::new(&instrumented, Host::new(&["env.other"], Some(buffer))).unwrap();
-    let start = buffer.ptr + 8;
-    guest.write_word(buffer, buffer.ptr, start);
-    guest.write_word(buffer, buffer.ptr + 4, start + buffer.size);
+    let mut guest = Guest::new(&instrumented, host(&["env.other"], &buffer)).unwrap();
+    guest.init_buffer(&buffer);
     guest
         .call("run", &i32s(&[5]))
         .expect("no trap without asserts");
@@ -1104,9 +709,9 @@ fn buffer_in_a_named_second_memory() {
         memory: Some("second".to_string()),
         ..Options::default()
     };
-    let buffer = buffer32("second", 0x100, 0x1000);
+    let buffer = Buffer::new("second", 0x100, 0x1000);
     let (mut original, mut guest, run) =
-        check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[9]));
+        check(wat, &options, &buffer, &["env.sleep"], "run", &i32s(&[9]));
     assert_eq!(run.unwinds, 10);
     assert!(run.max_buffer_used > 0);
     assert_eq!(
@@ -1185,7 +790,7 @@ fn operand_stack_below_blocks_and_block_parameters() {
     let (_, _, run) = check(
         wat,
         &Options::default(),
-        buffer32("memory", 0xF000, 0x800),
+        &Buffer::new("memory", 0xF000, 0x800),
         &["env.sleep"],
         "run",
         &i32s(&[5]),
@@ -1217,20 +822,25 @@ fn memory64_small_buffers_fit_or_trap_before_end() {
       (func (export "run") (param $n i64) (result i64)
         (call $rec (local.get $n) (f64.const 1.25))))"#;
     let args = [Value::I64(4)];
-    let full = Buffer {
-        memory: "memory",
-        ptr: 0x4000,
-        size: 0x1000,
-        wide: true,
-    };
-    let (_, _, run) = check(wat, &Options::default(), full, &["env.sleep"], "run", &args);
+    let full = Buffer::wide("memory", 0x4000, 0x1000);
+    let (_, _, run) = check(
+        wat,
+        &Options::default(),
+        &full,
+        &["env.sleep"],
+        "run",
+        &args,
+    );
     let needed = run.max_buffer_used;
     assert!(needed > 16);
     let instrumented = instrument_ours(wat, &Options::default());
-    let (_, expected, _) = run_original(&to_wasm(wat), "run", &args);
+    let (_, expected, _) = original(&to_wasm(wat), "run", &args);
     for size in 0..=needed {
-        let buffer = Buffer { size, ..full };
-        let mut guest = Guest::new(&instrumented, Host::new(&["env.sleep"], Some(buffer))).unwrap();
+        let buffer = Buffer {
+            size,
+            ..full.clone()
+        };
+        let mut guest = Guest::new(&instrumented, host(&["env.sleep"], &buffer)).unwrap();
         // Poison everything from `end` on, to see any write past it.
         let end = (buffer.ptr + 16 + size) as usize;
         let m = guest.memory("memory");
@@ -1277,19 +887,14 @@ fn state_globals_on_memory64() {
           (local.set $i (i64.add (local.get $i) (i64.const 1)))
           (br_if $l (i64.lt_u (local.get $i) (local.get $n))))
         (local.get $acc)))"#;
-    let buffer = Buffer {
-        memory: "memory",
-        ptr: 0x9000,
-        size: 0x800,
-        wide: true,
-    };
+    let buffer = Buffer::wide("memory", 0x9000, 0x800);
     let args = [Value::I64(3)];
 
     let imported = Options {
         import_globals: true,
         ..Options::default()
     };
-    let module = Module::new(&feature_engine(), instrument_ours(wat, &imported)).unwrap();
+    let module = Module::new(&engine(), instrument_ours(wat, &imported)).unwrap();
     let types: Vec<String> = module
         .imports()
         .filter_map(|i| {
@@ -1299,7 +904,7 @@ fn state_globals_on_memory64() {
         })
         .collect();
     assert_eq!(types, ["__asyncify_state i32", "__asyncify_data i64"]);
-    let (_, mut guest, _) = check(wat, &imported, buffer, &["env.sleep"], "run", &args);
+    let (_, mut guest, _) = check(wat, &imported, &buffer, &["env.sleep"], "run", &args);
     assert_eq!(guest.host().seen, expected_sightings(0x9000, 3));
 
     let exported = Options {
@@ -1307,10 +912,9 @@ fn state_globals_on_memory64() {
         ..Options::default()
     };
     let wasm = instrument_ours(wat, &exported);
-    let (_, expected, _) = run_original(&to_wasm(wat), "run", &args);
-    let mut host = Host::new(&["env.sleep"], Some(buffer));
-    host.watch = Watch::Exported;
-    let mut guest = Guest::new(&wasm, host).unwrap();
+    let (_, expected, _) = original(&to_wasm(wat), "run", &args);
+    let watching = host(&["env.sleep"], &buffer).watching(Watch::Exported);
+    let mut guest = Guest::new(&wasm, watching).unwrap();
     let run = guest.drive("run", &args).unwrap();
     assert_eq!(run.results, expected);
     assert_eq!(guest.host().seen, expected_sightings(0x9000, 3));
@@ -1337,7 +941,7 @@ fn secondary_memory_on_a_memory64_program() {
         secondary_memory: Some(1),
         ..Options::default()
     };
-    let module = Module::new(&feature_engine(), instrument_ours(wat, &options)).unwrap();
+    let module = Module::new(&engine(), instrument_ours(wat, &options)).unwrap();
     let ty = module
         .get_export("asyncify_start_unwind")
         .unwrap()
@@ -1348,11 +952,11 @@ fn secondary_memory_on_a_memory64_program() {
         ty.params().map(|t| t.to_string()).collect::<Vec<_>>(),
         ["i32"]
     );
-    let buffer = buffer32("asyncify_memory", 0, 0x800);
+    let buffer = Buffer::new("asyncify_memory", 0, 0x800);
     let (mut original, mut guest, run) = check(
         wat,
         &options,
-        buffer,
+        &buffer,
         &["env.sleep"],
         "run",
         &[Value::I64(5)],
@@ -1385,7 +989,7 @@ fn memory_by_index_mixed_address_types() {
         memory: Some("1".to_string()),
         ..Options::default()
     };
-    let module = Module::new(&feature_engine(), instrument_ours(wat, &options)).unwrap();
+    let module = Module::new(&engine(), instrument_ours(wat, &options)).unwrap();
     let ty = module
         .get_export("asyncify_start_rewind")
         .unwrap()
@@ -1396,14 +1000,9 @@ fn memory_by_index_mixed_address_types() {
         ty.params().map(|t| t.to_string()).collect::<Vec<_>>(),
         ["i64"]
     );
-    let buffer = Buffer {
-        memory: "wide",
-        ptr: 0x1000,
-        size: 0x800,
-        wide: true,
-    };
+    let buffer = Buffer::wide("wide", 0x1000, 0x800);
     let (mut original, mut guest, run) =
-        check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[6]));
+        check(wat, &options, &buffer, &["env.sleep"], "run", &i32s(&[6]));
     assert_eq!(run.unwinds, 6);
     assert_eq!(
         guest.memory_bytes("memory"),
@@ -1460,7 +1059,7 @@ fn loop_and_if_parameters_with_typed_values_below() {
         let (_, _, run) = check(
             wat,
             &Options::default(),
-            buffer32("memory", 0xF000, 0x800),
+            &Buffer::new("memory", 0xF000, 0x800),
             &["env.sleep"],
             "run",
             &i32s(&[n]),
@@ -1502,7 +1101,7 @@ fn catch_ref_and_throw_ref_around_sleeps() {
     let (_, _, run) = check(
         wat,
         &Options::default(),
-        buffer32("memory", 0xF000, 0x800),
+        &Buffer::new("memory", 0xF000, 0x800),
         &["env.sleep"],
         "run",
         &i32s(&[4]),
@@ -1534,7 +1133,7 @@ fn return_call_inside_try_table_skips_its_handler() {
     check(
         wat,
         &Options::default(),
-        buffer32("memory", 0xF000, 0x800),
+        &Buffer::new("memory", 0xF000, 0x800),
         &["env.sleep"],
         "run",
         &i32s(&[3]),
@@ -1560,17 +1159,12 @@ fn memory64_buffer_above_4_gib() {
       (func (export "run") (param $n i64) (result i64 i64)
         (call $rec (local.get $n))
         (i64.load (i64.const 24))))"#;
-    let buffer = Buffer {
-        memory: "memory",
-        ptr: 0x1_0000_0000,
-        size: 0x1000,
-        wide: true,
-    };
+    let buffer = Buffer::wide("memory", 0x1_0000_0000, 0x1000);
     let args = [Value::I64(5)];
     let (mut original, mut guest, run) = check(
         wat,
         &Options::default(),
-        buffer,
+        &buffer,
         &["env.sleep"],
         "run",
         &args,
@@ -1634,7 +1228,7 @@ fn in_module_scheduler_with_and_without_asserts() {
         (local.get $switches)))"#;
     let wasm = to_wasm(wat);
     let args = i32s(&[5]);
-    let (_, expected, _) = run_original(&wasm, "main", &args);
+    let (_, expected, _) = original(&wasm, "main", &args);
     // The original never switches.
     assert_eq!(expected[1], Value::I32(0));
     for asserts in [false, true] {
@@ -1643,7 +1237,7 @@ fn in_module_scheduler_with_and_without_asserts() {
             ..Options::default()
         };
         let instrumented = instrument_ours(&wasm, &options);
-        let mut guest = Guest::new(&instrumented, Host::new(&[], None)).unwrap();
+        let mut guest = Guest::new(&instrumented, Host::new(answer(), never())).unwrap();
         let results = guest
             .call("main", &args)
             .unwrap_or_else(|e| panic!("asserts: {asserts}: {e:?}"));
@@ -1677,14 +1271,14 @@ fn import_globals_next_to_the_modules_own_globals() {
           (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
         (global.get $counter)
         (global.get $wide)))"#;
-    let buffer = buffer32("memory", 0xF000, 0x800);
+    let buffer = Buffer::new("memory", 0xF000, 0x800);
     for export_globals in [false, true] {
         let options = Options {
             import_globals: true,
             export_globals,
             ..Options::default()
         };
-        let module = Module::new(&feature_engine(), instrument_ours(wat, &options)).unwrap();
+        let module = Module::new(&engine(), instrument_ours(wat, &options)).unwrap();
         let globals: Vec<String> = module
             .imports()
             .filter(|i| i.ty().global().is_some())
@@ -1695,7 +1289,7 @@ fn import_globals_next_to_the_modules_own_globals() {
             ["env.base", "env.__asyncify_state", "env.__asyncify_data"]
         );
         let (mut original, mut guest, run) =
-            check(wat, &options, buffer, &["env.sleep"], "run", &i32s(&[4]));
+            check(wat, &options, &buffer, &["env.sleep"], "run", &i32s(&[4]));
         assert_eq!(run.unwinds, 4);
         for name in ["counter", "wide"] {
             let mine = guest.instance.get_global(&mut guest.store, name).unwrap();
@@ -1711,7 +1305,7 @@ fn import_globals_next_to_the_modules_own_globals() {
         }
         if export_globals {
             // The exported pair is the host's imported pair.
-            let Watch::Imported(state, _) = guest.host().watch else {
+            let Some((state, _)) = guest.host().state_globals else {
                 panic!("the host provides the globals");
             };
             let exported = guest
@@ -1774,7 +1368,7 @@ fn tail_calls_and_branches_with_values_below() {
         let (_, _, run) = check(
             wat,
             &Options::default(),
-            buffer32("memory", 0xF000, 0x800),
+            &Buffer::new("memory", 0xF000, 0x800),
             &["env.sleep"],
             "run",
             &i32s(&[n]),
