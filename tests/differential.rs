@@ -24,7 +24,8 @@ mod oracle;
 use std::path::PathBuf;
 
 use arbitrary::Unstructured;
-use generate::{Buffer, Case, Mode};
+use common::Buffer;
+use generate::{Case, Mode};
 use oracle::{splitmix, Tally, Verdict};
 use wasm_rewind_transform::Options;
 
@@ -356,12 +357,7 @@ fn the_oracle_catches_broken_instrumentation() {
     let case = Case {
         wasm: module(16),
         options: options(false),
-        buffer: Buffer {
-            memory: "asyncify_memory".into(),
-            ptr: 0,
-            size: 65536 - 8,
-            wide: false,
-        },
+        buffer: Buffer::new("asyncify_memory", 0, 65536 - 8),
         modes: vec![Mode::Never, Mode::Every],
         args_seed: 1,
     };

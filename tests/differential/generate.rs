@@ -25,7 +25,8 @@ use std::sync::OnceLock;
 use arbitrary::Unstructured;
 use wasm_encoder::reencode::Reencode;
 use wasm_rewind_transform::Options;
-use wasmtime::Val;
+
+use crate::common::Buffer;
 
 /// The function imports a generated module may pick from. Every one has number
 /// types only; several results and no results are both represented.
@@ -58,39 +59,6 @@ pub enum Mode {
     /// At the calls of such imports a hash of this seed and the call's number
     /// selects.
     Subset(u64),
-}
-
-/// Where the `{pos, end}` structure and the buffer live.
-#[derive(Clone, Debug)]
-pub struct Buffer {
-    /// Export name of the memory holding it.
-    pub memory: String,
-    /// Address of `{pos, end}`.
-    pub ptr: u64,
-    /// Bytes of buffer after the structure.
-    pub size: u64,
-    /// Whether the memory is 64-bit (i64 pointer and fields).
-    pub wide: bool,
-}
-
-impl Buffer {
-    /// Size of the `{pos, end}` structure.
-    pub fn header(&self) -> u64 {
-        if self.wide {
-            16
-        } else {
-            8
-        }
-    }
-
-    /// The pointer argument of `asyncify_start_unwind` / `asyncify_start_rewind`.
-    pub fn ptr_val(&self) -> Val {
-        if self.wide {
-            Val::I64(self.ptr as i64)
-        } else {
-            Val::I32(self.ptr as i32)
-        }
-    }
 }
 
 /// One generated test case.

@@ -9,8 +9,10 @@
 //! sets runs the original on a fresh instance with a host that never unwinds,
 //! and the instrumented module on fresh instances in each [`Mode`], and
 //! compares results, trap or exception, the import log, and the final contents
-//! of every exported memory, global and table. The host answers every import
-//! from its name and arguments (`common::hash_answer`) and checks that a
+//! of every exported memory, global and table. The host and the driver loop
+//! are the ones of the other tests (`common/`), on an engine that meters fuel:
+//! the host answers every import from its name and arguments
+//! (`common::hash_answer`), unwinds where the [`Mode`] says, and checks that a
 //! rewind re-enters the import with the arguments of the call that unwound.
 //!
 //! Runs where either side exhausts the call stack are not compared (the
@@ -19,16 +21,16 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
+use std::sync::Arc;
 
 use wasm_rewind_transform::ErrorKind;
-use wasmtime::{
-    bail, format_err, Caller, Config, Engine, Extern, ExternType, Func, Instance, Module, OptLevel,
-    Ref, Store, Trap, Val, ValType,
-};
+use wasmtime::{Extern, ExternType, Module, Ref, Trap, Val, ValType};
 
-use crate::common::{backtrace_names, hash_answer, Answer, ImportCall, Value};
-use crate::generate::{reexported_imports, unwindable_imports, Buffer, Case, Mode};
+use crate::common::{
+    backtrace_names, fuel_used, hash_answer, metered_engine, At, Buffer, Guest, Host, ImportCall,
+    Unlinked, UnwindPolicy, Value,
+};
+use crate::generate::{reexported_imports, unwindable_imports, Case, Mode};
 
 /// Wasmtime fuel of an original run: far more than the fuel global of
 /// `ensure_termination` lets it use.
@@ -48,134 +50,21 @@ fn instrumented_fuel(used: u64, calls: usize) -> u64 {
 /// At most this many unwinds in one export call before the driver gives up.
 const MAX_UNWINDS: usize = 100_000;
 
-// ---------------------------------------------------------------------------
-// The host
-// ---------------------------------------------------------------------------
-
-/// The store data of one run.
-struct Host {
-    answer: Answer,
-    mode: Mode,
-    /// Per import index: whether it may unwind.
-    unwindable: Vec<bool>,
-    /// False while instantiating (a start function never unwinds).
-    armed: bool,
-    buffer: Buffer,
-    /// Import calls made in state 0.
-    log: Vec<ImportCall>,
-    /// Calls at which the host started an unwind.
-    unwinds_started: usize,
-    pending: Option<ImportCall>,
-}
-
-impl Host {
-    fn wants_unwind(&self, import: usize, n: usize) -> bool {
-        if !self.armed || !self.unwindable.get(import).copied().unwrap_or(false) {
-            return false;
-        }
-        match self.mode {
-            Mode::Never => false,
-            Mode::Every => true,
-            Mode::Subset(seed) => splitmix(seed ^ (n as u64).wrapping_mul(0x9e37)) & 1 == 0,
-        }
-    }
-}
-
-fn call_export(
-    caller: &mut Caller<'_, Host>,
-    name: &str,
-    args: &[Val],
-) -> wasmtime::Result<Vec<Val>> {
-    let f = caller
-        .get_export(name)
-        .and_then(Extern::into_func)
-        .ok_or_else(|| format_err!("no export `{name}`"))?;
-    let ty = f.ty(&*caller);
-    let mut out: Vec<Val> = ty.results().map(|t| Value::zero_val(&t)).collect();
-    f.call(&mut *caller, args, &mut out)?;
-    Ok(out)
-}
-
-/// The body of every import: answer from the arguments, or unwind (state 0);
-/// finish the rewind and answer the call that unwound (state 2).
-fn host_import(
-    caller: &mut Caller<'_, Host>,
-    index: usize,
-    name: &str,
-    result_types: &[ValType],
-    params: &[Val],
-    results: &mut [Val],
-) -> wasmtime::Result<()> {
-    let state = if caller.get_export("asyncify_get_state").is_some() {
-        call_export(caller, "asyncify_get_state", &[])?[0].unwrap_i32()
-    } else {
-        0
-    };
-    let call = ImportCall {
-        name: name.to_string(),
-        args: params.iter().map(Value::from_val).collect(),
-    };
-    let answer = caller.data().answer.clone();
-    let reply = |results: &mut [Val], call: &ImportCall| {
-        for (slot, v) in results.iter_mut().zip(answer(call, result_types)) {
-            *slot = v.to_val();
-        }
-    };
-    match state {
-        0 => {
-            let n = caller.data().log.len();
-            caller.data_mut().log.push(call.clone());
-            // An import re-exported and called by the host directly has no
-            // instrumented caller to unwind.
-            let can = caller.get_export("asyncify_start_unwind").is_some();
-            if can && caller.data().wants_unwind(index, n) {
-                if caller.data().pending.is_some() {
-                    bail!("`{name}` unwinds while another call is pending");
+/// The unwind policy of `mode`: never, at every call of an import that
+/// `unwindable` marks, or at those of such calls a hash of the seed and the
+/// call's number selects.
+fn policy(mode: Mode, unwindable: &[bool]) -> UnwindPolicy {
+    let unwindable = unwindable.to_vec();
+    Arc::new(move |_, at: At| {
+        unwindable.get(at.import).copied().unwrap_or(false)
+            && match mode {
+                Mode::Never => false,
+                Mode::Every => true,
+                Mode::Subset(seed) => {
+                    splitmix(seed ^ (at.nth as u64).wrapping_mul(0x9e37)) & 1 == 0
                 }
-                caller.data_mut().pending = Some(call);
-                caller.data_mut().unwinds_started += 1;
-                let ptr = caller.data().buffer.ptr_val();
-                call_export(caller, "asyncify_start_unwind", &[ptr])?;
-                for (slot, ty) in results.iter_mut().zip(result_types) {
-                    *slot = Value::zero_val(ty);
-                }
-            } else {
-                reply(results, &call);
             }
-            Ok(())
-        }
-        2 => {
-            call_export(caller, "asyncify_stop_rewind", &[])?;
-            let pending = caller.data_mut().pending.take().ok_or_else(|| {
-                format_err!("`{name}` re-entered while rewinding, nothing pending")
-            })?;
-            if pending != call {
-                bail!("rewind re-entered {call:?}, but the call that unwound was {pending:?}");
-            }
-            reply(results, &pending);
-            Ok(())
-        }
-        s => bail!("`{name}` called in asyncify state {s}"),
-    }
-}
-
-/// The engine of every run: the proposals wasm-smith may use, NaNs
-/// canonicalised (so float results compare bit for bit), fuel metering (so a
-/// run that would loop forever ends), and no optimisation (compiling dominates
-/// the time of a case).
-pub fn engine() -> Engine {
-    static ENGINE: OnceLock<Engine> = OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let mut config = Config::new();
-            config
-                .cranelift_opt_level(OptLevel::None)
-                .cranelift_nan_canonicalization(true)
-                .consume_fuel(true)
-                .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(32));
-            Engine::new(&config).expect("wasmtime engine")
-        })
-        .clone()
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -262,14 +151,17 @@ fn ending_of_error(e: &wasmtime::Error) -> Ending {
     Ending::Error(format!("{e:#}"))
 }
 
+/// What the host counted in one run, compared apart from [`Run`] (it differs
+/// between the original and the instrumented module by design).
 struct Stats {
+    /// Unwinds the driver saw reach it.
     unwinds: usize,
+    /// Unwinds an import started: the same number, or an unwind got lost.
     unwinds_started: usize,
+    /// Wasmtime fuel used (instantiating included).
     fuel_used: u64,
 }
 
-/// Instantiates `module` and calls `export(args)` through the driver loop
-/// (the loop only matters when something unwinds).
 /// What every run of a case shares.
 struct Setup<'a> {
     /// Per import: whether it may unwind.
@@ -279,6 +171,10 @@ struct Setup<'a> {
     skip: &'a [&'a str],
 }
 
+/// Instantiates `module` on a fresh store with `fuel` and calls
+/// `export(args)` through the driver loop, unwinding at the calls `mode`
+/// picks among the imports `setup` marks; returns what the call did and the
+/// exports it left.
 fn run_one(
     module: &Module,
     export: &str,
@@ -292,53 +188,10 @@ fn run_one(
         buffer,
         skip,
     } = *setup;
-    let mut store = Store::new(
-        module.engine(),
-        Host {
-            answer: hash_answer(),
-            mode,
-            unwindable: unwindable.to_vec(),
-            armed: false,
-            buffer: buffer.clone(),
-            log: Vec::new(),
-            unwinds_started: 0,
-            pending: None,
-        },
-    );
-    store.set_fuel(fuel).expect("fuel is enabled");
-    let mut stats = Stats {
-        unwinds: 0,
-        unwinds_started: 0,
-        fuel_used: 0,
-    };
-    let mut imports = Vec::new();
-    let mut index = 0;
-    for import in module.imports() {
-        let name = format!("{}.{}", import.module(), import.name());
-        let ty = match import.ty() {
-            ExternType::Func(ty) => ty,
-            // `import_globals`: the state and data globals live in the host.
-            ExternType::Global(g) if name.starts_with("env.__asyncify_") => {
-                let zero = Value::zero_val(g.content());
-                let global = wasmtime::Global::new(&mut store, g, zero)
-                    .expect("a global of the imported type");
-                imports.push(global.into());
-                continue;
-            }
-            _ => panic!("import `{name}` (wasm-smith was given functions only)"),
-        };
-        let result_types: Vec<ValType> = ty.results().collect();
-        let i = index;
-        index += 1;
-        let func = Func::new(
-            &mut store,
-            ty.clone(),
-            move |mut caller, params, results| {
-                host_import(&mut caller, i, &name, &result_types, params, results)
-            },
-        );
-        imports.push(func.into());
-    }
+    let host = Host::new(hash_answer(), policy(mode, unwindable))
+        .with_buffer(buffer.clone())
+        .with_fuel(fuel)
+        .with_max_unwinds(MAX_UNWINDS);
     let mut run = Run {
         instantiated: Ok(()),
         ending: None,
@@ -347,25 +200,40 @@ fn run_one(
         globals: BTreeMap::new(),
         tables: BTreeMap::new(),
     };
-    let instance = match Instance::new(&mut store, module, &imports) {
-        Ok(i) => i,
-        Err(e) => {
-            run.instantiated = Err(format!("{:?}", ending_of_error(&e)));
-            stats.fuel_used = fuel - store.get_fuel().expect("fuel is enabled");
+    let mut guest = match Guest::from_module(module, host) {
+        Ok(guest) => guest,
+        Err(Unlinked { error, mut store }) => {
+            run.instantiated = Err(format!("{:?}", ending_of_error(&error)));
             run.log = std::mem::take(&mut store.data_mut().log);
+            let stats = Stats {
+                unwinds: 0,
+                unwinds_started: 0,
+                fuel_used: fuel_used(&store),
+            };
             return (run, stats);
         }
     };
-    store.data_mut().armed = true;
-    run.ending = Some(
-        match drive(&mut store, &instance, export, args, &mut stats) {
-            Ok(results) => Ending::Returned(results.iter().map(seen).collect()),
-            Err(e) => ending_of_error(&e),
-        },
-    );
-    stats.unwinds_started = store.data().unwinds_started;
-    stats.fuel_used = fuel - store.get_fuel().expect("fuel is enabled");
-    run.log = std::mem::take(&mut store.data_mut().log);
+    // The driver loop only matters when something unwinds; an original has
+    // no controls to drive it with.
+    let ended = if guest.instrumented() {
+        guest.drive_vals(export, args)
+    } else {
+        guest.call_vals(export, args)
+    };
+    run.ending = Some(match ended {
+        Ok(results) => Ending::Returned(results.iter().map(seen).collect()),
+        Err(e) => ending_of_error(&e),
+    });
+    let stats = Stats {
+        unwinds: guest.host().unwinds_stopped,
+        unwinds_started: guest.host().unwinds_started,
+        fuel_used: guest.fuel_used(),
+    };
+    run.log = std::mem::take(&mut guest.host().log);
+    let Guest {
+        mut store,
+        instance,
+    } = guest;
     for exp in module.exports() {
         let name = exp.name();
         if skip.contains(&name) {
@@ -391,83 +259,6 @@ fn run_one(
         }
     }
     (run, stats)
-}
-
-/// Calls `export(args)` until it returns in state 0: after an unwind, stops
-/// it, checks `pos`, starts the rewind and calls the export again.
-fn drive(
-    store: &mut Store<Host>,
-    instance: &Instance,
-    export: &str,
-    args: &[Val],
-    stats: &mut Stats,
-) -> wasmtime::Result<Vec<Val>> {
-    let f = instance
-        .get_func(&mut *store, export)
-        .ok_or_else(|| format_err!("no function `{export}`"))?;
-    let ty = f.ty(&*store);
-    let control =
-        |store: &mut Store<Host>, name: &str, args: &[Val]| -> wasmtime::Result<Vec<Val>> {
-            let g = instance
-                .get_func(&mut *store, name)
-                .ok_or_else(|| format_err!("no export `{name}`"))?;
-            let mut out: Vec<Val> = g
-                .ty(&*store)
-                .results()
-                .map(|t| Value::zero_val(&t))
-                .collect();
-            g.call(&mut *store, args, &mut out)?;
-            Ok(out)
-        };
-    let instrumented = instance
-        .get_func(&mut *store, "asyncify_get_state")
-        .is_some();
-    let buffer = store.data().buffer.clone();
-    if instrumented {
-        let memory = instance
-            .get_memory(&mut *store, &buffer.memory)
-            .ok_or_else(|| format_err!("no buffer memory `{}`", buffer.memory))?;
-        let pos = buffer.ptr + buffer.header();
-        let end = pos + buffer.size;
-        let mut header = Vec::new();
-        if buffer.wide {
-            header.extend(pos.to_le_bytes());
-            header.extend(end.to_le_bytes());
-        } else {
-            header.extend((pos as u32).to_le_bytes());
-            header.extend((end as u32).to_le_bytes());
-        }
-        memory.write(&mut *store, buffer.ptr as usize, &header)?;
-    }
-    loop {
-        if store.data().pending.is_some() {
-            control(store, "asyncify_start_rewind", &[buffer.ptr_val()])?;
-        }
-        let mut out: Vec<Val> = ty.results().map(|t| Value::zero_val(&t)).collect();
-        f.call(&mut *store, args, &mut out)?;
-        if !instrumented {
-            return Ok(out);
-        }
-        match control(store, "asyncify_get_state", &[])?[0].unwrap_i32() {
-            0 => {
-                if let Some(call) = store.data().pending.clone() {
-                    bail!("`{export}` returned normally without resuming {call:?}");
-                }
-                return Ok(out);
-            }
-            1 => {
-                control(store, "asyncify_stop_unwind", &[])?;
-                if store.data().pending.is_none() {
-                    bail!("`{export}` unwound but no import started it");
-                }
-                stats.unwinds += 1;
-                if stats.unwinds > MAX_UNWINDS {
-                    bail!("more than {MAX_UNWINDS} unwinds in one call");
-                }
-            }
-            s => bail!("`{export}` returned in state {s}"),
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -581,7 +372,7 @@ fn compare(case: &Case, instrumented: &[u8], unwindable: &[bool]) -> Result<Tall
     if let Err(e) = wasmparser::Validator::new_with_features(features).validate_all(instrumented) {
         return Err(Problem::Bug(format!("the output does not validate: {e}")));
     }
-    let engine = engine();
+    let engine = metered_engine();
     let original = Module::new(&engine, &case.wasm)
         .map_err(|e| Problem::Skip(format!("wasmtime refuses the original: {e:#}")))?;
     let ours = Module::new(&engine, instrumented)
