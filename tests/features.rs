@@ -119,6 +119,32 @@ fn check(
     (original, guest, run)
 }
 
+/// [`check`] as most tests here call it: default options, the buffer at
+/// 0xF000 of `memory`, an unwind at every `env.sleep`; returns the run.
+fn check_sleeps(wat: &str, export: &str, args: &[Value]) -> Finished {
+    let buffer = Buffer::new("memory", 0xF000, 0x800);
+    check(
+        wat,
+        &Options::default(),
+        &buffer,
+        &["env.sleep"],
+        export,
+        args,
+    )
+    .2
+}
+
+/// The parameter types of the exported function `name` of `wasm` (the
+/// controls take a pointer as wide as the buffer's memory).
+fn export_params(wasm: &[u8], name: &str) -> Vec<String> {
+    let module = Module::new(&engine(), wasm).unwrap();
+    let ty = module
+        .get_export(name)
+        .and_then(|e| e.func().cloned())
+        .unwrap_or_else(|| panic!("no exported function `{name}`"));
+    ty.params().map(|t| t.to_string()).collect()
+}
+
 /// The names of the output's functions from its name section, by index.
 fn function_names(wasm: &[u8]) -> std::collections::HashMap<u32, String> {
     let mut names = std::collections::HashMap::new();
@@ -219,12 +245,9 @@ fn memory64_recursion_and_loop() {
         (i64.load (i64.const 16))))"#;
     let instrumented = instrument_ours(wat, &Options::default());
     // The controls take an i64 pointer.
-    let engine = engine();
-    let module = Module::new(&engine, &instrumented).unwrap();
     for name in ["asyncify_start_unwind", "asyncify_start_rewind"] {
-        let ty = module.get_export(name).unwrap().func().unwrap().clone();
         assert_eq!(
-            ty.params().map(|t| t.to_string()).collect::<Vec<_>>(),
+            export_params(&instrumented, name),
             ["i64"],
             "{name} on memory64"
         );
@@ -482,14 +505,7 @@ fn return_call_chain_that_sleeps() {
       (func (export "run") (param $n i32) (result i32)
         (return_call $count (local.get $n) (i32.const 17))))"#;
     for n in [0, 1, 7] {
-        let (_, _, run) = check(
-            wat,
-            &Options::default(),
-            &Buffer::new("memory", 0xF000, 0x800),
-            &["env.sleep"],
-            "run",
-            &i32s(&[n]),
-        );
+        let run = check_sleeps(wat, "run", &i32s(&[n]));
         assert_eq!(run.unwinds, 2 * n as usize);
     }
 }
@@ -532,14 +548,7 @@ fn return_call_that_cannot_unwind_stays_a_tail_call() {
     );
     for export in ["run", "run_tail"] {
         for n in [3, 1_000_000] {
-            let (_, _, run) = check(
-                wat,
-                &Options::default(),
-                &Buffer::new("memory", 0xF000, 0x800),
-                &["env.sleep"],
-                export,
-                &i32s(&[n]),
-            );
+            let run = check_sleeps(wat, export, &i32s(&[n]));
             assert_eq!(run.unwinds, 2);
         }
     }
@@ -588,14 +597,7 @@ fn try_table_around_sleeps_and_throws() {
           (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
         (local.get $acc)))"#;
     for n in [1, 6] {
-        let (_, _, run) = check(
-            wat,
-            &Options::default(),
-            &Buffer::new("memory", 0xF000, 0x800),
-            &["env.sleep"],
-            "run",
-            &i32s(&[n]),
-        );
+        let run = check_sleeps(wat, "run", &i32s(&[n]));
         assert_eq!(run.unwinds, 2 * n as usize + n as usize / 2);
     }
 }
@@ -787,14 +789,7 @@ fn operand_stack_below_blocks_and_block_parameters() {
           br_if $l
         end
         local.get $acc))"#;
-    let (_, _, run) = check(
-        wat,
-        &Options::default(),
-        &Buffer::new("memory", 0xF000, 0x800),
-        &["env.sleep"],
-        "run",
-        &i32s(&[5]),
-    );
+    let run = check_sleeps(wat, "run", &i32s(&[5]));
     assert_eq!(run.unwinds, 15);
 }
 
@@ -941,15 +936,9 @@ fn secondary_memory_on_a_memory64_program() {
         secondary_memory: Some(1),
         ..Options::default()
     };
-    let module = Module::new(&engine(), instrument_ours(wat, &options)).unwrap();
-    let ty = module
-        .get_export("asyncify_start_unwind")
-        .unwrap()
-        .func()
-        .unwrap()
-        .clone();
+    let instrumented = instrument_ours(wat, &options);
     assert_eq!(
-        ty.params().map(|t| t.to_string()).collect::<Vec<_>>(),
+        export_params(&instrumented, "asyncify_start_unwind"),
         ["i32"]
     );
     let buffer = Buffer::new("asyncify_memory", 0, 0x800);
@@ -989,15 +978,9 @@ fn memory_by_index_mixed_address_types() {
         memory: Some("1".to_string()),
         ..Options::default()
     };
-    let module = Module::new(&engine(), instrument_ours(wat, &options)).unwrap();
-    let ty = module
-        .get_export("asyncify_start_rewind")
-        .unwrap()
-        .func()
-        .unwrap()
-        .clone();
+    let instrumented = instrument_ours(wat, &options);
     assert_eq!(
-        ty.params().map(|t| t.to_string()).collect::<Vec<_>>(),
+        export_params(&instrumented, "asyncify_start_rewind"),
         ["i64"]
     );
     let buffer = Buffer::wide("wide", 0x1000, 0x800);
@@ -1056,14 +1039,7 @@ fn loop_and_if_parameters_with_typed_values_below() {
         f64.add
         local.get $i))"#;
     for n in [1, 5] {
-        let (_, _, run) = check(
-            wat,
-            &Options::default(),
-            &Buffer::new("memory", 0xF000, 0x800),
-            &["env.sleep"],
-            "run",
-            &i32s(&[n]),
-        );
+        let run = check_sleeps(wat, "run", &i32s(&[n]));
         assert_eq!(run.unwinds, n as usize + (n as usize).div_ceil(2));
     }
 }
@@ -1098,14 +1074,7 @@ fn catch_ref_and_throw_ref_around_sleeps() {
           (local.set $i (i32.add (local.get $i) (i32.const 1)))
           (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
         (local.get $acc)))"#;
-    let (_, _, run) = check(
-        wat,
-        &Options::default(),
-        &Buffer::new("memory", 0xF000, 0x800),
-        &["env.sleep"],
-        "run",
-        &i32s(&[4]),
-    );
+    let run = check_sleeps(wat, "run", &i32s(&[4]));
     assert_eq!(run.unwinds, 8);
 }
 
@@ -1130,14 +1099,7 @@ fn return_call_inside_try_table_skips_its_handler() {
         (block $h (result i32)
           (try_table (result i32) (catch $boom $h)
             (call $mid (local.get $x))))))"#;
-    check(
-        wat,
-        &Options::default(),
-        &Buffer::new("memory", 0xF000, 0x800),
-        &["env.sleep"],
-        "run",
-        &i32s(&[3]),
-    );
+    check_sleeps(wat, "run", &i32s(&[3]));
 }
 
 /// On memory64 the `{pos, end}` structure and the buffer may sit above 4 GiB:
@@ -1365,14 +1327,7 @@ fn tail_calls_and_branches_with_values_below() {
       (func (export "run") (param $n i32) (result i32)
         (call $step (local.get $n) (i32.const 0))))"#;
     for n in [1, 6] {
-        let (_, _, run) = check(
-            wat,
-            &Options::default(),
-            &Buffer::new("memory", 0xF000, 0x800),
-            &["env.sleep"],
-            "run",
-            &i32s(&[n]),
-        );
+        let run = check_sleeps(wat, "run", &i32s(&[n]));
         assert_eq!(run.unwinds, 2 * n as usize);
     }
 }
