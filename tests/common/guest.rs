@@ -5,7 +5,10 @@ use std::fmt;
 
 use wasmtime::{bail, format_err, Instance, Memory, Module, Result, Store, Val};
 
-use super::{engine, link, read_globals, values, watched_globals, Buffer, Host, ImportCall, Value};
+use super::{
+    engine, link, never, read_globals, values, watched_globals, Answer, Buffer, Host, ImportCall,
+    Value,
+};
 
 /// One instance of a module, with the host's imports.
 pub struct Guest {
@@ -47,11 +50,11 @@ pub fn fuel_used(store: &Store<Host>) -> u64 {
 /// and the import log.
 pub fn run_original(
     wasm: impl AsRef<[u8]>,
-    answer: super::Answer,
+    answer: Answer,
     export: &str,
     args: &[Value],
 ) -> Result<(Guest, Vec<Value>, Vec<ImportCall>)> {
-    let mut guest = Guest::new(wasm, Host::new(answer, super::never()))?;
+    let mut guest = Guest::new(wasm, Host::new(answer, never()))?;
     let results = guest.call(export, args)?;
     let log = std::mem::take(&mut guest.host().log);
     Ok((guest, results, log))

@@ -39,7 +39,8 @@
 //! read them then); the host checks that, and computes the answer from the call
 //! recorded at unwind time.
 
-// Each test crate uses a different part of this module.
+// Each test crate uses a different part of this module, so some items and
+// some of the re-exports below go unused in any one of them.
 #![allow(dead_code, unused_imports)]
 
 mod buffer;
