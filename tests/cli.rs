@@ -4,7 +4,7 @@
 //! runs the built binary there, and checks the effect of one flag through the
 //! `--stats` numbers and the shape of the output module (exports, imports,
 //! memories, names). What the instrumented code does at run time is the
-//! business of `tests/abi.rs` and `tests/corpus.rs`.
+//! business of the library's tests (`transform/tests/asyncify`).
 
 mod process;
 use std::path::{Path, PathBuf};

@@ -2,6 +2,7 @@
 //! module that is not instrumented, about our output and about Binaryen's,
 //! checked against what the test modules were written to contain.
 
+#[path = "../transform/tests/asyncify/common/mod.rs"]
 mod common;
 
 use serde_json::Value;

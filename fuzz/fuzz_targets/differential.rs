@@ -1,4 +1,4 @@
-//! The differential oracle of `tests/differential.rs`, driven by libFuzzer:
+//! The differential oracle of `transform/tests/asyncify/differential.rs`, driven by libFuzzer:
 //! the input bytes choose the module (wasm-smith), the options and the
 //! unwinding modes; any divergence, invalid output or panic of the pass is a
 //! crash. Run with `cargo +nightly fuzz run differential` from the repository
@@ -6,13 +6,13 @@
 
 #![no_main]
 
-#[path = "../../tests/common/mod.rs"]
+#[path = "../../transform/tests/asyncify/common/mod.rs"]
 mod common;
-#[path = "../../tests/differential/generate.rs"]
+#[path = "../../transform/tests/asyncify/differential/generate.rs"]
 mod generate;
 // The test reads the tallies and the saved module; the fuzzer only the verdict.
 #[allow(dead_code)]
-#[path = "../../tests/differential/oracle.rs"]
+#[path = "../../transform/tests/asyncify/differential/oracle.rs"]
 mod oracle;
 
 use libfuzzer_sys::fuzz_target;

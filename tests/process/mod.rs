@@ -99,14 +99,19 @@ pub fn step(cmd: &mut Command, timeout: Duration) -> Result<String, String> {
     }
 }
 
-/// The repository's root.
+/// The repository's root (the tests that run programs belong to the root
+/// package).
 pub fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The `wasm-rewind` binary under test.
+/// The `wasm-rewind` binary under test. (Tests of the library, which
+/// include this module for its tool lookups, have no binary to run.)
 pub fn wasm_rewind() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+    match option_env!("CARGO_BIN_EXE_wasm-rewind") {
+        Some(binary) => Command::new(binary),
+        None => panic!("only the wasm-rewind package's tests can run its binary"),
+    }
 }
 
 /// The files in `dir` (relative to the root) whose names end in `.ext`,

@@ -11,22 +11,16 @@
 //! - `WASM_REWIND_DIFF_CASES` — how many cases (default [`DEFAULT_CASES`]).
 //!
 //! A failing case prints its seed and writes the original, the instrumented
-//! module and a description to `target/differential/seed-N.*`;
+//! module and a description to `target/tmp/differential/seed-N.*`;
 //! `WASM_REWIND_DIFF_SEED=N WASM_REWIND_DIFF_CASES=1` reruns just that case.
 //! The cargo-fuzz target in `fuzz/` runs the same oracle without bound.
 
-mod common;
-#[path = "differential/generate.rs"]
-mod generate;
-#[path = "differential/oracle.rs"]
-mod oracle;
-
 use std::path::PathBuf;
 
+use crate::common::Buffer;
+use crate::generate::{self, Case, Mode};
+use crate::oracle::{self, splitmix, Tally, Verdict};
 use arbitrary::Unstructured;
-use common::Buffer;
-use generate::{Case, Mode};
-use oracle::{splitmix, Tally, Verdict};
 use wasm_rewind_transform::Options;
 
 /// Cases in the default run: a few thousand, well under a minute.
@@ -55,11 +49,11 @@ fn case_bytes(seed: u64) -> Vec<u8> {
     bytes
 }
 
-/// Writes what reproduces a failure under `target/differential/`; returns the
+/// Writes what reproduces a failure under `target/tmp/differential/`; returns the
 /// path prefix.
 fn save_failure(seed: u64, case: &Case, message: &str, instrumented: Option<&[u8]>) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/differential");
-    std::fs::create_dir_all(&dir).expect("create target/differential");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("differential");
+    std::fs::create_dir_all(&dir).expect("create target/tmp/differential");
     let base = dir.join(format!("seed-{seed}"));
     std::fs::write(base.with_extension("wasm"), &case.wasm).expect("write the original");
     if let Some(out) = instrumented {

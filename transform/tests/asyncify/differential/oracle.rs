@@ -2,7 +2,7 @@
 //! must behave exactly like the original, with nothing unwinding and with
 //! unwinds forced at import calls.
 //!
-//! Shared by `tests/differential.rs` (a bounded, seeded run) and the cargo-fuzz
+//! Shared by `transform/tests/asyncify/differential.rs` (a bounded, seeded run) and the cargo-fuzz
 //! target in `fuzz/` (unbounded): both turn bytes into a [`Case`] with
 //! `generate::generate` and judge it with [`check`], which instruments, then
 //! for every exported function (re-exported imports aside) and three argument

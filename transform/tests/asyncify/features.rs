@@ -30,11 +30,9 @@
 //! operand-stack values below blocks, block / loop / `if` parameters and
 //! branches out of blocks holding sleeping calls.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{
+use crate::common::{
     at_imports, backtrace_names, engine, hash_answer, i32s, instrument_ours, never, run_original,
     to_wasm, Answer, Buffer, Finished, Guest, Host, ImportCall, Value, Watch,
 };

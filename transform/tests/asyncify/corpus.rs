@@ -16,12 +16,10 @@
 //! `corpus_modules_follow_the_conventions` checks them. The Binaryen test proves
 //! the harness; the ours test proves the pass.
 
-mod common;
-
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use wasmtime::ValType;
 
 /// One corpus module.
@@ -35,7 +33,7 @@ struct Case {
 }
 
 fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus/wat")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../corpus/wat")
 }
 
 /// All corpus modules, sorted by name.

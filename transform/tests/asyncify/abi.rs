@@ -22,12 +22,10 @@
 //! `block_parameters_ours_only` is the one test Binaryen cannot take part in
 //! (Binaryen 108 cannot read block parameters).
 
-mod common;
-
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 
 /// `env.sleep(x)` answers `x + 1000` in every test unless said otherwise.
 fn sleep_answer() -> Answer {

@@ -63,6 +63,6 @@ pub use instrument::*;
 pub use traps::*;
 pub use value::*;
 
-#[path = "../process/mod.rs"]
+#[path = "../../../../tests/process/mod.rs"]
 pub mod process;
 pub use process::wasm_opt;
