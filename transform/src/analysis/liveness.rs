@@ -54,7 +54,6 @@ impl LocalSet {
     }
 }
 
-/// Whether an operator ends a basic block (the next one starts a new block).
 fn set_bit(words: &mut [u64], i: u32) {
     words[i as usize / 64] |= 1 << (i % 64);
 }
@@ -63,6 +62,7 @@ fn clear_bit(words: &mut [u64], i: u32) {
     words[i as usize / 64] &= !(1 << (i % 64));
 }
 
+/// Whether an operator ends a basic block (the next one starts a new block).
 fn ends_block(op: &Operator<'_>) -> bool {
     matches!(
         op,
@@ -103,109 +103,218 @@ pub fn live_after(body: &Body<'_>, points: &[u32]) -> Vec<LocalSet> {
     if body.has_exceptions {
         return points.iter().map(|_| LocalSet::full(n_locals)).collect();
     }
-    let ops = &body.ops;
-    let n = ops.len();
+    let blocks = Blocks::new(&body.ops);
+    let succs = successors(body, &blocks);
+    let preds = succs.reversed();
+    let (uses, defs) = uses_and_defs(&body.ops, &blocks, n_locals);
+    let live_out = solve(&succs, &preds, &uses, &defs);
+    live_at_points(&body.ops, &blocks, &live_out, points, n_locals)
+}
 
-    // Basic blocks: `block_start[b]`, and the block of every op.
-    let mut block_start = vec![0usize];
-    let mut block_of = vec![0u32; n];
-    for i in 0..n {
-        block_of[i] = (block_start.len() - 1) as u32;
-        if ends_block(&ops[i]) && i + 1 < n {
-            block_start.push(i + 1);
+/// The basic blocks of a body.
+struct Blocks {
+    /// The first op of each block, ascending.
+    start: Vec<usize>,
+    /// The block of every op.
+    of: Vec<u32>,
+}
+
+impl Blocks {
+    /// Cuts `ops` after every op that ends a block.
+    fn new(ops: &[Operator<'_>]) -> Blocks {
+        let n = ops.len();
+        let mut start = vec![0usize];
+        let mut of = vec![0u32; n];
+        for i in 0..n {
+            of[i] = (start.len() - 1) as u32;
+            if ends_block(&ops[i]) && i + 1 < n {
+                start.push(i + 1);
+            }
+        }
+        Blocks { start, of }
+    }
+
+    fn len(&self) -> usize {
+        self.start.len()
+    }
+
+    /// One past the last op of block `b`.
+    fn end(&self, b: usize) -> usize {
+        if b + 1 < self.start.len() {
+            self.start[b + 1]
+        } else {
+            self.of.len()
         }
     }
-    let n_blocks = block_start.len();
-    let block_end = |b: usize| -> usize {
-        if b + 1 < n_blocks {
-            block_start[b + 1]
-        } else {
-            n
-        }
-    };
 
-    // Successors, resolved with the control stack as it is at each branch.
-    // A label's target is the first op after its `end`, or the first op of a loop
-    // body; `None` stands for leaving the function.
-    // Edges in compressed rows (successors of block b: succs[succ_start[b]..
-    // succ_start[b + 1]]), and the sets below in flat bit matrices: one
-    // allocation each instead of several per block.
-    let mut succs: Vec<u32> = Vec::with_capacity(2 * n_blocks);
-    let mut succ_start: Vec<u32> = Vec::with_capacity(n_blocks + 1);
+    /// The block that a jump to op `target` enters; `None` when it leaves the
+    /// function (no target, or one past the last op).
+    fn at(&self, target: Option<usize>) -> Option<u32> {
+        target.filter(|&i| i < self.of.len()).map(|i| self.of[i])
+    }
+}
+
+/// Edges between blocks in compressed rows (the targets of block b are
+/// `targets[start[b]..start[b + 1]]`): one allocation instead of one per block.
+struct Edges {
+    targets: Vec<u32>,
+    start: Vec<u32>,
+}
+
+impl Edges {
+    /// The targets of the edges from block `b`.
+    fn of(&self, b: usize) -> &[u32] {
+        &self.targets[self.start[b] as usize..self.start[b + 1] as usize]
+    }
+
+    /// The same edges, reversed: predecessors from successors. A counting sort,
+    /// which keeps each block's predecessors in ascending order.
+    fn reversed(&self) -> Edges {
+        let n_blocks = self.start.len() - 1;
+        let mut start = vec![0u32; n_blocks + 1];
+        for &t in &self.targets {
+            start[t as usize + 1] += 1;
+        }
+        for b in 0..n_blocks {
+            start[b + 1] += start[b];
+        }
+        let mut targets = vec![0u32; self.targets.len()];
+        let mut fill = start.clone();
+        for b in 0..n_blocks {
+            for &t in self.of(b) {
+                targets[fill[t as usize] as usize] = b as u32;
+                fill[t as usize] += 1;
+            }
+        }
+        Edges { targets, start }
+    }
+}
+
+/// A set of locals per block, as the rows of one flat bit matrix: one
+/// allocation for all blocks instead of one each.
+struct BlockSets {
+    bits: Vec<u64>,
+    /// Words per row.
+    words: usize,
+}
+
+impl BlockSets {
+    /// `n_blocks` empty sets of `words` words.
+    fn empty(n_blocks: usize, words: usize) -> BlockSets {
+        BlockSets {
+            bits: vec![0; n_blocks * words],
+            words,
+        }
+    }
+
+    fn row(&self, b: usize) -> &[u64] {
+        &self.bits[b * self.words..(b + 1) * self.words]
+    }
+
+    fn row_mut(&mut self, b: usize) -> &mut [u64] {
+        &mut self.bits[b * self.words..(b + 1) * self.words]
+    }
+}
+
+/// The successors of every block, resolved with the control stack as it is at
+/// each branch. A label's target is the first op after its `end`, or the first
+/// op of a loop body; `None` stands for leaving the function.
+fn successors(body: &Body<'_>, blocks: &Blocks) -> Edges {
+    let n_blocks = blocks.len();
+    let mut succs = Edges {
+        targets: Vec::with_capacity(2 * n_blocks),
+        start: Vec::with_capacity(n_blocks + 1),
+    };
     // The function's own frame is the outermost label; branching to it leaves.
     let mut labels: Vec<Option<usize>> = vec![None];
-    let target_block = |t: Option<usize>| t.filter(|&i| i < n).map(|i| block_of[i]);
-    for (b, &start) in block_start.iter().enumerate() {
-        succ_start.push(succs.len() as u32);
+    for (b, &start) in blocks.start.iter().enumerate() {
+        succs.start.push(succs.targets.len() as u32);
         // Keep the label stack in step over all ops of the block.
-        let end = block_end(b);
-        for (i, op) in ops.iter().enumerate().take(end).skip(start) {
-            let last = i + 1 == end;
-            let label =
-                |labels: &Vec<Option<usize>>, depth: u32| labels[labels.len() - 1 - depth as usize];
-            match op {
-                Operator::Block { .. } | Operator::If { .. } => {
-                    labels.push(Some(body.end_of[i] as usize + 1))
-                }
-                Operator::Loop { .. } => labels.push(Some(i + 1)),
-                Operator::End => {
-                    labels.pop();
-                }
-                _ => {}
-            }
-            if !last {
-                continue;
-            }
-            let s = &mut succs;
-            let fallthrough = target_block(Some(i + 1));
-            match op {
-                Operator::If { .. } => {
-                    s.extend(fallthrough);
-                    let else_start = match body.else_of[i] {
-                        u32::MAX => body.end_of[i] as usize + 1,
-                        e => e as usize + 1,
-                    };
-                    s.extend(target_block(Some(else_start)));
-                }
-                Operator::Else => s.extend(target_block(Some(body.end_of[i] as usize + 1))),
-                Operator::Br { relative_depth } => {
-                    s.extend(target_block(label(&labels, *relative_depth)))
-                }
-                Operator::BrIf { relative_depth }
-                | Operator::BrOnNull { relative_depth }
-                | Operator::BrOnNonNull { relative_depth }
-                | Operator::BrOnCast { relative_depth, .. }
-                | Operator::BrOnCastFail { relative_depth, .. } => {
-                    s.extend(target_block(label(&labels, *relative_depth)));
-                    s.extend(fallthrough);
-                }
-                Operator::BrTable { targets } => {
-                    for t in targets.targets().flatten() {
-                        s.extend(target_block(label(&labels, t)));
-                    }
-                    s.extend(target_block(label(&labels, targets.default())));
-                }
-                Operator::Return
-                | Operator::Unreachable
-                | Operator::ReturnCall { .. }
-                | Operator::ReturnCallIndirect { .. }
-                | Operator::ReturnCallRef { .. } => {}
-                _ => s.extend(fallthrough),
+        let end = blocks.end(b);
+        for (i, op) in body.ops.iter().enumerate().take(end).skip(start) {
+            track_labels(&mut labels, body, i, op);
+            if i + 1 == end {
+                block_exits(body, blocks, &labels, i, op, &mut succs.targets);
             }
         }
     }
+    succs.start.push(succs.targets.len() as u32);
+    succs
+}
 
-    // use/def per block.
-    succ_start.push(succs.len() as u32);
-    let succs_of = |b: usize| &succs[succ_start[b] as usize..succ_start[b + 1] as usize];
+/// Keeps the label stack in step with op `i`: a `block` or `if` pushes the op
+/// after its `end`, a `loop` its own first op, an `end` pops.
+fn track_labels(labels: &mut Vec<Option<usize>>, body: &Body<'_>, i: usize, op: &Operator<'_>) {
+    match op {
+        Operator::Block { .. } | Operator::If { .. } => {
+            labels.push(Some(body.end_of[i] as usize + 1))
+        }
+        Operator::Loop { .. } => labels.push(Some(i + 1)),
+        Operator::End => {
+            labels.pop();
+        }
+        _ => {}
+    }
+}
 
+/// Appends to `out` the blocks that control reaches from op `i`, the last of
+/// its block: both arms of an `if`, the label of a branch (and the next op when
+/// the branch is conditional), every `br_table` target, nothing after a return
+/// or a trap, and otherwise the next op.
+fn block_exits(
+    body: &Body<'_>,
+    blocks: &Blocks,
+    labels: &[Option<usize>],
+    i: usize,
+    op: &Operator<'_>,
+    out: &mut Vec<u32>,
+) {
+    let label = |depth: u32| labels[labels.len() - 1 - depth as usize];
+    let fallthrough = blocks.at(Some(i + 1));
+    match op {
+        Operator::If { .. } => {
+            out.extend(fallthrough);
+            let else_start = match body.else_of[i] {
+                u32::MAX => body.end_of[i] as usize + 1,
+                e => e as usize + 1,
+            };
+            out.extend(blocks.at(Some(else_start)));
+        }
+        Operator::Else => out.extend(blocks.at(Some(body.end_of[i] as usize + 1))),
+        Operator::Br { relative_depth } => out.extend(blocks.at(label(*relative_depth))),
+        Operator::BrIf { relative_depth }
+        | Operator::BrOnNull { relative_depth }
+        | Operator::BrOnNonNull { relative_depth }
+        | Operator::BrOnCast { relative_depth, .. }
+        | Operator::BrOnCastFail { relative_depth, .. } => {
+            out.extend(blocks.at(label(*relative_depth)));
+            out.extend(fallthrough);
+        }
+        Operator::BrTable { targets } => {
+            for t in targets.targets().flatten() {
+                out.extend(blocks.at(label(t)));
+            }
+            out.extend(blocks.at(label(targets.default())));
+        }
+        Operator::Return
+        | Operator::Unreachable
+        | Operator::ReturnCall { .. }
+        | Operator::ReturnCallIndirect { .. }
+        | Operator::ReturnCallRef { .. } => {}
+        _ => out.extend(fallthrough),
+    }
+}
+
+/// Each block's transfer function, summarized once so that the fixpoint need
+/// not walk the ops again: `uses`, the locals it reads before writing them, and
+/// `defs`, those it writes (live-in = uses | (live-out & !defs)).
+fn uses_and_defs(ops: &[Operator<'_>], blocks: &Blocks, n_locals: usize) -> (BlockSets, BlockSets) {
     let words = n_locals.div_ceil(64);
-    let row = |b: usize| b * words..(b + 1) * words;
-    let mut uses = vec![0u64; n_blocks * words];
-    let mut defs = vec![0u64; n_blocks * words];
-    for b in 0..n_blocks {
-        let (u, d) = (&mut uses[row(b)], &mut defs[row(b)]);
-        for i in (block_start[b]..block_end(b)).rev() {
+    let mut uses = BlockSets::empty(blocks.len(), words);
+    let mut defs = BlockSets::empty(blocks.len(), words);
+    for b in 0..blocks.len() {
+        let (u, d) = (uses.row_mut(b), defs.row_mut(b));
+        for i in (blocks.start[b]..blocks.end(b)).rev() {
             match &ops[i] {
                 Operator::LocalGet { local_index } => set_bit(u, *local_index),
                 Operator::LocalSet { local_index } | Operator::LocalTee { local_index } => {
@@ -216,23 +325,18 @@ pub fn live_after(body: &Body<'_>, points: &[u32]) -> Vec<LocalSet> {
             }
         }
     }
-    let mut pred_start = vec![0u32; n_blocks + 1];
-    for &t in &succs {
-        pred_start[t as usize + 1] += 1;
-    }
-    for b in 0..n_blocks {
-        pred_start[b + 1] += pred_start[b];
-    }
-    let mut preds = vec![0u32; succs.len()];
-    let mut fill = pred_start.clone();
-    for b in 0..n_blocks {
-        for &t in succs_of(b) {
-            preds[fill[t as usize] as usize] = b as u32;
-            fill[t as usize] += 1;
-        }
-    }
-    let mut live_in = vec![0u64; n_blocks * words];
-    let mut live_out = vec![0u64; n_blocks * words];
+    (uses, defs)
+}
+
+/// The locals live on leaving each block: the fixpoint of live-out(b) = the
+/// union of live-in over b's successors. A worklist starts with every block, the
+/// last first (liveness flows backwards), and a block whose live-in changes
+/// queues its predecessors again.
+fn solve(succs: &Edges, preds: &Edges, uses: &BlockSets, defs: &BlockSets) -> BlockSets {
+    let n_blocks = succs.start.len() - 1;
+    let words = uses.words;
+    let mut live_in = BlockSets::empty(n_blocks, words);
+    let mut live_out = BlockSets::empty(n_blocks, words);
     let mut inn = vec![0u64; words];
     let mut queued = vec![true; n_blocks];
     let mut work: VecDeque<u32> = (0..n_blocks as u32).rev().collect();
@@ -240,34 +344,46 @@ pub fn live_after(body: &Body<'_>, points: &[u32]) -> Vec<LocalSet> {
         let b = b as usize;
         queued[b] = false;
         inn.fill(0);
-        for &s in succs_of(b) {
-            for (w, x) in inn.iter_mut().zip(&live_in[row(s as usize)]) {
+        for &s in succs.of(b) {
+            for (w, x) in inn.iter_mut().zip(live_in.row(s as usize)) {
                 *w |= x;
             }
         }
-        live_out[row(b)].copy_from_slice(&inn);
-        for ((w, d), u) in inn.iter_mut().zip(&defs[row(b)]).zip(&uses[row(b)]) {
+        live_out.row_mut(b).copy_from_slice(&inn);
+        for ((w, d), u) in inn.iter_mut().zip(defs.row(b)).zip(uses.row(b)) {
             *w = (*w & !d) | u;
         }
-        if inn[..] != live_in[row(b)] {
-            live_in[row(b)].copy_from_slice(&inn);
-            for &p in &preds[pred_start[b] as usize..pred_start[b + 1] as usize] {
+        if inn[..] != *live_in.row(b) {
+            live_in.row_mut(b).copy_from_slice(&inn);
+            for &p in preds.of(b) {
                 if !std::mem::replace(&mut queued[p as usize], true) {
                     work.push_back(p);
                 }
             }
         }
     }
+    live_out
+}
 
+/// The locals live right after each point: its block's live-out, carried
+/// backwards over the ops after the point. Points are ascending, so each block
+/// is walked once, from its end, through all its points (the last first).
+fn live_at_points(
+    ops: &[Operator<'_>],
+    blocks: &Blocks,
+    live_out: &BlockSets,
+    points: &[u32],
+    n_locals: usize,
+) -> Vec<LocalSet> {
     let mut result = vec![LocalSet::new(n_locals); points.len()];
     let mut k = points.len();
     while k > 0 {
-        let b = block_of[points[k - 1] as usize] as usize;
+        let b = blocks.of[points[k - 1] as usize] as usize;
         let mut live = LocalSet {
-            words: live_out[row(b)].to_vec(),
+            words: live_out.row(b).to_vec(),
         };
-        let mut i = block_end(b);
-        while k > 0 && block_of[points[k - 1] as usize] as usize == b {
+        let mut i = blocks.end(b);
+        while k > 0 && blocks.of[points[k - 1] as usize] as usize == b {
             let p = points[k - 1] as usize;
             while i > p + 1 {
                 i -= 1;
