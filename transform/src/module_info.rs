@@ -8,9 +8,11 @@
 use crate::error::{Error, ErrorKind, Result};
 use std::collections::HashMap;
 use wasmparser::{
-    CompositeInnerType, ElementItems, ElementKind, ExternalKind, FuncToValidate, FuncType,
-    FunctionBody, GlobalType, MemoryType, Name, Operator, Parser, Payload, TypeRef, Validator,
-    ValidatorResources, WasmFeatures,
+    CompositeInnerType, DataSectionReader, ElementItems, ElementKind, ElementSectionReader,
+    ExportSectionReader, ExternalKind, FuncToValidate, FuncType, FunctionBody,
+    FunctionSectionReader, GlobalSectionReader, GlobalType, ImportSectionReader,
+    MemorySectionReader, MemoryType, Name, NameSectionReader, Operator, Parser, Payload,
+    TableSectionReader, TypeRef, TypeSectionReader, Validator, ValidatorResources, WasmFeatures,
 };
 
 /// Which features we accept in the input: everything wasmparser knows about for
@@ -115,6 +117,35 @@ pub struct ModuleInfo<'a> {
 }
 
 impl<'a> ModuleInfo<'a> {
+    /// A module with no sections yet, which [`parse_module`] fills in payload
+    /// by payload.
+    fn empty(wasm: &'a [u8]) -> ModuleInfo<'a> {
+        ModuleInfo {
+            wasm,
+            types: Vec::new(),
+            has_subtyping: false,
+            func_types: Vec::new(),
+            imports: Vec::new(),
+            tables: Vec::new(),
+            table_inits: Vec::new(),
+            passive_elem_funcs: Vec::new(),
+            memories: Vec::new(),
+            memory_names: Vec::new(),
+            globals: Vec::new(),
+            imported_globals: 0,
+            global_inits: Vec::new(),
+            data_segments: Vec::new(),
+            global_names: HashMap::new(),
+            exports: Vec::new(),
+            func_names: HashMap::new(),
+            bodies: Vec::new(),
+            body_validators: Vec::new(),
+            refs_cross_boundary: false,
+            custom_sections: Vec::new(),
+            start: None,
+        }
+    }
+
     /// Number of imported functions.
     pub fn num_imported_funcs(&self) -> u32 {
         self.imports.len() as u32
@@ -226,198 +257,16 @@ impl<'a> ModuleInfo<'a> {
 /// Validates the module structure of `wasm` and collects its facts.
 pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
     let mut validator = Validator::new_with_features(features());
-    let mut info = ModuleInfo {
-        wasm,
-        types: Vec::new(),
-        has_subtyping: false,
-        func_types: Vec::new(),
-        imports: Vec::new(),
-        tables: Vec::new(),
-        table_inits: Vec::new(),
-        passive_elem_funcs: Vec::new(),
-        memories: Vec::new(),
-        memory_names: Vec::new(),
-        globals: Vec::new(),
-        imported_globals: 0,
-        global_inits: Vec::new(),
-        data_segments: Vec::new(),
-        global_names: HashMap::new(),
-        exports: Vec::new(),
-        func_names: HashMap::new(),
-        bodies: Vec::new(),
-        body_validators: Vec::new(),
-        refs_cross_boundary: false,
-        custom_sections: Vec::new(),
-        start: None,
-    };
-    let mut exported_tables = Vec::new();
+    let mut info = ModuleInfo::empty(wasm);
     let mut name_section = None;
     for payload in Parser::new(0).parse_all(wasm) {
         let payload = payload?;
-        match validator.payload(&payload)? {
-            wasmparser::ValidPayload::Func(func, body) => {
-                info.body_validators.push(func);
-                info.bodies.push(body);
-                continue;
-            }
-            wasmparser::ValidPayload::End(_) => {}
-            _ => {}
+        if let wasmparser::ValidPayload::Func(func, body) = validator.payload(&payload)? {
+            info.body_validators.push(func);
+            info.bodies.push(body);
+            continue;
         }
-        match payload {
-            Payload::Version {
-                encoding, range, ..
-            } if encoding != wasmparser::Encoding::Module => {
-                return Err(Error::new(
-                    ErrorKind::Unsupported,
-                    "the input is a component; wasm-rewind instruments core modules",
-                )
-                .at(range.start));
-            }
-            Payload::TypeSection(reader) => {
-                for group in reader {
-                    for sub in group?.into_types() {
-                        if sub.supertype_idx.is_some() {
-                            info.has_subtyping = true;
-                        }
-                        info.types.push(match sub.composite_type.inner {
-                            CompositeInnerType::Func(f) => Some(f),
-                            _ => None,
-                        });
-                    }
-                }
-            }
-            Payload::ImportSection(reader) => {
-                for import in reader.into_imports() {
-                    let import = import?;
-                    match import.ty {
-                        TypeRef::Func(ty) | TypeRef::FuncExact(ty) => {
-                            info.func_types.push(ty);
-                            info.imports.push(FuncImport {
-                                module: import.module.to_string(),
-                                name: import.name.to_string(),
-                            });
-                            if sig_has_refs(info.types[ty as usize].as_ref()) {
-                                info.refs_cross_boundary = true;
-                            }
-                        }
-                        TypeRef::Table(_) => {
-                            info.tables.push(TableInfo { open: true });
-                            info.table_inits.push(TableInit::default());
-                            info.refs_cross_boundary = true;
-                        }
-                        TypeRef::Memory(ty) => {
-                            info.memories.push(ty);
-                            info.memory_names.push(Vec::new());
-                        }
-                        TypeRef::Global(ty) => {
-                            if ty.content_type.is_reference_type() {
-                                info.refs_cross_boundary = true;
-                            }
-                            info.globals.push(ty);
-                            info.global_inits.push(None);
-                            info.imported_globals += 1;
-                        }
-                        TypeRef::Tag(_) => {}
-                    }
-                }
-            }
-            Payload::FunctionSection(reader) => {
-                for ty in reader {
-                    info.func_types.push(ty?);
-                }
-            }
-            Payload::TableSection(reader) => {
-                for table in reader {
-                    table?;
-                    info.tables.push(TableInfo { open: false });
-                    info.table_inits.push(TableInit::default());
-                }
-            }
-            Payload::MemorySection(reader) => {
-                for mem in reader {
-                    info.memories.push(mem?);
-                    info.memory_names.push(Vec::new());
-                }
-            }
-            Payload::GlobalSection(reader) => {
-                for global in reader {
-                    let global = global?;
-                    info.globals.push(global.ty);
-                    info.global_inits.push(const_value(&global.init_expr));
-                }
-            }
-            Payload::ExportSection(reader) => {
-                for export in reader {
-                    let export = export?;
-                    match export.kind {
-                        ExternalKind::Table => exported_tables.push(export.index),
-                        ExternalKind::Memory => {
-                            info.memory_names[export.index as usize].push(export.name.to_string())
-                        }
-                        ExternalKind::Global => {
-                            if info.globals[export.index as usize]
-                                .content_type
-                                .is_reference_type()
-                            {
-                                info.refs_cross_boundary = true;
-                            }
-                        }
-                        ExternalKind::Func | ExternalKind::FuncExact => {
-                            let ty = info.func_types[export.index as usize];
-                            if sig_has_refs(info.types[ty as usize].as_ref()) {
-                                info.refs_cross_boundary = true;
-                            }
-                        }
-                        ExternalKind::Tag => {}
-                    }
-                    info.exports
-                        .push((export.name.to_string(), export.kind, export.index));
-                }
-            }
-            Payload::StartSection { func, .. } => info.start = Some(func),
-            Payload::ElementSection(reader) => {
-                for element in reader {
-                    let element = element?;
-                    let funcs = element_funcs(&element.items)?;
-                    match element.kind {
-                        ElementKind::Active { table_index, .. } => {
-                            let t = table_index.unwrap_or(0) as usize;
-                            info.table_inits[t].funcs.extend(funcs);
-                        }
-                        ElementKind::Passive | ElementKind::Declared => {
-                            info.passive_elem_funcs.extend(funcs)
-                        }
-                    }
-                }
-            }
-            Payload::DataSection(reader) => {
-                for data in reader {
-                    let data = data?;
-                    if let wasmparser::DataKind::Active {
-                        memory_index,
-                        offset_expr,
-                    } = data.kind
-                    {
-                        info.data_segments.push(DataSegment {
-                            memory: memory_index,
-                            offset: const_value(&offset_expr),
-                            len: data.data.len() as u64,
-                        });
-                    }
-                }
-            }
-            Payload::CustomSection(reader) => {
-                info.custom_sections.push(reader.name().to_string());
-                if let wasmparser::KnownCustom::Name(names) = reader.as_known() {
-                    name_section = Some(names);
-                }
-            }
-            _ => {}
-        }
-    }
-    for t in exported_tables {
-        info.tables[t as usize].open = true;
-        info.refs_cross_boundary = true;
+        read_payload(&mut info, payload, &mut name_section)?;
     }
     if let Some(names) = name_section {
         // A malformed name section is not worth refusing the module for: the
@@ -425,6 +274,221 @@ pub fn parse_module(wasm: &[u8]) -> Result<ModuleInfo<'_>> {
         let _ = read_names(&mut info, names);
     }
     Ok(info)
+}
+
+/// Adds what one (validated) payload says to `info`. The name section is only
+/// kept in `name_section`, to be read once the module is complete: it may come
+/// before the sections whose items it names.
+fn read_payload<'a>(
+    info: &mut ModuleInfo<'a>,
+    payload: Payload<'a>,
+    name_section: &mut Option<NameSectionReader<'a>>,
+) -> Result<()> {
+    match payload {
+        Payload::Version {
+            encoding, range, ..
+        } if encoding != wasmparser::Encoding::Module => Err(Error::new(
+            ErrorKind::Unsupported,
+            "the input is a component; wasm-rewind instruments core modules",
+        )
+        .at(range.start)),
+        Payload::TypeSection(reader) => read_types(info, reader),
+        Payload::ImportSection(reader) => read_imports(info, reader),
+        Payload::FunctionSection(reader) => read_functions(info, reader),
+        Payload::TableSection(reader) => read_tables(info, reader),
+        Payload::MemorySection(reader) => read_memories(info, reader),
+        Payload::GlobalSection(reader) => read_globals(info, reader),
+        Payload::ExportSection(reader) => read_exports(info, reader),
+        Payload::StartSection { func, .. } => {
+            info.start = Some(func);
+            Ok(())
+        }
+        Payload::ElementSection(reader) => read_elements(info, reader),
+        Payload::DataSection(reader) => read_data(info, reader),
+        Payload::CustomSection(reader) => {
+            info.custom_sections.push(reader.name().to_string());
+            if let wasmparser::KnownCustom::Name(names) = reader.as_known() {
+                *name_section = Some(names);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Keeps the function types by index (other types only hold their index as
+/// `None`), and notes whether any type declares a supertype: subtyping makes
+/// narrowing indirect calls by signature unsound.
+fn read_types(info: &mut ModuleInfo<'_>, reader: TypeSectionReader<'_>) -> Result<()> {
+    for group in reader {
+        for sub in group?.into_types() {
+            if sub.supertype_idx.is_some() {
+                info.has_subtyping = true;
+            }
+            info.types.push(match sub.composite_type.inner {
+                CompositeInnerType::Func(f) => Some(f),
+                _ => None,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Imported functions, tables, memories and globals take the first indices of
+/// their spaces. An imported table is open (the host can fill it), and any
+/// reference that comes in through an import opens the set of `call_ref`
+/// targets.
+fn read_imports(info: &mut ModuleInfo<'_>, reader: ImportSectionReader<'_>) -> Result<()> {
+    for import in reader.into_imports() {
+        let import = import?;
+        match import.ty {
+            TypeRef::Func(ty) | TypeRef::FuncExact(ty) => {
+                info.func_types.push(ty);
+                info.imports.push(FuncImport {
+                    module: import.module.to_string(),
+                    name: import.name.to_string(),
+                });
+                if sig_has_refs(info.types[ty as usize].as_ref()) {
+                    info.refs_cross_boundary = true;
+                }
+            }
+            TypeRef::Table(_) => {
+                info.tables.push(TableInfo { open: true });
+                info.table_inits.push(TableInit::default());
+                info.refs_cross_boundary = true;
+            }
+            TypeRef::Memory(ty) => {
+                info.memories.push(ty);
+                info.memory_names.push(Vec::new());
+            }
+            TypeRef::Global(ty) => {
+                if ty.content_type.is_reference_type() {
+                    info.refs_cross_boundary = true;
+                }
+                info.globals.push(ty);
+                info.global_inits.push(None);
+                info.imported_globals += 1;
+            }
+            TypeRef::Tag(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The type of each defined function, after the imported ones.
+fn read_functions(info: &mut ModuleInfo<'_>, reader: FunctionSectionReader<'_>) -> Result<()> {
+    for ty in reader {
+        info.func_types.push(ty?);
+    }
+    Ok(())
+}
+
+/// Defined tables start closed: only an export can open them.
+fn read_tables(info: &mut ModuleInfo<'_>, reader: TableSectionReader<'_>) -> Result<()> {
+    for table in reader {
+        table?;
+        info.tables.push(TableInfo { open: false });
+        info.table_inits.push(TableInit::default());
+    }
+    Ok(())
+}
+
+/// Defined memories, after the imported ones, nameless until an export or the
+/// name section names them.
+fn read_memories(info: &mut ModuleInfo<'_>, reader: MemorySectionReader<'_>) -> Result<()> {
+    for mem in reader {
+        info.memories.push(mem?);
+        info.memory_names.push(Vec::new());
+    }
+    Ok(())
+}
+
+/// Defined globals, with their initial value when it is a plain constant.
+fn read_globals(info: &mut ModuleInfo<'_>, reader: GlobalSectionReader<'_>) -> Result<()> {
+    for global in reader {
+        let global = global?;
+        info.globals.push(global.ty);
+        info.global_inits.push(const_value(&global.init_expr));
+    }
+    Ok(())
+}
+
+/// Records every export. An exported table is open (the host can change it),
+/// and an exported table, reference global or function taking or returning
+/// references lets references cross the boundary. An exported memory is named
+/// by its export, for `--memory`.
+///
+/// The export section comes after the import, table, memory, global and
+/// function sections, so the items it names are all known here.
+fn read_exports(info: &mut ModuleInfo<'_>, reader: ExportSectionReader<'_>) -> Result<()> {
+    for export in reader {
+        let export = export?;
+        match export.kind {
+            ExternalKind::Table => {
+                info.tables[export.index as usize].open = true;
+                info.refs_cross_boundary = true;
+            }
+            ExternalKind::Memory => {
+                info.memory_names[export.index as usize].push(export.name.to_string())
+            }
+            ExternalKind::Global => {
+                if info.globals[export.index as usize]
+                    .content_type
+                    .is_reference_type()
+                {
+                    info.refs_cross_boundary = true;
+                }
+            }
+            ExternalKind::Func | ExternalKind::FuncExact => {
+                let ty = info.func_types[export.index as usize];
+                if sig_has_refs(info.types[ty as usize].as_ref()) {
+                    info.refs_cross_boundary = true;
+                }
+            }
+            ExternalKind::Tag => {}
+        }
+        info.exports
+            .push((export.name.to_string(), export.kind, export.index));
+    }
+    Ok(())
+}
+
+/// Which functions can end up in which table: an active segment places its
+/// functions in its table; a passive or declarative one may put them in any
+/// table (through `table.init`) or turn them into `funcref` values.
+fn read_elements(info: &mut ModuleInfo<'_>, reader: ElementSectionReader<'_>) -> Result<()> {
+    for element in reader {
+        let element = element?;
+        let funcs = element_funcs(&element.items)?;
+        match element.kind {
+            ElementKind::Active { table_index, .. } => {
+                let t = table_index.unwrap_or(0) as usize;
+                info.table_inits[t].funcs.extend(funcs);
+            }
+            ElementKind::Passive | ElementKind::Declared => info.passive_elem_funcs.extend(funcs),
+        }
+    }
+    Ok(())
+}
+
+/// Where active data segments write at instantiation; passive ones are only
+/// copied by `memory.init`, at addresses the code decides.
+fn read_data(info: &mut ModuleInfo<'_>, reader: DataSectionReader<'_>) -> Result<()> {
+    for data in reader {
+        let data = data?;
+        if let wasmparser::DataKind::Active {
+            memory_index,
+            offset_expr,
+        } = data.kind
+        {
+            info.data_segments.push(DataSegment {
+                memory: memory_index,
+                offset: const_value(&offset_expr),
+                len: data.data.len() as u64,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// The value of a constant expression that is one `i32.const` or `i64.const`
@@ -471,6 +535,8 @@ fn element_funcs(items: &ElementItems<'_>) -> Result<Vec<u32>> {
     Ok(out)
 }
 
+/// Function, global and memory names from the name section: for messages, and
+/// to find items (such as `__stack_pointer`) that are not exported.
 fn read_names(info: &mut ModuleInfo<'_>, names: wasmparser::NameSectionReader<'_>) -> Result<()> {
     for name in names {
         match name? {
