@@ -11,4 +11,7 @@
 
 mod abuse;
 mod guest;
+/// The tool lookups the repository's tests share (here: Binaryen's wasm-opt).
+#[path = "../../../tests/process/mod.rs"]
+mod process;
 mod wasmtime_host;

@@ -298,7 +298,7 @@ fn the_same_shim_runs_binaryens_output() {
     let dir = tempfile::tempdir().unwrap();
     let (input, output) = (dir.path().join("in.wasm"), dir.path().join("out.wasm"));
     std::fs::write(&input, &wasm).unwrap();
-    let wasm_opt = std::env::var("WASM_OPT").unwrap_or_else(|_| "wasm-opt".into());
+    let wasm_opt = crate::process::wasm_opt();
     let status = std::process::Command::new(&wasm_opt)
         .arg(&input)
         .arg("--enable-mutable-globals")
@@ -308,7 +308,10 @@ fn the_same_shim_runs_binaryens_output() {
         .arg(&output)
         .status()
         .unwrap_or_else(|e| {
-            panic!("`{wasm_opt}` must be installed (apt-get install binaryen): {e}")
+            panic!(
+                "`{}` must be installed (apt-get install binaryen): {e}",
+                wasm_opt.display()
+            )
         });
     assert!(status.success());
     let (result, _) = run_module(&std::fs::read(&output).unwrap(), ShimConfig::default());
