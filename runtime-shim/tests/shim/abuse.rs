@@ -233,14 +233,17 @@ const DEEP_SETJMP: &str = r#"
 
 #[test]
 fn a_tiny_buffer_is_a_handled_error_not_a_scribble() {
-    let guest = Guest::new(DEEP_SETJMP);
-    let err = guest.fails(
-        "run",
-        ShimConfig {
-            max_buffer: 256,
-            ..ShimConfig::default()
-        },
-    );
+    too_small_then_runs(&Guest::new(DEEP_SETJMP), 200);
+}
+
+/// `run` with a 256-byte buffer fails with `BufferTooSmall`, the next
+/// instance works, and with room the same program returns `want`.
+fn too_small_then_runs(guest: &Guest, want: i32) {
+    let tiny = ShimConfig {
+        max_buffer: 256,
+        ..ShimConfig::default()
+    };
+    let err = guest.fails("run", tiny);
     assert!(
         matches!(
             shim_error(&err),
@@ -249,9 +252,7 @@ fn a_tiny_buffer_is_a_handled_error_not_a_scribble() {
         "{err:?}"
     );
     guest.fresh_instance_works();
-    // With room, the same program runs.
-    let (mut store, instance) = guest.instance(ShimConfig::default());
-    assert_eq!(guest.call(&mut store, &instance, "run").unwrap(), 200);
+    assert_eq!(guest.run("run", ShimConfig::default()).0.unwrap(), want);
 }
 
 #[test]
@@ -266,21 +267,7 @@ fn a_longjmp_from_deeper_than_the_buffer_holds_is_a_handled_error() {
                (then (call $dive (i32.const 1040) (i32.const 200) (i32.const 6))))
              (local.get $r))"#,
     );
-    let tiny = ShimConfig {
-        max_buffer: 256,
-        ..ShimConfig::default()
-    };
-    let err = guest.fails("run", tiny);
-    assert!(
-        matches!(
-            shim_error(&err),
-            Some(ShimError::BufferTooSmall { available: 256, .. })
-        ),
-        "{err:?}"
-    );
-    guest.fresh_instance_works();
-    let (mut store, instance) = guest.instance(ShimConfig::default());
-    assert_eq!(guest.call(&mut store, &instance, "run").unwrap(), 6);
+    too_small_then_runs(&guest, 6);
 }
 
 #[test]
