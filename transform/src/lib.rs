@@ -57,20 +57,29 @@
 //!
 //! ## Pipeline
 //!
-//! 1. [`module_info`]: validate the module structure, collect its facts.
-//! 2. [`analysis::scan`]: validate every body (parallel), record calls and
+//! [`instrument_with_progress`] is this sequence, one step per line:
+//!
+//! 1. `Options::checked`: the options against each other, before any body
+//!    is read.
+//! 2. `module_info`: validate the module structure, collect its facts;
+//!    refuse a module that is already instrumented ([`inspect`]'s
+//!    recogniser); `layout::BufferPlacement`: which memory holds the buffer.
+//! 3. `analysis::scan`: validate every body (parallel), record calls and
 //!    stack-pointer prologues.
-//! 3. [`analysis::unwind`]: which functions can unwind, which are instrumented,
-//!    why; indirect calls narrowed by signature and by table contents.
-//!    `stack_layout`: where the C stack is, for a WASIX host.
-//! 4. [`instrument`]: per function (parallel) decode, plan (sites, frames,
-//!    [`analysis::liveness`], layouts) and emit; see `instrument/function.rs` for
-//!    the shape of an instrumented function.
-//! 5. [`emit`]: write the module with the added globals, functions, exports and
-//!    names; then validate it.
+//! 4. `analysis::unwind`: which functions can unwind, which are
+//!    instrumented, why; indirect calls narrowed by signature and by table
+//!    contents.
+//! 5. `layout::OutputLayout`: every index the output uses (functions,
+//!    globals, added types, exports), and `stack_layout`: where the C stack
+//!    is, for a WASIX host.
+//! 6. `instrument`: per function (parallel) decode, plan (sites, frames,
+//!    `analysis::liveness`, layouts) and emit; see `instrument/function.rs`
+//!    for the shape of an instrumented function.
+//! 7. `emit`: write the module with the added globals, functions, exports
+//!    and names; then validate it.
 //!
 //! With [`Options::embed_runtime`], `embed` links an in-module implementation
-//! of the WASIX stack calls (`embed/runtime.wat`) into steps 4 and 5: the
+//! of the WASIX stack calls (`embed/runtime.wat`) into steps 5 to 7: the
 //! imports are removed and their calls retargeted, and every exported entry
 //! point that can unwind is wrapped in the unwind/rewind loop a host would
 //! otherwise run.
