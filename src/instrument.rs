@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, ValueEnum};
 use std::io::Write;
 use std::path::PathBuf;
-use wasm_rewind_transform::{with_flags, Instrumented, Options};
+use wasm_rewind_transform::{with_flags, Instrumented, Options, SjljLowering};
 
 /// Examples and exit statuses, shown at the end of `instrument --help`.
 const AFTER_HELP: &str = "\
@@ -152,6 +152,15 @@ pub struct Opts {
     #[arg(long, value_name = "BYTES", requires = "embed_runtime")]
     embed_max_memory: Option<u64>,
 
+    /// How setjmp/longjmp (our setjmp.h's WASIX stack calls) are carried
+    /// out: `asyncify` unwinds and rewinds the stack (Wasmer, `run`,
+    /// --embed-runtime); `exceptions` lowers them to wasm exceptions
+    /// (try_table/throw) inside the module, for engines with exceptions,
+    /// where nothing unwinds on the normal path; `legacy-exceptions` does
+    /// the same with the legacy try/catch (node 20).
+    #[arg(long, value_name = "LOWERING", value_parser = parse_sjlj, default_value = "asyncify")]
+    sjlj: SjljLowering,
+
     /// Settings for a host; --imports adds to the preset's import list.
     #[arg(long, value_enum, value_name = "PRESET")]
     preset: Option<Preset>,
@@ -262,8 +271,17 @@ impl Opts {
         options.export_globals = self.export_globals;
         options.embed_runtime = self.embed_runtime;
         options.embed_max_memory = self.embed_max_memory;
+        options.sjlj = self.sjlj;
         Ok(options)
     }
+}
+
+/// `--sjlj`'s value, with the spellings the library lists.
+fn parse_sjlj(name: &str) -> std::result::Result<SjljLowering, String> {
+    SjljLowering::from_name(name).ok_or_else(|| {
+        let all: Vec<&str> = SjljLowering::ALL.iter().map(|(_, n)| *n).collect();
+        format!("expected one of: {}", all.join(", "))
+    })
 }
 
 /// Prints `--stats` to stderr, one `key: value` per line so scripts can grep it.

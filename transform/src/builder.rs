@@ -227,6 +227,13 @@ impl Instrument {
         self
     }
 
+    /// How setjmp/longjmp are carried out: unwinding (the default) or wasm
+    /// exceptions. See [`SjljLowering`](crate::SjljLowering).
+    pub fn sjlj(mut self, lowering: crate::SjljLowering) -> Self {
+        self.options.sjlj = lowering;
+        self
+    }
+
     /// Calls `report(done, total)` as the work advances, for a progress bar
     /// (see [`instrument_with_progress`](crate::instrument_with_progress)).
     pub fn progress(mut self, report: impl Fn(usize, usize) + Send + Sync + 'static) -> Self {
@@ -340,7 +347,8 @@ mod tests {
             .export_globals(true)
             .export_stack_globals(true)
             .embed_runtime(true)
-            .embed_max_memory(1 << 20);
+            .embed_max_memory(1 << 20)
+            .sjlj(crate::SjljLowering::Exceptions);
         // One setter per option, named as the field (`OPTIONS`): the
         // destructuring stops compiling when an option is added, until it
         // is set above and checked here.
@@ -360,6 +368,7 @@ mod tests {
             export_stack_globals,
             embed_runtime,
             embed_max_memory,
+            sjlj,
         } = b.options().clone();
         assert_eq!(imports, Some(vec!["env.a".into(), "env.b".into()]));
         assert_eq!(only, Some(vec!["o".into()]));
@@ -369,7 +378,8 @@ mod tests {
         assert_eq!(embed_max_memory, Some(1 << 20));
         assert!(ignore_imports && ignore_indirect && propagate_add && asserts);
         assert!(import_globals && export_globals && export_stack_globals && embed_runtime);
-        assert_eq!(crate::OPTIONS.len(), 15, "a new option needs a setter");
+        assert_eq!(sjlj, crate::SjljLowering::Exceptions);
+        assert_eq!(crate::OPTIONS.len(), 16, "a new option needs a setter");
     }
 
     #[test]

@@ -15,7 +15,8 @@ use wasm_encoder::reencode::{utils, Error as ReencodeError, Reencode};
 use wasm_encoder::{
     CodeSection, ConstExpr, EntityType, ExportKind, ExportSection, FunctionSection, GlobalSection,
     GlobalType, ImportSection, MemorySection, MemoryType, Module, NameMap, NameSection, RefType,
-    SectionId, TableSection, TableType, TypeSection, ValType as EncType,
+    SectionId, TableSection, TableType, TagKind, TagSection, TagType, TypeSection,
+    ValType as EncType,
 };
 
 /// What the pass adds to the module, besides rewritten bodies.
@@ -44,6 +45,8 @@ pub struct Additions<'a> {
     pub extra_globals: Vec<ExtraGlobal>,
     /// Add the grow hook's table (after the input's tables) for the host.
     pub grow_hook: bool,
+    /// Tags to append, by type index (an exceptions lowering's longjmp tag).
+    pub tags: Vec<u32>,
 }
 
 /// A global the pass defines after the two state globals.
@@ -225,7 +228,7 @@ impl<'c, 'a> Writer<'c, 'a> {
     }
 
     fn added_globals(&self, globals: &mut GlobalSection) {
-        if !self.add.import_globals {
+        if !self.add.import_globals && self.ctx.state_globals() > 0 {
             let [s, d] = self.state_global_types();
             globals.global(s, &ConstExpr::i32_const(0));
             let zero = if self.ctx.memory64 {
@@ -237,6 +240,15 @@ impl<'c, 'a> Writer<'c, 'a> {
         }
         for g in &self.add.extra_globals {
             globals.global(g.ty, &g.init);
+        }
+    }
+
+    fn added_tags(&self, tags: &mut TagSection) {
+        for &ty in &self.add.tags {
+            tags.tag(TagType {
+                kind: TagKind::Exception,
+                func_type_idx: ty,
+            });
         }
     }
 
@@ -280,9 +292,11 @@ impl<'c, 'a> Writer<'c, 'a> {
             (SectionId::Function, true),
             (SectionId::Table, self.add.grow_hook),
             (SectionId::Memory, self.add.secondary_memory.is_some()),
+            (SectionId::Tag, !self.add.tags.is_empty()),
             (
                 SectionId::Global,
-                !self.add.import_globals || !self.add.extra_globals.is_empty(),
+                (!self.add.import_globals && self.ctx.state_globals() > 0)
+                    || !self.add.extra_globals.is_empty(),
             ),
             (SectionId::Export, true),
             (SectionId::Code, true),
@@ -317,6 +331,11 @@ impl<'c, 'a> Writer<'c, 'a> {
                 SectionId::Memory => {
                     let mut s = MemorySection::new();
                     self.added_memories(&mut s);
+                    module.section(&s);
+                }
+                SectionId::Tag => {
+                    let mut s = TagSection::new();
+                    self.added_tags(&mut s);
                     module.section(&s);
                 }
                 SectionId::Global => {
@@ -466,10 +485,11 @@ impl<'c, 'a> Writer<'c, 'a> {
     }
 
     fn added_global_names(&self) -> Vec<(u32, String)> {
-        let mut names = vec![
-            (self.ctx.state_global, crate::abi::STATE_GLOBAL.to_string()),
-            (self.ctx.data_global, crate::abi::DATA_GLOBAL.to_string()),
-        ];
+        let mut names = Vec::new();
+        if self.ctx.state_globals() > 0 {
+            names.push((self.ctx.state_global, crate::abi::STATE_GLOBAL.to_string()));
+            names.push((self.ctx.data_global, crate::abi::DATA_GLOBAL.to_string()));
+        }
         for (i, g) in self.add.extra_globals.iter().enumerate() {
             names.push((self.ctx.extra_global(i), g.name.clone()));
         }
@@ -564,6 +584,16 @@ impl Reencode for Writer<'_, '_> {
     ) -> Result<(), ReencodeError<Infallible>> {
         utils::parse_memory_section(self, mems, section)?;
         self.added_memories(mems);
+        Ok(())
+    }
+
+    fn parse_tag_section(
+        &mut self,
+        tags: &mut TagSection,
+        section: wasmparser::TagSectionReader<'_>,
+    ) -> Result<(), ReencodeError<Infallible>> {
+        utils::parse_tag_section(self, tags, section)?;
+        self.added_tags(tags);
         Ok(())
     }
 

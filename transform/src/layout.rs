@@ -13,7 +13,7 @@ use crate::embed::{self, Embed, StackCall};
 use crate::emit::ExtraGlobal;
 use crate::error::{Error, ErrorKind, Result};
 use crate::instrument::runtime::{self, AddedFunction};
-use crate::instrument::{BufferGrowth, Ctx, RuntimeFuncs, TypeInterner};
+use crate::instrument::{BufferGrowth, Ctx, Lowering, RuntimeFuncs, TypeInterner};
 use crate::module_info::ModuleInfo;
 use crate::options::{OptionName, Options};
 use crate::stack_layout::{StackBottom, StackLayout};
@@ -156,6 +156,7 @@ impl<'m> OutputLayout<'m> {
             asserts: options.asserts,
             runtime_import: removed.clone(),
             info,
+            lowering: Lowering::Asyncify,
         };
         Ok(OutputLayout {
             ctx,
@@ -195,6 +196,12 @@ impl<'m> OutputLayout<'m> {
         added: &[AddedFunction],
         options: &Options,
     ) -> (Vec<(String, ExportKind, u32)>, Vec<ExtraGlobal>) {
+        if let Lowering::Exceptions(_) = self.ctx.lowering {
+            return (
+                Vec::new(),
+                crate::exceptions_layout::added_globals(&self.ctx),
+            );
+        }
         let info = self.ctx.info;
         let mut exports: Vec<(String, ExportKind, u32)> = added
             .iter()

@@ -115,6 +115,7 @@ mod builder;
 mod embed;
 mod emit;
 mod error;
+mod exceptions_layout;
 pub mod inspect;
 mod instrument;
 mod layout;
@@ -127,11 +128,12 @@ pub use builder::{FileError, Instrument};
 pub use error::{Error, ErrorKind, Result};
 pub use module_info::features;
 pub use options::{
-    wildcard_match, with_flags, OptionName, OptionSpec, Options, OPTIONS, WASIX_STACK_IMPORTS,
+    wildcard_match, with_flags, OptionName, OptionSpec, Options, SjljLowering, OPTIONS,
+    WASIX_STACK_IMPORTS,
 };
 
 use analysis::unwind::UnwindAnalysis;
-use instrument::runtime;
+use instrument::{runtime, Lowering};
 use layout::{BufferPlacement, OutputLayout};
 use module_info::ModuleInfo;
 
@@ -253,8 +255,15 @@ pub fn instrument_with_progress(
 
     let scans = analysis::scan::scan_functions(&info)?;
     progress(n_bodies, total);
-    let analysis = analysis::unwind::analyze(&info, &scans, &options)?;
-    let mut layout = OutputLayout::decide(&info, &scans, &analysis, &options, buffer)?;
+    let (analysis, mut layout) = if options.sjlj.uses_exceptions() {
+        let analysis = analysis::unwind::analyze_for_exceptions(&info, &scans)?;
+        let layout = exceptions_layout::decide(&info, &scans, &options, buffer)?;
+        (analysis, layout)
+    } else {
+        let analysis = analysis::unwind::analyze(&info, &scans, &options)?;
+        let layout = OutputLayout::decide(&info, &scans, &analysis, &options, buffer)?;
+        (analysis, layout)
+    };
     let rewritten = instrument::rewrite_functions(&mut layout.ctx, &analysis, &|done| {
         progress(n_bodies + done, total)
     })?;
@@ -327,7 +336,13 @@ fn write(
     options: &Options,
 ) -> Result<Written> {
     let ctx = &layout.ctx;
-    let mut added = runtime::build(ctx);
+    let (mut added, tags) = match ctx.lowering {
+        Lowering::Asyncify => (runtime::build(ctx), Vec::new()),
+        Lowering::Exceptions(x) => (
+            exceptions_layout::added_functions(ctx, &x),
+            exceptions_layout::added_tags(ctx),
+        ),
+    };
     let mut embedded_runtime_size = 0;
     if let Some(e) = &layout.embedded {
         let funcs = e.functions(ctx)?;
@@ -354,6 +369,7 @@ fn write(
                 .unwrap_or_default(),
             extra_globals,
             grow_hook: layout.grow_hook,
+            tags,
         },
     );
     Ok(Written {

@@ -90,6 +90,8 @@ pub struct ModuleInfo<'a> {
     pub globals: Vec<GlobalType>,
     /// Number of imported globals.
     pub imported_globals: u32,
+    /// Number of tags, imported and defined: a tag the pass adds comes after.
+    pub num_tags: u32,
     /// The initial value of each global whose initializer is a plain
     /// `i32.const` or `i64.const` (as the bits of a u64: an i32 is
     /// zero-extended); `None` for imports and other initializers.
@@ -133,6 +135,7 @@ impl<'a> ModuleInfo<'a> {
             memory_names: Vec::new(),
             globals: Vec::new(),
             imported_globals: 0,
+            num_tags: 0,
             global_inits: Vec::new(),
             data_segments: Vec::new(),
             global_names: HashMap::new(),
@@ -298,6 +301,10 @@ fn read_payload<'a>(
         Payload::TableSection(reader) => read_tables(info, reader),
         Payload::MemorySection(reader) => read_memories(info, reader),
         Payload::GlobalSection(reader) => read_globals(info, reader),
+        Payload::TagSection(reader) => {
+            info.num_tags += reader.count();
+            Ok(())
+        }
         Payload::ExportSection(reader) => read_exports(info, reader),
         Payload::StartSection { func, .. } => {
             info.start = Some(func);
@@ -369,7 +376,7 @@ fn read_imports(info: &mut ModuleInfo<'_>, reader: ImportSectionReader<'_>) -> R
                 info.global_inits.push(None);
                 info.imported_globals += 1;
             }
-            TypeRef::Tag(_) => {}
+            TypeRef::Tag(_) => info.num_tags += 1,
         }
     }
     Ok(())

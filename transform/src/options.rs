@@ -66,6 +66,45 @@ pub struct Options {
     /// reach it, the checkpoint traps in `__wasm_rewind_snapshot_store_full`.
     /// Defaults to `None`, which means 64 MiB.
     pub embed_max_memory: Option<u64>,
+    /// How setjmp/longjmp (the WASIX `stack_checkpoint`/`stack_restore`
+    /// calls) are carried out. Defaults to [`SjljLowering::Asyncify`].
+    pub sjlj: SjljLowering,
+}
+
+/// How the WASIX stack calls behind our `setjmp.h` are carried out.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SjljLowering {
+    /// Unwind and rewind the call stack (the Asyncify ABI): a host such as
+    /// Wasmer or `wasm-rewind run` serves the calls, or the embedded runtime.
+    #[default]
+    Asyncify,
+    /// Lower them to wasm exceptions in the module itself, with `try_table`
+    /// and `throw` (the exception-handling proposal as standardised, exnref):
+    /// only the functions that call `stack_checkpoint` change, and nothing
+    /// unwinds on the normal path. Needs an engine with exceptions.
+    Exceptions,
+    /// As `Exceptions`, with the legacy `try`/`catch` instructions, for
+    /// engines that have only those (node 20, older browsers).
+    LegacyExceptions,
+}
+
+impl SjljLowering {
+    /// Every value, with its command-line spelling.
+    pub const ALL: [(SjljLowering, &'static str); 3] = [
+        (SjljLowering::Asyncify, "asyncify"),
+        (SjljLowering::Exceptions, "exceptions"),
+        (SjljLowering::LegacyExceptions, "legacy-exceptions"),
+    ];
+
+    /// The lowering spelled `name` on the command line.
+    pub fn from_name(name: &str) -> Option<SjljLowering> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(l, _)| *l)
+    }
+
+    /// Whether setjmp/longjmp become wasm exceptions.
+    pub fn uses_exceptions(self) -> bool {
+        self != SjljLowering::Asyncify
+    }
 }
 
 pub use crate::abi::WASIX_STACK_IMPORTS;
@@ -105,6 +144,8 @@ pub enum OptionName {
     EmbedRuntime,
     /// [`Options::embed_max_memory`].
     EmbedMaxMemory,
+    /// [`Options::sjlj`].
+    Sjlj,
 }
 
 /// How one option is spelled in each place that names it.
@@ -124,7 +165,7 @@ pub struct OptionSpec {
 }
 
 /// Every option of the pass, in the order of [`Options`]' fields.
-pub const OPTIONS: [OptionSpec; 15] = {
+pub const OPTIONS: [OptionSpec; 16] = {
     const fn spec(
         name: OptionName,
         field: &'static str,
@@ -243,6 +284,7 @@ pub const OPTIONS: [OptionSpec; 15] = {
             None,
             true,
         ),
+        spec(N::Sjlj, "sjlj", Some("--sjlj"), None, true),
     ]
 };
 
@@ -333,6 +375,9 @@ impl Options {
                 )));
             }
         }
+        if self.sjlj.uses_exceptions() {
+            self.refuse_unwinding_options()?;
+        }
         if !self.embed_runtime {
             return Ok(Cow::Borrowed(self));
         }
@@ -357,6 +402,39 @@ impl Options {
             options.imports = Some(WASIX_STACK_IMPORTS.iter().map(|s| s.to_string()).collect());
         }
         Ok(Cow::Owned(options))
+    }
+}
+
+impl Options {
+    /// Under an exceptions lowering nothing unwinds: the options that say
+    /// what unwinds, or where the buffer goes, have nothing to act on, and
+    /// silently ignoring one would hide a mistaken command line.
+    fn refuse_unwinding_options(&self) -> Result<()> {
+        use OptionName as N;
+        let set = [
+            (N::Imports, self.imports.is_some()),
+            (N::IgnoreImports, self.ignore_imports),
+            (N::IgnoreIndirect, self.ignore_indirect),
+            (N::Only, self.only.is_some()),
+            (N::Add, !self.add.is_empty()),
+            (N::Remove, !self.remove.is_empty()),
+            (N::PropagateAdd, self.propagate_add),
+            (N::Asserts, self.asserts),
+            (N::Memory, self.memory.is_some()),
+            (N::SecondaryMemory, self.secondary_memory.is_some()),
+            (N::ImportGlobals, self.import_globals),
+            (N::ExportGlobals, self.export_globals),
+            (N::ExportStackGlobals, self.export_stack_globals),
+            (N::EmbedRuntime, self.embed_runtime),
+            (N::EmbedMaxMemory, self.embed_max_memory.is_some()),
+        ];
+        match set.iter().find(|(_, on)| *on) {
+            Some((option, _)) => Err(bad(format!(
+                "{} lowers setjmp/longjmp to wasm exceptions and unwinds nothing, so {option}                  (an option of the unwinding pass) does not apply: drop it, or keep the default                  lowering",
+                N::Sjlj
+            ))),
+            None => Ok(()),
+        }
     }
 }
 
@@ -414,6 +492,7 @@ mod tests {
             export_stack_globals: _,
             embed_runtime: _,
             embed_max_memory: _,
+            sjlj: _,
         } = Options::default();
         let fields = [
             "imports",
@@ -431,6 +510,7 @@ mod tests {
             "export_stack_globals",
             "embed_runtime",
             "embed_max_memory",
+            "sjlj",
         ];
         let table: Vec<&str> = OPTIONS.iter().map(|s| s.field).collect();
         assert_eq!(table, fields);

@@ -42,7 +42,9 @@
 use crate::error::{Error, ErrorKind, Result};
 use crate::instrument::body::{is_block_opener, Body};
 use crate::instrument::plan::{CallKind, FrameId, Item, Plan, Prespill};
-use crate::instrument::Ctx;
+use crate::instrument::{Ctx, Lowering};
+
+mod exceptions;
 use std::borrow::Cow;
 use std::collections::HashMap;
 use wasm_encoder::reencode::Reencode;
@@ -290,6 +292,9 @@ impl<'c, 'a> Emitter<'c, 'a> {
     }
 
     fn instrumented_body(&mut self) -> Result<()> {
+        if let Lowering::Exceptions(x) = self.ctx.lowering {
+            return self.exceptions_body(&x);
+        }
         let plan = self.plan;
         let results = self.results;
         // Prologue: when rewinding, pop the call index and restore its layout.
@@ -478,7 +483,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
         // say, run normally although $resume still holds the index. The normal
         // path pays for the state test alone.
         let dispatch = self.fresh();
-        self.ins(Instruction::GlobalGet(self.ctx.state_global));
+        self.resuming();
         self.open(Instruction::If(BlockType::Empty), Label::Synth(dispatch));
         let lo = cases[0].lo;
         let hi = cases.last().unwrap().hi;
@@ -756,8 +761,21 @@ impl<'c, 'a> Emitter<'c, 'a> {
         self.ins(Instruction::End);
     }
 
+    /// Pushes whether the function is being re-entered at a resume point:
+    /// the state global under Asyncify (rewinding, 2, is non-zero), the
+    /// resume local under an exceptions lowering (set by a caught jump).
+    fn resuming(&mut self) {
+        match self.ctx.lowering {
+            Lowering::Asyncify => self.ins(Instruction::GlobalGet(self.ctx.state_global)),
+            Lowering::Exceptions(_) => self.ins(Instruction::LocalGet(self.plan.resume_local)),
+        }
+    }
+
     /// Emits a resume point: operand spills, the call, the unwind check.
     fn site(&mut self, s: usize) -> Result<()> {
+        if let Lowering::Exceptions(x) = self.ctx.lowering {
+            return self.exceptions_site(s, &x);
+        }
         let site = &self.plan.sites[s];
         let op = &self.body.ops[site.op as usize];
         if site.needs_real_args && !site.operand_locals.is_empty() {

@@ -145,6 +145,33 @@ pub enum BufferGrowth {
     },
 }
 
+/// What an instrumented function becomes.
+#[derive(Clone, Copy, Debug)]
+pub enum Lowering {
+    /// Its resume points unwind into and rewind from the Asyncify buffer.
+    Asyncify,
+    /// Its `stack_checkpoint` calls become points it resumes at when it
+    /// catches a longjmp thrown as a wasm exception (`--sjlj exceptions`).
+    Exceptions(ExceptionLowering),
+}
+
+/// The output indices an exceptions lowering uses (see
+/// `instrument/function/exceptions.rs` for the code it emits).
+#[derive(Clone, Copy, Debug)]
+pub struct ExceptionLowering {
+    /// The tag a longjmp throws: `(param jmp_buf_address i64_value)`.
+    pub tag: u32,
+    /// Legacy `try`/`catch` instead of `try_table`.
+    pub legacy: bool,
+    /// `__stack_pointer`, set back to its value at setjmp when a jump lands
+    /// (the frames the exception passed through never ran their epilogues).
+    pub stack_pointer: u32,
+    /// An i64 global counting the invocations that called setjmp: each gets
+    /// its own number, written into the jmp_buf, so a jump lands only in the
+    /// invocation that filled it.
+    pub invocation_counter: u32,
+}
+
 /// Where things are in the output module; shared by all function rewrites.
 pub struct Ctx<'m> {
     /// Old function index -> new function index.
@@ -174,6 +201,8 @@ pub struct Ctx<'m> {
     pub runtime_import: Vec<bool>,
     /// The module.
     pub info: &'m ModuleInfo<'m>,
+    /// What instrumented functions become.
+    pub lowering: Lowering,
     /// No function or global index changes: operators are copied as they are
     /// encoded in the input, without decoding and re-encoding them.
     pub identity_indices: bool,
@@ -193,7 +222,16 @@ impl Ctx<'_> {
     /// state globals: they follow every input global and the state globals,
     /// whether those are imported (then counted among the imports) or not.
     pub fn extra_global(&self, i: usize) -> u32 {
-        self.info.globals.len() as u32 + 2 + i as u32
+        self.info.globals.len() as u32 + self.state_globals() + i as u32
+    }
+
+    /// How many state globals the output defines or imports: two for the
+    /// Asyncify ABI, none for an exceptions lowering (nothing unwinds).
+    pub fn state_globals(&self) -> u32 {
+        match self.lowering {
+            Lowering::Asyncify => 2,
+            Lowering::Exceptions(_) => 0,
+        }
     }
 
     /// The address type of the buffer's memory.
@@ -410,7 +448,12 @@ fn plan_and_emit<'a>(
             let step = (|| {
                 let decoded = decoded?;
                 let plan = if instrumented {
-                    plan::plan(info, analysis, &decoded, sig.results(), address_type)?
+                    let mut plan =
+                        plan::plan(info, analysis, &decoded, sig.results(), address_type)?;
+                    if let Lowering::Exceptions(_) = ctx.lowering {
+                        plan.for_exceptions(decoded.locals.len() as u32)?;
+                    }
+                    plan
                 } else {
                     Plan::empty()
                 };

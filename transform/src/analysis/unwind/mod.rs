@@ -8,6 +8,7 @@
 //! deep call graph cannot overflow our stack. Every decision keeps its reason, so
 //! `--explain` can print the chain back to where it started.
 
+mod exceptions;
 mod imports;
 mod propagate;
 mod rules;
@@ -18,6 +19,7 @@ use crate::error::Result;
 use crate::module_info::ModuleInfo;
 use crate::options::Options;
 use crate::OptionName;
+pub use exceptions::{analyze_for_exceptions, StackImports};
 use imports::classify_imports;
 use propagate::{propagate, CallerGraph};
 use rules::{match_lists, runtime_roles, Rules};

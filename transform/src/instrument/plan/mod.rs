@@ -149,8 +149,12 @@ pub struct Plan {
     pub new_locals: Vec<ValType>,
     /// The local holding the call index being resumed (0 when not rewinding).
     pub resume_local: u32,
-    /// The local holding the frame's address in the buffer.
+    /// The local holding the frame's address in the buffer (under an
+    /// exceptions lowering: the address of the jmp_buf a caught jump names).
     pub frame_ptr_local: u32,
+    /// Under an exceptions lowering: the locals holding this invocation's
+    /// number (0 until it calls setjmp) and the value a caught jump delivers.
+    pub exception_locals: Option<(u32, u32)>,
 }
 
 impl Plan {
@@ -169,7 +173,43 @@ impl Plan {
             new_locals: Vec::new(),
             resume_local: 0,
             frame_ptr_local: 0,
+            exception_locals: None,
         }
+    }
+
+    /// Adapts the plan to an exceptions lowering, for a function with
+    /// `n_body_locals` locals of its own.
+    ///
+    /// Under Asyncify one site at a time is unwound or rewound, so sites share
+    /// the locals holding their operands and the values below them. A jump
+    /// lands at a setjmp long after the call filled them, and another setjmp
+    /// of the same function may have run in between: each site gets locals of
+    /// its own. Nothing is saved to a buffer, so there are no layouts.
+    pub fn for_exceptions(&mut self, n_body_locals: u32) -> Result<()> {
+        let fresh = |ty: ValType, new_locals: &mut Vec<ValType>| {
+            new_locals.push(ty);
+            n_body_locals + new_locals.len() as u32 - 1
+        };
+        for site in &mut self.sites {
+            if site.escapes_handlers || site.operand_locals.len() != site.operands.len() {
+                return Err(Error::unsupported(
+                    "a call to `stack_checkpoint` that is not a plain call (a tail call, or                      one whose operands are not kept); the exceptions lowering cannot resume                      at it",
+                ));
+            }
+            for (l, t) in site.below_locals.iter_mut().zip(&site.below) {
+                *l = fresh(*t, &mut self.new_locals);
+            }
+            for (l, t) in site.operand_locals.iter_mut().zip(&site.operands) {
+                *l = fresh(*t, &mut self.new_locals);
+            }
+            site.layout = 0;
+            site.exact = true;
+        }
+        self.layouts.clear();
+        let id = fresh(ValType::I64, &mut self.new_locals);
+        let val = fresh(ValType::I64, &mut self.new_locals);
+        self.exception_locals = Some((id, val));
+        Ok(())
     }
 }
 
@@ -279,6 +319,7 @@ pub fn plan(
         new_locals: pool.types,
         resume_local,
         frame_ptr_local,
+        exception_locals: None,
     })
 }
 
