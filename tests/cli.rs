@@ -1205,3 +1205,35 @@ fn wasm_opt_wrapper_recipe() {
     assert!(direct.success());
     assert_eq!(dir.read("plain.wasm"), dir.read("direct.wasm"));
 }
+
+/// `--sjlj` takes the lowerings the library lists, and refuses an unknown
+/// one and the options of the unwinding pass beside an exceptions lowering,
+/// naming the flags, writing nothing.
+#[test]
+fn sjlj_values_and_conflicts() {
+    let dir = Dir::new();
+    dir.write("in.wat", CHAIN);
+    let run = dir.run(&["instrument", "in.wat", "out.wasm", "--sjlj", "longjmp"]);
+    assert_eq!(run.code, 2, "{}", run.stderr);
+    for value in ["asyncify", "exceptions", "legacy-exceptions"] {
+        assert!(run.stderr.contains(value), "{}", run.stderr);
+    }
+    for (flags, named) in [
+        (&["--imports", "env.sleep"][..], "--imports"),
+        (&["--embed-runtime"][..], "--embed-runtime"),
+        (&["--preset", "wasix"][..], "--preset wasix"),
+    ] {
+        let mut args = vec!["instrument", "in.wat", "out.wasm", "--sjlj", "exceptions"];
+        args.extend_from_slice(flags);
+        let run = dir.run(&args);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("--sjlj") && run.stderr.contains(named),
+            "{}",
+            run.stderr
+        );
+        assert!(!dir.exists("out.wasm"));
+    }
+    dir.run(&["instrument", "in.wat", "out.wasm", "--sjlj", "exceptions"])
+        .assert_ok();
+}

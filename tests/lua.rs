@@ -128,3 +128,77 @@ fn lua_build_is_cached() {
         start.elapsed()
     );
 }
+
+/// lua.wasm with setjmp/longjmp lowered to wasm exceptions, beside the
+/// cached build: `--sjlj exceptions` (for wasmtime) and
+/// `--sjlj legacy-exceptions` (for node 20), in that order.
+fn lua_exceptions_wasm() -> &'static [PathBuf; 2] {
+    static BUILT: OnceLock<Result<[PathBuf; 2], String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let wasm = lua_rw_wasm().with_file_name("lua.wasm");
+        let lower = |lowering: &str| -> Result<PathBuf, String> {
+            let out = wasm.with_file_name(format!("lua.{lowering}.wasm"));
+            step(
+                process::wasm_rewind()
+                    .arg("instrument")
+                    .arg(&wasm)
+                    .arg(&out)
+                    .args(["--sjlj", lowering]),
+            )?;
+            if process::imports_checkpoint(&out)? {
+                return Err(format!("{} still imports the WASIX calls", out.display()));
+            }
+            Ok(out)
+        };
+        Ok([lower("exceptions")?, lower("legacy-exceptions")?])
+    });
+    match built {
+        Ok(paths) => paths,
+        Err(e) => panic!("lowering lua.wasm to exceptions failed:\n{e}"),
+    }
+}
+
+/// Every script prints what native Lua prints with setjmp/longjmp lowered
+/// to wasm exceptions: under `wasm-rewind run` (wasmtime) and under node
+/// 20's own WASI (legacy exceptions), no WASIX host in either. Among them
+/// the deep-nesting scripts of issue 13, where no snapshot is kept at all.
+#[test]
+fn lua_scripts_match_native_with_exceptions() {
+    require("lua5.4", "-v");
+    require("clang-19", "--version");
+    require("node", "--version");
+    let [exceptions, legacy] = lua_exceptions_wasm();
+    let dir = lua_dir();
+    let names = process::corpus_names("corpus/lua", "lua", 6);
+    let failures = process::check_in_parallel(&names, names.len(), |name| {
+        let native = run(Command::new("lua5.4")
+            .current_dir(&dir)
+            .arg(name)
+            .args(ARGS))?;
+        let wasm = run(process::wasm_rewind()
+            .current_dir(&dir)
+            .arg("run")
+            .arg(exceptions)
+            .arg("--dir")
+            .arg(format!("{}::.", dir.display()))
+            .arg("--")
+            .arg(name)
+            .args(ARGS))?;
+        let mut args = vec![name.as_str()];
+        args.extend(ARGS);
+        let on_node = run(process::node(legacy, Some(&dir), &args).current_dir(&dir))?;
+        process::all_same(
+            name,
+            &[
+                ("native lua5.4", &native),
+                ("--sjlj exceptions, run", &wasm),
+                ("--sjlj legacy-exceptions, node", &on_node),
+            ],
+        )
+    });
+    process::assert_none_failed(
+        "Lua scripts with exceptions (against native lua5.4)",
+        failures,
+        names.len(),
+    );
+}

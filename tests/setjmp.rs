@@ -123,6 +123,75 @@ fn c_programs_match_native() {
     process::assert_none_failed("C programs (against native)", failures, sources.len());
 }
 
+/// With setjmp/longjmp lowered to wasm exceptions (`--sjlj exceptions`
+/// under `wasm-rewind run`, `--sjlj legacy-exceptions` under node 20's
+/// own WASI), every program prints what its native build prints, built by
+/// clang 19 and by clang 22 (whose wasm-ld puts the stack first). The
+/// lowered modules import no WASIX stack call: nothing serves them there.
+#[test]
+fn c_programs_match_native_with_exceptions() {
+    require("gcc", "gcc");
+    require("clang-19", "clang-19 lld-19 libclang-rt-19-dev-wasm32");
+    require("clang-22", "clang-22 lld-22 libclang-rt-22-dev-wasm32");
+    require("node", "nodejs");
+
+    let sources = process::corpus_files("corpus/c", "c", 10);
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let failures = process::check_in_parallel(&sources, sources.len(), |src| {
+        check_program_with_exceptions(src, dir.path())
+    });
+    process::assert_none_failed(
+        "C programs with exceptions (against native)",
+        failures,
+        sources.len(),
+    );
+}
+
+fn check_program_with_exceptions(src: &Path, dir: &Path) -> Result<(), String> {
+    let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+    let native = dir.join(format!("{name}.native"));
+    step(
+        Command::new("gcc")
+            .arg("-O2")
+            .arg(src)
+            .arg("-o")
+            .arg(&native),
+    )?;
+    let expected = run(&mut Command::new(&native))?;
+    for clang in ["clang-19", "clang-22"] {
+        let wasm = dir.join(format!("{name}.{clang}.wasm"));
+        step(
+            Command::new("bash")
+                .arg(root().join("corpus/build-c.sh"))
+                .arg(src)
+                .arg(&wasm)
+                .env("CLANG", clang),
+        )?;
+        for (lowering, host) in [("exceptions", "run"), ("legacy-exceptions", "node")] {
+            let lowered = dir.join(format!("{name}.{clang}.{lowering}.wasm"));
+            step(
+                wasm_rewind()
+                    .arg("instrument")
+                    .arg(&wasm)
+                    .arg(&lowered)
+                    .args(["--sjlj", lowering]),
+            )?;
+            if process::imports_checkpoint(&lowered)? {
+                return Err(format!(
+                    "{name} ({clang}, {lowering}) still imports the WASIX calls"
+                ));
+            }
+            let actual = match host {
+                "run" => run(wasm_rewind().arg("run").arg(&lowered))?,
+                _ => run(&mut process::node(&lowered, None, &[]))?,
+            };
+            let label = format!("{clang}, --sjlj {lowering}, {host}");
+            process::all_same(&name, &[("native", &expected), (&label, &actual)])?;
+        }
+    }
+    Ok(())
+}
+
 /// `jmp_buf` is WASIX's: 24 bytes, aligned to 8, `u64 user` at 0 and the
 /// 16-byte hash at 8, on wasm32 and wasm64, in C and C++.
 #[test]

@@ -69,8 +69,20 @@ fn build(flags: &[&str]) -> Result<PathBuf, String> {
 /// Instruments `wasm` with default flags beside itself (redone every run:
 /// wasm-rewind may have changed) and validates the result.
 fn instrument(wasm: &Path) -> Result<PathBuf, String> {
-    let rw = wasm.with_extension("rw.wasm");
-    step(process::wasm_rewind().arg("instrument").arg(wasm).arg(&rw))?;
+    instrument_with(wasm, "rw.wasm", &[])
+}
+
+/// Instruments `wasm` with `flags` into a file beside it with `extension`,
+/// and validates the result.
+fn instrument_with(wasm: &Path, extension: &str, flags: &[&str]) -> Result<PathBuf, String> {
+    let rw = wasm.with_extension(extension);
+    step(
+        process::wasm_rewind()
+            .arg("instrument")
+            .arg(wasm)
+            .arg(&rw)
+            .args(flags),
+    )?;
     let bytes = std::fs::read(&rw).map_err(|e| format!("read {}: {e}", rw.display()))?;
     wasmparser::Validator::new()
         .validate_all(&bytes)
@@ -83,6 +95,8 @@ struct Builds {
     plain: PathBuf,
     plain_rw: PathBuf,
     setjmp_rw: PathBuf,
+    /// The setjmp build with setjmp/longjmp lowered to wasm exceptions.
+    setjmp_exceptions: PathBuf,
     native: PathBuf,
 }
 
@@ -113,6 +127,14 @@ fn builds() -> &'static Builds {
         }
         let plain_rw = instrument(&plain)?;
         let setjmp_rw = instrument(&setjmp)?;
+        let setjmp_exceptions =
+            instrument_with(&setjmp, "exceptions.wasm", &["--sjlj", "exceptions"])?;
+        if process::imports_checkpoint(&setjmp_exceptions)? {
+            return Err(format!(
+                "{} still imports the WASIX stack calls",
+                setjmp_exceptions.display()
+            ));
+        }
         eprintln!(
             "sqlite: build.sh {:.2?}, instrument both {:.2?}",
             built,
@@ -122,6 +144,7 @@ fn builds() -> &'static Builds {
             plain,
             plain_rw,
             setjmp_rw,
+            setjmp_exceptions,
             native,
         })
     });
@@ -222,6 +245,28 @@ fn sqlite_setjmp_functions_match_native() {
             name,
             &[
                 ("wasm, setjmp build, instrumented", &wasm),
+                ("native", &native),
+            ],
+        )
+    });
+}
+
+/// The same, with setjmp/longjmp lowered to wasm exceptions (`--sjlj
+/// exceptions`): every longjmp is thrown through SQLite's frames, which the
+/// lowering leaves as they were, and caught where setjmp was called.
+#[test]
+fn sqlite_setjmp_functions_match_native_with_exceptions() {
+    require_tools();
+    let b = builds();
+    let dir = sqlite_dir();
+    let names = workloads(true);
+    check_all(&names, |name| {
+        let native = run_native(&b.native, &dir, &[name])?;
+        let wasm = run_wasm(&b.setjmp_exceptions, &[(&dir, ".")], &[name])?;
+        process::all_same(
+            name,
+            &[
+                ("wasm, setjmp build, --sjlj exceptions", &wasm),
                 ("native", &native),
             ],
         )

@@ -411,7 +411,9 @@ impl Options {
     /// silently ignoring one would hide a mistaken command line.
     fn refuse_unwinding_options(&self) -> Result<()> {
         use OptionName as N;
+        // `--preset wasix` sets an import list too: name the preset first.
         let set = [
+            (N::ExportStackGlobals, self.export_stack_globals),
             (N::Imports, self.imports.is_some()),
             (N::IgnoreImports, self.ignore_imports),
             (N::IgnoreIndirect, self.ignore_indirect),
@@ -424,13 +426,14 @@ impl Options {
             (N::SecondaryMemory, self.secondary_memory.is_some()),
             (N::ImportGlobals, self.import_globals),
             (N::ExportGlobals, self.export_globals),
-            (N::ExportStackGlobals, self.export_stack_globals),
             (N::EmbedRuntime, self.embed_runtime),
             (N::EmbedMaxMemory, self.embed_max_memory.is_some()),
         ];
         match set.iter().find(|(_, on)| *on) {
             Some((option, _)) => Err(bad(format!(
-                "{} lowers setjmp/longjmp to wasm exceptions and unwinds nothing, so {option}                  (an option of the unwinding pass) does not apply: drop it, or keep the default                  lowering",
+                "{} lowers setjmp/longjmp to wasm exceptions and unwinds nothing, so {option} \
+                 (an option of the unwinding pass) does not apply: drop it, or keep the default \
+                 lowering",
                 N::Sjlj
             ))),
             None => Ok(()),

@@ -10,7 +10,9 @@
 //!   several memories, tail calls, exceptions, imported state globals...);
 //! - `differential`: random modules (wasm-smith) under random options and
 //!   unwinding modes, against the original; the cargo-fuzz target in `fuzz/`
-//!   runs the same oracle (`generate`, `oracle`) without bound.
+//!   runs the same oracle (`generate`, `oracle`) without bound;
+//! - `exceptions`: setjmp/longjmp lowered to wasm exceptions (`--sjlj`), run
+//!   with no host at all.
 
 mod common;
 #[path = "differential/generate.rs"]
@@ -21,4 +23,5 @@ mod oracle;
 mod abi;
 mod corpus;
 mod differential;
+mod exceptions;
 mod features;

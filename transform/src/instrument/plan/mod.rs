@@ -193,7 +193,9 @@ impl Plan {
         for site in &mut self.sites {
             if site.escapes_handlers || site.operand_locals.len() != site.operands.len() {
                 return Err(Error::unsupported(
-                    "a call to `stack_checkpoint` that is not a plain call (a tail call, or                      one whose operands are not kept); the exceptions lowering cannot resume                      at it",
+                    "a call to `stack_checkpoint` that is not a plain call (a tail call, or \
+                 one whose operands are not kept); the exceptions lowering cannot resume \
+                 at it",
                 ));
             }
             for (l, t) in site.below_locals.iter_mut().zip(&site.below) {
