@@ -11,6 +11,8 @@
 //! - `differential`: random modules (wasm-smith) under random options and
 //!   unwinding modes, against the original; the cargo-fuzz target in `fuzz/`
 //!   runs the same oracle (`generate`, `oracle`) without bound;
+//! - `setjmp_differential`: random setjmp-shaped programs, the exceptions
+//!   lowering against the embedded runtime;
 //! - `exceptions`: setjmp/longjmp lowered to wasm exceptions (`--sjlj`), run
 //!   with no host at all.
 
@@ -25,3 +27,5 @@ mod corpus;
 mod differential;
 mod exceptions;
 mod features;
+#[path = "differential/setjmp.rs"]
+mod setjmp_differential;
