@@ -1237,3 +1237,38 @@ fn sjlj_values_and_conflicts() {
     dir.run(&["instrument", "in.wat", "out.wasm", "--sjlj", "exceptions"])
         .assert_ok();
 }
+
+/// A module whose setjmp/longjmp were lowered to exceptions is refused as
+/// input, as an instrumented one is: its name section marks it.
+#[test]
+fn a_lowered_module_is_refused_as_input() {
+    let dir = Dir::new();
+    dir.write(
+        "in.wat",
+        r#"(module
+          (import "wasix_32v1" "stack_checkpoint" (func $c (param i32 i32) (result i32)))
+          (memory 1)
+          (global $__stack_pointer (mut i32) (i32.const 4096))
+          (func (export "f") (result i32) (call $c (i32.const 64) (i32.const 96))))"#,
+    );
+    dir.run(&[
+        "instrument",
+        "in.wat",
+        "lowered.wasm",
+        "--sjlj",
+        "exceptions",
+    ])
+    .assert_ok();
+    for extra in [&["--sjlj", "exceptions"][..], &[][..]] {
+        let mut args = vec!["instrument", "lowered.wasm", "again.wasm"];
+        args.extend_from_slice(extra);
+        let run = dir.run(&args);
+        assert_eq!(run.code, 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains("already instrumented"),
+            "{}",
+            run.stderr
+        );
+        assert!(!dir.exists("again.wasm"));
+    }
+}

@@ -49,6 +49,18 @@ pub const ASSERT_FUNCTION: &str = "__wasm_rewind_assert_failed";
 /// The WASIX stack calls, in both the 32-bit and the 64-bit module, under
 /// both names of the restore call: the imports `--preset wasix` lets unwind
 /// and the shim serves.
+/// The global an exceptions lowering (`--sjlj exceptions`) adds to number
+/// the invocations that call setjmp; its name in the name section marks the
+/// module as lowered.
+pub const SETJMP_INVOCATIONS_GLOBAL: &str = "__wasm_rewind_setjmp_invocations";
+
+/// The function a longjmp becomes under an exceptions lowering: it throws.
+pub const LONGJMP_FUNCTION: &str = "__wasm_rewind_longjmp";
+
+/// The function left where code that never runs still calls
+/// `stack_checkpoint` under an exceptions lowering: it traps.
+pub const UNREACHABLE_CHECKPOINT_FUNCTION: &str = "__wasm_rewind_unreachable_checkpoint";
+
 pub const WASIX_STACK_IMPORTS: &[&str] = &[
     "wasix_32v1.stack_checkpoint",
     "wasix_32v1.stack_restore",

@@ -9,6 +9,7 @@
 //! One i64 global numbers the invocations that call setjmp. Nothing else is
 //! added: no state globals, no exports, no buffer.
 
+use crate::abi;
 use crate::analysis::scan::FunctionScan;
 use crate::analysis::unwind::StackImports;
 use crate::emit::ExtraGlobal;
@@ -21,15 +22,6 @@ use crate::options::{OptionName, Options, SjljLowering};
 use crate::stack_layout::StackLayout;
 use wasm_encoder::{ConstExpr, Function, GlobalType, Instruction, ValType as EncType};
 use wasmparser::ValType;
-
-/// The name of the function a longjmp becomes, for the name section and
-/// backtraces.
-pub const LONGJMP_FUNCTION: &str = "__wasm_rewind_longjmp";
-/// The name of the function left where dead code still names
-/// `stack_checkpoint`.
-pub const UNREACHABLE_CHECKPOINT_FUNCTION: &str = "__wasm_rewind_unreachable_checkpoint";
-/// The name of the global numbering invocations that call setjmp.
-pub const INVOCATION_COUNTER: &str = "__wasm_rewind_setjmp_invocations";
 
 /// Lays out an exceptions lowering of `info`.
 pub(crate) fn decide<'m>(
@@ -142,13 +134,13 @@ pub(crate) fn added_functions(ctx: &Ctx<'_>, lowering: &ExceptionLowering) -> Ve
     trap.instruction(&Instruction::End);
     vec![
         AddedFunction {
-            name: LONGJMP_FUNCTION.into(),
+            name: abi::LONGJMP_FUNCTION.into(),
             ty: ctx.types.get(&[addr, ValType::I64], &[]).expect("interned"),
             body: longjmp.into_raw_body(),
             export: None,
         },
         AddedFunction {
-            name: UNREACHABLE_CHECKPOINT_FUNCTION.into(),
+            name: abi::UNREACHABLE_CHECKPOINT_FUNCTION.into(),
             ty: ctx
                 .types
                 .get(&[addr, addr], &[ValType::I32])
@@ -175,7 +167,7 @@ pub(crate) fn added_globals(ctx: &Ctx<'_>) -> Vec<ExtraGlobal> {
         return Vec::new();
     }
     vec![ExtraGlobal {
-        name: INVOCATION_COUNTER.into(),
+        name: abi::SETJMP_INVOCATIONS_GLOBAL.into(),
         ty: GlobalType {
             val_type: EncType::I64,
             mutable: true,

@@ -221,8 +221,9 @@ pub fn inspect(wasm: &[u8]) -> Result<Facts> {
 }
 
 /// Names a module exports or gives a global when it already carries an
-/// Asyncify runtime, ours or Binaryen's.
-const INSTRUMENTED_MARKERS: [&str; 7] = [
+/// Asyncify runtime, ours or Binaryen's, or our exceptions lowering of
+/// setjmp/longjmp (whose only mark is a global's name).
+const INSTRUMENTED_MARKERS: [&str; 8] = [
     abi::START_UNWIND,
     abi::STOP_UNWIND,
     abi::START_REWIND,
@@ -230,6 +231,7 @@ const INSTRUMENTED_MARKERS: [&str; 7] = [
     abi::GET_STATE,
     abi::STATE_GLOBAL,
     abi::DATA_GLOBAL,
+    abi::SETJMP_INVOCATIONS_GLOBAL,
 ];
 
 /// The first sign that a module is already instrumented, from its export

@@ -402,8 +402,8 @@ fn refuse_instrumented(info: &ModuleInfo<'_>) -> Result<()> {
         return Err(Error::new(
             ErrorKind::AlreadyInstrumented,
             format!(
-                "the module is already instrumented for unwinding (it has `{marker}`); \
-                 instrument the original module instead"
+                "the module is already instrumented by wasm-rewind or Binaryen (it has \
+                 `{marker}`); instrument the original module instead"
             ),
         ));
     }
