@@ -84,6 +84,15 @@
 //! point that can unwind is wrapped in the unwind/rewind loop a host would
 //! otherwise run.
 //!
+//! With [`Options::sjlj`] set to an exceptions lowering, steps 4 and 5 are
+//! `analysis::unwind::analyze_for_exceptions` (the callers of
+//! `stack_checkpoint` are the only functions rewritten, its calls the only
+//! sites) and `exceptions_layout` (the WASIX imports become a function
+//! that throws a tag and one that traps; one counter global; no state
+//! globals, exports or buffer); step 6 emits the same frames and dispatch,
+//! keyed on a local set by the function's own catch
+//! (`instrument/function/exceptions.rs`).
+//!
 //! ## Choices worth knowing
 //!
 //! - Rewinding jumps straight to the resume point: every frame (block, loop
