@@ -12,7 +12,10 @@
 //! - `binaryen`: `wasm-opt --asyncify` with the WASIX stack calls as the
 //!   import list, the control: the output every host of the ABI is written
 //!   for. Its input is linked with `--export=__stack_pointer`, which Binaryen
-//!   cannot add itself.
+//!   cannot add itself;
+//! - `exceptions`: `--sjlj exceptions`, setjmp/longjmp as wasm exceptions
+//!   (plain WASI for Wasmer, whose default engine has exceptions): no
+//!   snapshot for Wasmer to lose, so it must match native everywhere.
 //!
 //! The C programs are also built with clang-22, whose wasm-ld puts the stack
 //! before the data, and linked without `--export=__stack_low`: the pass must
@@ -131,13 +134,17 @@ enum Variant {
     PresetWasix,
     Embedded,
     Binaryen,
+    /// setjmp/longjmp lowered to wasm exceptions (`--sjlj exceptions`):
+    /// plain WASI for Wasmer, whose default engine has exceptions.
+    Exceptions,
 }
 
-const VARIANTS: [Variant; 4] = [
+const VARIANTS: [Variant; 5] = [
     Variant::Default,
     Variant::PresetWasix,
     Variant::Embedded,
     Variant::Binaryen,
+    Variant::Exceptions,
 ];
 
 impl Variant {
@@ -147,6 +154,7 @@ impl Variant {
             Variant::PresetWasix => "preset-wasix",
             Variant::Embedded => "embedded",
             Variant::Binaryen => "binaryen",
+            Variant::Exceptions => "exceptions",
         }
     }
 
@@ -181,6 +189,9 @@ impl Variant {
             Variant::Embedded => {
                 cmd.arg("--embed-runtime");
             }
+            Variant::Exceptions => {
+                cmd.args(["--sjlj", "exceptions"]);
+            }
             _ => {}
         }
         step(&mut cmd)?;
@@ -211,14 +222,15 @@ fn path_arg(dir: &Path, name: &str) -> String {
 /// [`same`], except where [`WASMER_FAILS`] says Wasmer fails `case` for
 /// this variant: then it must fail cleanly, with one of
 /// [`WASMER_FAILURE_CODES`] and no output native did not print. The
-/// embedded runtime, which Wasmer runs as plain WASI, must always match.
+/// embedded runtime and the exceptions lowering, which Wasmer runs as plain
+/// WASI, must always match.
 fn check(case: &str, variant: Variant, native: &Outcome, wasm: &Outcome) -> Result<(), String> {
     let what = format!("{case} ({})", variant.name());
     let known = WASMER_FAILS
         .iter()
         .find(|(c, _, _)| *c == case)
         .filter(|(_, _, ours_too)| match variant {
-            Variant::Embedded => false,
+            Variant::Embedded | Variant::Exceptions => false,
             Variant::Binaryen => true,
             Variant::Default | Variant::PresetWasix => *ours_too,
         });
