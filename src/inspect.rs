@@ -114,6 +114,11 @@ pub fn human(name: &str, f: &Facts) -> String {
         "imports that can unwind{note}: {}\n",
         names(&f.unwinding_imports)
     ));
+    if f.sjlj.is_some() {
+        t.push_str(
+            "setjmp/longjmp: lowered to wasm exceptions (needs an engine with exceptions)\n",
+        );
+    }
     let s = &f.shim;
     if s.wasix_imports.is_empty() {
         t.push_str("shim: not needed (no WASIX stack imports)\n");

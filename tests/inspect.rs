@@ -314,3 +314,25 @@ fn report_is_not_written_when_the_pass_fails() {
     assert!(!dir.path().join("r.json").exists());
     assert!(!dir.path().join("out.wasm").exists());
 }
+
+/// A module lowered with `--sjlj exceptions` says so (`sjlj`), needs no
+/// shim, and is recognised as ours; an Asyncify output has no `sjlj`.
+#[test]
+fn a_module_lowered_to_exceptions_says_so() {
+    let wat = r#"(module
+      (import "wasix_32v1" "stack_checkpoint" (func $c (param i32 i32) (result i32)))
+      (import "wasix_32v1" "stack_restore" (func $r (param i32 i64)))
+      (memory (export "memory") 1)
+      (global $__stack_pointer (mut i32) (i32.const 4096))
+      (global $__stack_low i32 (i32.const 1024))
+      (func (export "f") (result i32)
+        (drop (call $c (i32.const 64) (i32.const 96)))
+        (call $r (i32.const 64) (i64.const 1))
+        (i32.const 0)))"#;
+    let lowered = inspect_json(&ours(wat, &["--sjlj", "exceptions"]));
+    assert_eq!(lowered["sjlj"], "exceptions");
+    assert_eq!(lowered["instrumented_by"], "wasm-rewind");
+    assert_eq!(lowered["shim"]["wasix_imports"], serde_json::json!([]));
+    let unwinding = inspect_json(&ours(wat, &[]));
+    assert_eq!(unwinding["sjlj"], Value::Null);
+}

@@ -40,6 +40,10 @@ pub struct Facts {
     /// instrumented module) or `"analysis"` (what `instrument` would do with
     /// default options).
     pub basis: String,
+    /// How setjmp/longjmp were lowered, for a module we lowered: `"exceptions"`
+    /// (`--sjlj exceptions` or `legacy-exceptions`: the module needs an
+    /// engine with exceptions, and no shim), else `null`.
+    pub sjlj: Option<String>,
     /// What the WASIX stack shim (`wasm-rewind run`, `wasm_rewind_shim`) needs.
     pub shim: Shim,
     /// Sizes in bytes.
@@ -205,8 +209,14 @@ pub fn inspect(wasm: &[u8]) -> Result<Facts> {
         .cloned()
         .collect();
     let shim = shim(&scan, &StackLayout::find(&info, &scans), wasix_imports);
+    let sjlj = scan
+        .global_names
+        .values()
+        .any(|n| n == abi::SETJMP_INVOCATIONS_GLOBAL)
+        .then(|| "exceptions".to_string());
     Ok(Facts {
         instrumented_by,
+        sjlj,
         wasm_rewind_version: ours_version,
         functions: Functions {
             imported: scan.func_imports.len(),
