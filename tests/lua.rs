@@ -5,8 +5,15 @@
 //! runs both under Debian's `lua5.4` and under `wasm-rewind run`. Stdout,
 //! stderr and exit code must be the same; nothing expected is written down.
 //!
-//! Needs lua5.4, clang-19, wasm-ld-19, wasi-libc and cargo (`.ci/setup`
-//! installs them). A missing tool fails the test, saying what to install.
+//! The reference that bench/run section 7 measures us against is checked the
+//! same way (it is not our `--sjlj exceptions`, tested further down): Lua built with `LUA_SJLJ=wasm-exceptions` (setjmp/longjmp
+//! lowered to wasm exceptions by clang-22 at compile time, against
+//! `corpus/wasm-sjlj/`), run uninstrumented, must print what native `lua5.4`
+//! prints on every script too.
+//!
+//! Needs lua5.4, clang-19, wasm-ld-19, clang-22, wasm-ld-22, wasi-libc and
+//! cargo (`.ci/setup` installs them). A missing tool fails the test, saying
+//! what to install.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -75,6 +82,54 @@ fn lua_rw_wasm() -> &'static Path {
     }
 }
 
+/// Builds the reference of bench/run section 7, with setjmp/longjmp lowered
+/// to wasm exceptions by LLVM at compile time (cached by build.sh under
+/// target/), once per test process, and checks it took that path: it defines an exception
+/// tag (`__c_longjmp`) and does not call the WASIX stack functions.
+fn llvm_reference_wasm() -> &'static Path {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = BUILT.get_or_init(|| {
+        let start = Instant::now();
+        let stdout = step(
+            Command::new("bash")
+                .arg(lua_dir().join("build.sh"))
+                .env("LUA_SJLJ", "wasm-exceptions"),
+        )?;
+        let wasm = PathBuf::from(stdout.lines().last().unwrap_or_default());
+        if process::imports_checkpoint(&wasm)? {
+            return Err(format!(
+                "{} imports wasix_32v1.stack_checkpoint: built with our setjmp.h, not LLVM's lowering",
+                wasm.display()
+            ));
+        }
+        if tags(&wasm)? == 0 {
+            return Err(format!(
+                "{} defines no exception tag: setjmp/longjmp were not lowered to wasm exceptions",
+                wasm.display()
+            ));
+        }
+        eprintln!("lua.wasm (wasm exceptions): build.sh {:.2?}", start.elapsed());
+        Ok(wasm)
+    });
+    match built {
+        Ok(path) => path,
+        Err(e) => panic!("building Lua with wasm exceptions failed:\n{e}"),
+    }
+}
+
+/// How many exception tags the module at `wasm` defines.
+fn tags(wasm: &Path) -> Result<u32, String> {
+    let bytes = std::fs::read(wasm).map_err(|e| format!("read {}: {e}", wasm.display()))?;
+    for payload in wasmparser::Parser::new(0).parse_all(&bytes) {
+        if let wasmparser::Payload::TagSection(section) =
+            payload.map_err(|e| format!("{}: {e}", wasm.display()))?
+        {
+            return Ok(section.count());
+        }
+    }
+    Ok(0)
+}
+
 /// Native and wasm runs of one script, compared. `Err` shows both.
 fn check_script(name: &str, rw: &Path) -> Result<(), String> {
     let dir = lua_dir();
@@ -111,6 +166,27 @@ fn lua_scripts_match_native() {
     let names = process::corpus_names("corpus/lua", "lua", 6);
     let failures = process::check_in_parallel(&names, names.len(), |name| check_script(name, rw));
     process::assert_none_failed("Lua scripts (against native lua5.4)", failures, names.len());
+}
+
+/// LLVM's exceptions build (the reference, not our `--sjlj exceptions`,
+/// tested below) runs unchanged under `wasm-rewind run` (wasmtime 48 has
+/// exception handling on by default) and prints what native Lua prints: the
+/// error scripts exercise its setjmp/longjmp, every pcall a try_table, every
+/// error a throw.
+#[test]
+fn llvm_sjlj_reference_matches_native() {
+    let install = "clang-22 lld-22 libclang-rt-22-dev-wasm32 wasi-libc lua5.4";
+    process::require("lua5.4", "-v", install);
+    process::require("clang-22", "--version", install);
+    process::require("wasm-ld-22", "--version", install);
+    let wasm = llvm_reference_wasm();
+    let names = process::corpus_names("corpus/lua", "lua", 6);
+    let failures = process::check_in_parallel(&names, names.len(), |name| check_script(name, wasm));
+    process::assert_none_failed(
+        "Lua scripts on LLVM's exceptions build (against native lua5.4)",
+        failures,
+        names.len(),
+    );
 }
 
 /// A second build.sh run finds the cache and prints the same path.
