@@ -14,7 +14,7 @@ pub const JMP_BUF_ALIGN: u32 = 8;
 pub const JMP_BUF_USER_OFFSET: u32 = 0;
 /// Offset of the snapshot hash the shim writes at a checkpoint.
 pub const JMP_BUF_HASH_OFFSET: u32 = 8;
-/// Length of the snapshot hash: the first 16 bytes of a SHA-256-based MAC.
+/// Length of the snapshot hash: a 128-bit keyed hash (see [`crate::hash`]).
 pub const HASH_LEN: usize = 16;
 
 /// jmp_buf as WASIX lays it out: `{ u64 user @0; u8 hash[16] @8 }`.

@@ -90,6 +90,10 @@ pub struct ShimState {
     stack_top: Option<u64>,
     /// Scratch space for the stack bytes and the frames of a checkpoint.
     scratch: Vec<u8>,
+    /// A checkpoint's globals and a restore's snapshot, kept between
+    /// requests so that neither allocates.
+    spare_globals: Vec<GlobalValue>,
+    spare_restored: Restored,
     /// What the engine binding resolved for this instance (its export
     /// handles), kept here so imports can find it; opaque to the driver.
     pub(crate) binding: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -109,6 +113,8 @@ impl ShimState {
             resume_value: None,
             stack_top: None,
             scratch: Vec::new(),
+            spare_globals: Vec::new(),
+            spare_restored: Restored::default(),
             binding: None,
         }
     }
@@ -215,7 +221,7 @@ pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::E
                     "stack_checkpoint called while another request is pending",
                 ));
             }
-            let data = borrow_window(g, 0)?;
+            let data = borrow_window(g, 0, false)?;
             g.shim().pending = Pending::Checkpoint { env };
             g.start_unwind(data)?;
             g.shim().state = 1;
@@ -251,8 +257,9 @@ pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> 
         }
     }
     let names = g.global_names();
-    let snapshot = g.shim().store().get(&hash, &names)?;
-    let data = borrow_window(g, snapshot.frames.len() as u64)?;
+    let mut snapshot = std::mem::take(&mut g.shim().spare_restored);
+    g.shim().store().get_into(&hash, &names, &mut snapshot)?;
+    let data = borrow_window(g, snapshot.frames.len() as u64, true)?;
     g.shim().pending = Pending::Restore { snapshot, val };
     g.start_unwind(data)?;
     g.shim().state = 1;
@@ -298,15 +305,39 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error>
         }
         return Ok(false);
     }
-    g.stop_unwind()?;
-    g.shim().state = 0;
+    // The unwind is not stopped before the rewind starts: stopping it only
+    // sets the state to 0 (and checks `pos <= end`, which starting the
+    // rewind checks too), and no guest code runs in between, so going from
+    // 1 to 2 directly saves a call into the guest. On an error, it is
+    // stopped, so the instance is left in the normal state.
+    let data = match complete(g, export) {
+        Ok(data) => data,
+        Err(e) => {
+            g.shim().state = 0;
+            let _ = g.stop_unwind();
+            return Err(e);
+        }
+    };
+    g.start_rewind(data)?;
+    g.shim().state = 2;
+    Ok(true)
+}
+
+/// The stack has unwound for the pending request: complete it, and return
+/// the buffer's address for the rewind.
+fn complete<G: Guest>(g: &mut G, export: &str) -> Result<u64, G::Error> {
     let Some((data, start)) = g.shim().window.as_ref().map(|w| (w.data, w.start)) else {
         return Err(no_request(export));
     };
     let pos = read_pos(g, data)?;
     let shim = g.shim();
-    shim.sizing.last_unwind = pos.saturating_sub(start);
-    shim.sizing.largest_unwind = shim.sizing.largest_unwind.max(shim.sizing.last_unwind);
+    let unwound = pos.saturating_sub(start);
+    match shim.pending {
+        Pending::Checkpoint { .. } => shim.sizing.last_checkpoint_unwind = unwound,
+        Pending::Restore { .. } => shim.sizing.last_restore_unwind = unwound,
+        Pending::None => {}
+    }
+    shim.sizing.largest_unwind = shim.sizing.largest_unwind.max(unwound);
     if let Some(w) = shim.window.as_mut() {
         w.reached(pos);
     }
@@ -315,9 +346,7 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error>
         Pending::Restore { snapshot, val } => prepare_restore(g, snapshot, val)?,
         Pending::None => return Err(no_request(export)),
     }
-    g.start_rewind(data)?;
-    g.shim().state = 2;
-    Ok(true)
+    Ok(data)
 }
 
 fn no_request<E: From<ShimError>>(export: &str) -> E {
@@ -352,7 +381,7 @@ fn guest_error<E: From<ShimError>>(message: &str) -> E {
 
 /// Borrows the window for a request whose frames need `frames` bytes, and
 /// returns the address of its `{pos, end}`.
-fn borrow_window<G: Guest>(g: &mut G, frames: u64) -> Result<u64, ShimError> {
+fn borrow_window<G: Guest>(g: &mut G, frames: u64, restore: bool) -> Result<u64, ShimError> {
     if g.shim().window.is_some() {
         return Err(ShimError::Guest {
             message: "a stack_checkpoint or stack_restore ran while another was under way".into(),
@@ -360,7 +389,7 @@ fn borrow_window<G: Guest>(g: &mut G, frames: u64) -> Result<u64, ShimError> {
     }
     let (max, floor) = (g.shim().max_buffer, g.shim().stack_top.unwrap_or(0));
     let mut sizing = std::mem::take(&mut g.shim().sizing);
-    let window = Window::borrow(g, &mut sizing, frames, floor, max);
+    let window = Window::borrow(g, &mut sizing, frames, floor, max, restore);
     g.shim().sizing = sizing;
     let window = window?;
     let data = window.data;
@@ -389,7 +418,8 @@ fn take_checkpoint<G: Guest>(g: &mut G, env: u64, start: u64, pos: u64) -> Resul
     let digest = stack_digest(&scratch);
     scratch.clear();
     g.read_into(Mem::Buffer, start, pos.saturating_sub(start), &mut scratch)?;
-    let mut globals = Vec::new();
+    let mut globals = std::mem::take(&mut g.shim().spare_globals);
+    globals.clear();
     g.globals(&mut globals);
     let snapshot = Snapshot {
         frames: scratch,
@@ -407,6 +437,7 @@ fn take_checkpoint<G: Guest>(g: &mut G, env: u64, start: u64, pos: u64) -> Resul
     });
     g.shim().snapshots = Some(store);
     g.shim().scratch = snapshot.frames;
+    g.shim().spare_globals = snapshot.globals;
     let hash = inserted?;
     // Written once the window is given back: the jmp_buf may lie inside it.
     g.shim().jmp_buf_write = Some((env, hash));
@@ -426,6 +457,8 @@ fn prepare_restore<G: Guest>(g: &mut G, snapshot: Restored, val: u64) -> Result<
     g.write(Mem::Buffer, start, &snapshot.frames)?;
     write_header(g, data, start + len, end)?;
     g.set_globals(&snapshot.globals)?;
-    g.shim().resume_value = Some(val);
+    let shim = g.shim();
+    shim.resume_value = Some(val);
+    shim.spare_restored = snapshot;
     Ok(())
 }

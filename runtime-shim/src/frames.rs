@@ -12,10 +12,14 @@
 //! and each level costs its own frames plus less than two chunks, not the
 //! whole stack again.
 //!
-//! Each node carries a SHA-256 chained over its bytes and the digest of the
-//! node after it ([`chunk_digest`]), so the first node's digest commits to
-//! all the frames ([`frames_digest`] computes the same from bytes), and a
-//! snapshot's name needs only that digest, not the frames. A node's digest
+//! Each node carries a keyed hash (the snapshot names' own, see
+//! [`crate::hash`]) chained over its bytes and the digest of the node after
+//! it ([`chunk_digest`]), so the first node's digest commits to all the
+//! frames ([`frames_digest`] computes the same from bytes), and a snapshot's
+//! name needs only that digest, not the frames. The guest chooses the
+//! frames' bytes, so the digest must be one it cannot make collide (two
+//! lists with one digest would share nodes and replay the wrong frames):
+//! being keyed with the host's secret, it is. A node's digest
 //! is computed once, when it is made; an insert finds the end its frames
 //! share with the previous insert by comparing bytes (a `memcmp`), so a
 //! checkpoint at depth k hashes only its new chunks. Each node also keeps a
@@ -28,9 +32,7 @@
 
 use std::collections::HashMap;
 
-use sha2::{Digest, Sha256};
-
-use crate::hash::{fast_hash, BuildIdentity};
+use crate::hash::{fast_hash, keyed_hash_bytes, BuildIdentity, HashKey};
 
 /// Bytes per chunk: small enough that a level's own frames waste little,
 /// large enough that a node's bookkeeping stays below its data.
@@ -40,31 +42,41 @@ pub const CHUNK: usize = 64;
 pub type NodeId = u32;
 
 /// The digest of no frames.
-pub const EMPTY_DIGEST: [u8; 32] = [0; 32];
+pub const EMPTY_DIGEST: Digest = [0; 16];
+
+/// A chained digest of chunks (see [`chunk_digest`]).
+pub type Digest = [u8; 16];
 
 /// Domain separation for chunk digests.
 const CHUNK_DOMAIN: &[u8] = b"wasm-rewind frames v1";
 
 /// The chained digest of one chunk followed by the chunks whose digest is
-/// `outer`: SHA-256 of a domain tag, the chunk's length, its bytes and
-/// `outer`.
-pub fn chunk_digest(bytes: &[u8], outer: &[u8; 32]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(CHUNK_DOMAIN);
-    h.update([bytes.len() as u8]);
-    h.update(bytes);
-    h.update(outer);
-    h.finalize().into()
+/// `outer`: the keyed hash of a domain tag, `outer`, the chunk's length and
+/// its bytes (the tag and `outer` have fixed lengths and the length comes
+/// before the bytes, so the encoding is injective).
+///
+/// # Panics
+///
+/// If `bytes` is longer than a chunk ([`CHUNK`]).
+pub fn chunk_digest(key: &HashKey, bytes: &[u8], outer: &Digest) -> Digest {
+    let mut buf = [0u8; CHUNK_DOMAIN.len() + 16 + 1 + CHUNK];
+    let head = CHUNK_DOMAIN.len() + 16 + 1;
+    assert!(bytes.len() <= CHUNK, "a chunk is at most {CHUNK} bytes");
+    buf[..CHUNK_DOMAIN.len()].copy_from_slice(CHUNK_DOMAIN);
+    buf[CHUNK_DOMAIN.len()..head - 1].copy_from_slice(outer);
+    buf[head - 1] = bytes.len() as u8;
+    buf[head..head + bytes.len()].copy_from_slice(bytes);
+    keyed_hash_bytes(key, &buf[..head + bytes.len()])
 }
 
 /// The digest of `frames`, as the store's first node of them carries it:
 /// chunks from the end, each chained over the next.
-pub fn frames_digest(frames: &[u8]) -> [u8; 32] {
+pub fn frames_digest(key: &HashKey, frames: &[u8]) -> Digest {
     let mut digest = EMPTY_DIGEST;
     let mut end = frames.len();
     while end > 0 {
         let start = end.saturating_sub(CHUNK);
-        digest = chunk_digest(&frames[start..end], &digest);
+        digest = chunk_digest(key, &frames[start..end], &digest);
         end = start;
     }
     digest
@@ -77,7 +89,7 @@ struct Node {
     outer: Option<NodeId>,
     refs: u32,
     /// Chained digest (see [`chunk_digest`]).
-    digest: [u8; 32],
+    digest: Digest,
     /// [`checksum`] of the bytes when stored.
     check: u64,
     /// Whether this node is the one the index names for its digest.
@@ -89,6 +101,7 @@ struct Node {
 pub const NODE_BYTES: usize = std::mem::size_of::<Option<Node>>() + (8 + 4 + 1) * 8 / 7;
 
 /// The last list inserted, kept to find what the next one shares with it.
+#[derive(Default)]
 struct Last {
     frames: Vec<u8>,
     /// Its nodes, outermost first (the node `i` chunks from the end).
@@ -96,8 +109,9 @@ struct Last {
 }
 
 /// Frame lists, hash-consed.
-#[derive(Default)]
 pub struct FrameStore {
+    /// The key of the chunk digests (the snapshot names').
+    key: HashKey,
     nodes: Vec<Option<Node>>,
     free: Vec<NodeId>,
     /// First 8 bytes of a node's digest -> node.
@@ -108,54 +122,52 @@ pub struct FrameStore {
 }
 
 impl FrameStore {
-    /// An empty store.
-    pub fn new() -> FrameStore {
-        FrameStore::default()
+    /// An empty store whose digests are keyed with `key`.
+    pub fn new(key: HashKey) -> FrameStore {
+        FrameStore {
+            key,
+            nodes: Vec::new(),
+            free: Vec::new(),
+            index: HashMap::default(),
+            live: 0,
+            last: None,
+        }
     }
 
     /// Stores `frames` and returns the list's first (innermost) node, with
     /// a reference held for the caller; `None` for no frames.
     pub fn insert(&mut self, frames: &[u8]) -> Option<NodeId> {
         let chunks = frames.len().div_ceil(CHUNK);
+        // The last list's allocations are reused for this one.
+        let mut last = self.last.take().unwrap_or_default();
+        let previous_head = last.nodes.last().copied();
         // The chunks this list shares with the last one, counted from the
         // end: equal bytes at equal distances from the end.
+        let n = last.nodes.len().min(chunks);
         let mut shared = 0;
-        if let Some(last) = &self.last {
-            let n = last.nodes.len().min(chunks);
-            while shared < n {
-                let a = chunk_at(frames, shared);
-                let b = chunk_at(&last.frames, shared);
-                if a != b {
-                    break;
-                }
-                shared += 1;
-            }
+        while shared < n && chunk_at(frames, shared) == chunk_at(&last.frames, shared) {
+            shared += 1;
         }
-        let mut nodes: Vec<NodeId> = Vec::with_capacity(chunks);
+        last.nodes.truncate(shared);
         let mut outer = None;
-        if shared > 0 {
-            let last = self.last.as_ref().expect("shared with it");
-            nodes.extend_from_slice(&last.nodes[..shared]);
-            let id = nodes[shared - 1];
+        if let Some(&id) = last.nodes.last() {
+            // Still alive: the previous list holds it until released below.
             self.retain(id);
             outer = Some(id);
         }
         for i in shared..chunks {
             let id = self.intern(chunk_at(frames, i), outer);
-            nodes.push(id);
+            last.nodes.push(id);
             outer = Some(id);
         }
         // Keep this list as the last one (with a reference of its own).
         if let Some(head) = outer {
             self.retain(head);
         }
-        let previous = self.last.replace(Last {
-            frames: frames.to_vec(),
-            nodes,
-        });
-        if let Some(previous) = previous {
-            self.release(previous.nodes.last().copied());
-        }
+        last.frames.clear();
+        last.frames.extend_from_slice(frames);
+        self.last = Some(last);
+        self.release(previous_head);
         outer
     }
 
@@ -202,7 +214,7 @@ impl FrameStore {
     }
 
     /// The chained digest of the list starting at `node` (of all its frames).
-    pub fn digest(&self, node: Option<NodeId>) -> [u8; 32] {
+    pub fn digest(&self, node: Option<NodeId>) -> Digest {
         match node {
             Some(id) => self.nodes[id as usize].as_ref().expect("live node").digest,
             None => EMPTY_DIGEST,
@@ -240,7 +252,7 @@ impl FrameStore {
     /// `outer`; an existing one already holds its own, so the caller's is
     /// dropped).
     fn intern(&mut self, bytes: &[u8], outer: Option<NodeId>) -> NodeId {
-        let digest = chunk_digest(bytes, &self.digest(outer));
+        let digest = chunk_digest(&self.key, bytes, &self.digest(outer));
         let key = key_of(&digest);
         if let Some(&id) = self.index.get(&key) {
             let n = self.nodes[id as usize].as_ref().expect("indexed node");
@@ -292,7 +304,7 @@ fn chunk_at(frames: &[u8], i: usize) -> &[u8] {
 }
 
 /// The index key of a digest: its first 8 bytes.
-fn key_of(digest: &[u8; 32]) -> u64 {
+fn key_of(digest: &Digest) -> u64 {
     u64::from_le_bytes(digest[..8].try_into().expect("8 bytes"))
 }
 
@@ -314,6 +326,10 @@ mod tests {
             .collect()
     }
 
+    fn key() -> HashKey {
+        HashKey::fixed([9; 32])
+    }
+
     fn read(s: &FrameStore, node: Option<NodeId>) -> Vec<u8> {
         let mut out = Vec::new();
         assert!(s.read(node, &mut out), "intact");
@@ -330,12 +346,12 @@ mod tests {
 
     #[test]
     fn a_list_reads_back_as_stored() {
-        let mut s = FrameStore::new();
+        let mut s = FrameStore::new(key());
         for len in [0, 1, 63, 64, 65, 128, 1000] {
             let f: Vec<u8> = (0..len).map(|i| (i * 13) as u8).collect();
             let n = s.insert(&f);
             assert_eq!(read(&s, n), f, "{len} bytes");
-            assert_eq!(s.digest(n), frames_digest(&f), "{len} bytes");
+            assert_eq!(s.digest(n), frames_digest(&key(), &f), "{len} bytes");
             s.release(n);
         }
         forget_last(&mut s);
@@ -345,7 +361,7 @@ mod tests {
 
     #[test]
     fn nested_frames_share_their_common_end() {
-        let mut s = FrameStore::new();
+        let mut s = FrameStore::new(key());
         let mut heads = Vec::new();
         for levels in 1..=1000 {
             heads.push(s.insert(&frames(levels)));
@@ -366,7 +382,7 @@ mod tests {
 
     #[test]
     fn identical_lists_are_one_list() {
-        let mut s = FrameStore::new();
+        let mut s = FrameStore::new(key());
         let a = s.insert(&frames(20));
         let n = s.len();
         let b = s.insert(&frames(20));
@@ -381,7 +397,7 @@ mod tests {
 
     #[test]
     fn releasing_one_list_keeps_what_another_shares() {
-        let mut s = FrameStore::new();
+        let mut s = FrameStore::new(key());
         let outer = s.insert(&frames(10));
         let inner = s.insert(&frames(30));
         s.release(outer);
@@ -397,7 +413,7 @@ mod tests {
     #[test]
     fn siblings_share_through_the_index_too() {
         // Not the last list, but an older one: found by digest.
-        let mut s = FrameStore::new();
+        let mut s = FrameStore::new(key());
         let a = s.insert(&frames(30));
         let n = s.len();
         let _other = s.insert(&[7u8; 500]);
@@ -408,7 +424,7 @@ mod tests {
 
     #[test]
     fn a_changed_byte_is_caught_on_read() {
-        let mut s = FrameStore::new();
+        let mut s = FrameStore::new(key());
         let a = s.insert(&frames(3)).unwrap();
         s.corrupt(a);
         assert!(!s.read(Some(a), &mut Vec::new()));

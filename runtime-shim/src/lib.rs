@@ -14,7 +14,7 @@
 //! The modules below are engine-neutral plain data and logic, testable
 //! without an engine:
 //! - [`abi`]: the WASIX `jmp_buf` layout and errno values;
-//! - [`hash`]: the keyed hash (HMAC-SHA256, truncated to 16 bytes) and its
+//! - [`hash`]: the keyed hash (SipHash-2-4 under two keys, 16 bytes) and its
 //!   secret key;
 //! - [`snapshot`]: a checkpoint's state and its canonical hash;
 //! - [`frames`]: the unwound frames of all snapshots, shared where they end

@@ -4,7 +4,7 @@
 //! back at `stack_restore`; keeping it plain data (like wizer's snapshot)
 //! lets the store, the hash and their tests work without an engine.
 
-use crate::hash::{fast_hash, HashKey, KeyedHasher, SnapshotHash};
+use crate::hash::{fast_hash, keyed_hash_bytes, HashKey, KeyedHasher, SnapshotHash};
 
 /// Value of a WebAssembly global, floats kept as their bit patterns so that
 /// equality, hashing and NaN payloads are exact.
@@ -73,7 +73,7 @@ pub struct Snapshot {
 /// Domain separation: these bytes start every snapshot's hashed message, so a
 /// snapshot hash can never equal a [`crate::hash::keyed_hash`] of other data
 /// under the same key, and a future encoding can change the tag.
-const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind v4";
+const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind v5";
 
 /// A digest of the names of a snapshot's globals, each with its length, for
 /// its name: they are the instance's, the same for every snapshot of it, so
@@ -89,14 +89,14 @@ pub fn names_digest(names: &[String]) -> [u8; 8] {
 }
 
 /// The digest of the live C stack that [`Snapshot::stack_digest`] holds: 64
-/// bits of a fast, unkeyed hash, not SHA-256.
+/// bits of a fast, unkeyed hash, not the keyed one.
 ///
 /// Why that is enough: the stack's bytes only tell snapshots apart, they are
 /// never restored. Two snapshots whose digests collide and whose frames,
 /// stack pointer and globals are equal get one name, and restoring either
 /// does exactly the same thing. The name itself stays a keyed MAC over
 /// everything, so a guest still cannot forge one. A SHA-256 here took a
-/// sixth of a setjmp+longjmp on the host shim.
+/// sixth of a setjmp+longjmp on the host shim when names were HMAC-SHA256.
 pub fn stack_digest(stack: &[u8]) -> [u8; 8] {
     fast_hash(stack, 0x243f_6a88_85a3_08d3).to_le_bytes()
 }
@@ -104,15 +104,16 @@ pub fn stack_digest(stack: &[u8]) -> [u8; 8] {
 impl Snapshot {
     /// The snapshot's name: the keyed hash of one canonical encoding of every
     /// field: the domain tag, the frames' chained digest
-    /// ([`crate::frames::frames_digest`], 32 bytes) and length (u64 LE), the
+    /// ([`crate::frames::frames_digest`], 16 bytes) and length (u64 LE), the
     /// stack digest (8 bytes), the stack pointer (u64 LE), a digest of the
     /// globals' names (`names`, in order; see [`names_digest`]), the number
     /// of globals (u64 LE), then each global's typed value. Every field has a
     /// fixed length or is delimited by its type tag, so the encoding is
-    /// injective; it fits two SHA-256 blocks for a few globals, and a setjmp
-    /// and its longjmp hash it twice.
+    /// injective; it is about ten SipHash words for a few globals, and a
+    /// setjmp and its longjmp hash it twice.
     pub fn hash(&self, key: &HashKey, names: &[String]) -> SnapshotHash {
-        self.hash_with(key, names, &crate::frames::frames_digest(&self.frames))
+        let digest = crate::frames::frames_digest(key, &self.frames);
+        self.hash_with(key, &names_digest(names), &digest)
     }
 
     /// [`Snapshot::hash`] with the frames' digest already known (the store
@@ -121,23 +122,64 @@ impl Snapshot {
     pub(crate) fn hash_with(
         &self,
         key: &HashKey,
-        names: &[String],
-        frames_digest: &[u8; 32],
+        names_digest: &[u8; 8],
+        frames_digest: &crate::frames::Digest,
     ) -> SnapshotHash {
-        let mut h = KeyedHasher::new(key);
-        h.raw(SNAPSHOT_DOMAIN)
-            .raw(frames_digest)
-            .raw(&(self.frames.len() as u64).to_le_bytes())
-            .raw(&self.stack_digest)
-            .raw(&self.stack_pointer.to_le_bytes())
-            .raw(&names_digest(names))
-            .raw(&(self.globals.len() as u64).to_le_bytes());
-        for value in &self.globals {
-            let (bytes, len) = value.encode();
-            h.raw(&bytes[..len]);
-        }
-        h.finish()
+        name_of(
+            key,
+            names_digest,
+            frames_digest,
+            self.frames.len(),
+            &self.stack_digest,
+            self.stack_pointer,
+            &self.globals,
+        )
     }
+}
+
+/// [`Snapshot::hash`] from its parts, for a stored snapshot whose frames
+/// are not at hand as one slice.
+pub(crate) fn name_of(
+    key: &HashKey,
+    names_digest: &[u8; 8],
+    frames_digest: &crate::frames::Digest,
+    frames_len: usize,
+    stack_digest: &[u8; 8],
+    stack_pointer: u64,
+    globals: &[GlobalValue],
+) -> SnapshotHash {
+    // The fields laid out in one array and hashed in one go (the same bytes
+    // a KeyedHasher fed field by field would hash), unless there are many
+    // globals.
+    const FIXED: usize = SNAPSHOT_DOMAIN.len() + 16 + 8 + 8 + 8 + 8 + 8;
+    const MOST_GLOBALS: usize = 8;
+    let mut buf = [0u8; FIXED + 9 * MOST_GLOBALS];
+    let mut at = 0;
+    let mut put = |bytes: &[u8]| {
+        buf[at..at + bytes.len()].copy_from_slice(bytes);
+        at += bytes.len();
+    };
+    put(SNAPSHOT_DOMAIN);
+    put(frames_digest);
+    put(&(frames_len as u64).to_le_bytes());
+    put(stack_digest);
+    put(&stack_pointer.to_le_bytes());
+    put(names_digest);
+    put(&(globals.len() as u64).to_le_bytes());
+    if globals.len() <= MOST_GLOBALS {
+        for value in globals {
+            let (bytes, len) = value.encode();
+            put(&bytes[..len]);
+        }
+        return keyed_hash_bytes(key, &buf[..at]);
+    }
+    let mut h = KeyedHasher::new(key);
+    h.raw(&buf[..at]);
+    for value in globals {
+        let (bytes, len) = value.encode();
+        h.raw(&bytes[..len]);
+    }
+    h.finish()
 }
 
 #[cfg(test)]

@@ -33,7 +33,7 @@ use crate::error::{ShimError, SnapshotLimitKind};
 use crate::frames::{FrameStore, NodeId};
 use crate::hash::BuildIdentity;
 use crate::hash::{HashKey, SnapshotHash};
-use crate::snapshot::{GlobalValue, Snapshot};
+use crate::snapshot::{name_of, names_digest, GlobalValue, Snapshot};
 
 /// Caps on what one store holds; both apply at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -96,7 +96,7 @@ fn entry_bytes(globals: usize) -> usize {
 
 /// A snapshot as [`SnapshotStore::get`] gives it back: verified, frames
 /// rebuilt.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Restored {
     /// The unwound frames, as the buffer held them.
     pub frames: Vec<u8>,
@@ -144,8 +144,9 @@ pub struct SnapshotStore {
     /// Bytes of the entries (the frames count theirs).
     entry_bytes: usize,
     stats: StoreStats,
-    /// Scratch space for rebuilding frames.
-    scratch: Vec<u8>,
+    /// The names of the globals last hashed and their digest: the same
+    /// for every snapshot of an instance, so computed once.
+    names: (Vec<String>, [u8; 8]),
 }
 
 impl std::fmt::Debug for SnapshotStore {
@@ -167,17 +168,17 @@ impl SnapshotStore {
             ..limits
         };
         SnapshotStore {
+            frames: FrameStore::new(key.clone()),
             key,
             limits,
             entries: HashMap::default(),
-            frames: FrameStore::new(),
             by_sp: BinaryHeap::new(),
             by_env: HashMap::new(),
             displaced: VecDeque::new(),
             seq: 0,
             entry_bytes: 0,
             stats: StoreStats::default(),
-            scratch: Vec::new(),
+            names: (Vec::new(), names_digest(&[])),
         }
     }
 
@@ -203,7 +204,8 @@ impl SnapshotStore {
         self.drop_dead_below(snapshot.stack_pointer);
         // The frames first: their list's digest is part of the name.
         let frames = self.frames.insert(&snapshot.frames);
-        let hash = snapshot.hash_with(&self.key, global_names, &self.frames.digest(frames));
+        let names = self.names_digest(global_names);
+        let hash = snapshot.hash_with(&self.key, &names, &self.frames.digest(frames));
         if let Some(previous) = self.by_env.insert(env, hash) {
             if previous != hash {
                 self.displace(previous);
@@ -256,33 +258,58 @@ impl SnapshotStore {
         hash: &SnapshotHash,
         global_names: &[String],
     ) -> Result<Restored, ShimError> {
+        let mut out = Restored {
+            frames: Vec::new(),
+            stack_pointer: 0,
+            globals: Vec::new(),
+        };
+        self.get_into(hash, global_names, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`SnapshotStore::get`] into `out`, whose allocations are reused.
+    pub fn get_into(
+        &mut self,
+        hash: &SnapshotHash,
+        global_names: &[String],
+        out: &mut Restored,
+    ) -> Result<(), ShimError> {
+        let names = self.names_digest(global_names);
         let entry = self
             .entries
             .get(hash)
             .ok_or(ShimError::UnknownSnapshot { hash: *hash })?;
-        self.scratch.clear();
-        let chunks_intact = self.frames.read(entry.frames, &mut self.scratch);
-        let snapshot = Snapshot {
-            frames: std::mem::take(&mut self.scratch),
-            stack_digest: entry.stack_digest,
-            stack_pointer: entry.stack_pointer,
-            globals: entry.globals.to_vec(),
-        };
+        out.frames.clear();
+        out.globals.clear();
+        let chunks_intact = self.frames.read(entry.frames, &mut out.frames);
         // Every chunk as stored (checksums), and the name over the chunks'
         // digest and the rest: a restore replays only what it was named for.
         let intact = chunks_intact
-            && snapshot.frames.len() == entry.frames_len
-            && snapshot.hash_with(&self.key, global_names, &self.frames.digest(entry.frames))
-                == *hash;
+            && out.frames.len() == entry.frames_len
+            && name_of(
+                &self.key,
+                &names,
+                &self.frames.digest(entry.frames),
+                entry.frames_len,
+                &entry.stack_digest,
+                entry.stack_pointer,
+                &entry.globals,
+            ) == *hash;
         if !intact {
-            self.scratch = snapshot.frames;
+            out.frames.clear();
             return Err(ShimError::CorruptedSnapshot { hash: *hash });
         }
-        Ok(Restored {
-            frames: snapshot.frames,
-            stack_pointer: snapshot.stack_pointer,
-            globals: snapshot.globals,
-        })
+        out.stack_pointer = entry.stack_pointer;
+        out.globals.extend_from_slice(&entry.globals);
+        Ok(())
+    }
+
+    /// The digest of `names`, computed again only when they change.
+    fn names_digest(&mut self, names: &[String]) -> [u8; 8] {
+        if self.names.0 != names {
+            self.names = (names.to_vec(), names_digest(names));
+        }
+        self.names.1
     }
 
     /// The stack pointer a stored snapshot was taken at, without verifying

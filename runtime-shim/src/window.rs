@@ -21,8 +21,10 @@
 //!
 //! The window spans the top `span` bytes of memory, `span` being the largest
 //! buffer any request has needed (at least [`MIN_WINDOW`]). Only its first
-//! part is handed out (`end`): twice the last unwind, so a request copies
-//! about what it unwinds. When a frame does not fit, the instrumented code
+//! part is handed out (`end`): twice the last unwind of the same kind
+//! (checkpoints and restores apart: a setjmp unwinds from where it is called,
+//! its longjmp usually from deeper, and sizing one by the other made every
+//! longjmp call the grow hook), so a request copies about what it unwinds. When a frame does not fit, the instrumented code
 //! calls the module's grow hook (`__wasm_rewind_grow_hook`, which
 //! `instrument` adds to modules calling the WASIX stack functions), and
 //! [`Window::grow`] moves `end` up, saving the bytes it now covers, and past
@@ -72,8 +74,10 @@ pub struct Window {
 /// What the window remembers between requests.
 #[derive(Default)]
 pub struct WindowSizing {
-    /// Bytes the last unwind took.
-    pub last_unwind: u64,
+    /// Bytes the last unwind for a checkpoint took.
+    pub last_checkpoint_unwind: u64,
+    /// Bytes the last unwind for a restore took.
+    pub last_restore_unwind: u64,
     /// The most bytes an unwind took.
     pub largest_unwind: u64,
     /// The most bytes of buffer a request has needed.
@@ -86,13 +90,15 @@ impl Window {
     /// Places `{pos, end}` and a buffer of at least `frames` bytes (see the
     /// module documentation for where), writes `pos = start`, and returns
     /// the window. `floor` is the lowest address it may take (the top of the
-    /// C stack) and `max` the most bytes the buffer may have.
+    /// C stack) and `max` the most bytes the buffer may have; `restore` says
+    /// whether the request is a restore (or a checkpoint).
     pub fn borrow<G: Guest + ?Sized>(
         g: &mut G,
         sizing: &mut WindowSizing,
         frames: u64,
         floor: u64,
         max: u64,
+        restore: bool,
     ) -> Result<Window, ShimError> {
         if frames > max {
             return Err(ShimError::BufferTooSmall {
@@ -120,7 +126,12 @@ impl Window {
         } else {
             let hooked = g.has_grow_hook();
             let want = if hooked {
-                (2 * sizing.last_unwind).max(MIN_WINDOW)
+                let last = if restore {
+                    sizing.last_restore_unwind
+                } else {
+                    sizing.last_checkpoint_unwind
+                };
+                (2 * last).max(MIN_WINDOW)
             } else {
                 (4 * sizing.largest_unwind).max(FIXED_WINDOW)
             }

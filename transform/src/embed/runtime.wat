@@ -522,6 +522,16 @@
 
   ;; Whether `len` bytes at `a` and `b` are equal.
   (func $same (export "__wasm_rewind_same") (param $a i32) (param $b i32) (param $len i32) (result i32)
+    ;; Eight bytes at a time, then the rest byte by byte.
+    (block $words_done
+      (loop $words
+        (br_if $words_done (i32.lt_u (local.get $len) (i32.const 8)))
+        (if (i64.ne (i64.load (local.get $a)) (i64.load (local.get $b)))
+          (then (return (i32.const 0))))
+        (local.set $a (i32.add (local.get $a) (i32.const 8)))
+        (local.set $b (i32.add (local.get $b) (i32.const 8)))
+        (local.set $len (i32.sub (local.get $len) (i32.const 8)))
+        (br $words)))
     (block $differ
       (loop $next
         (if (i32.eqz (local.get $len)) (then (return (i32.const 1))))
@@ -657,6 +667,15 @@
         (local.set $p (i32.add (local.get $p) (i32.const 8)))
         (local.set $n (i32.sub (local.get $n) (i32.const 8)))
         (br $words)))
+    ;; Frames are made of 4- and 8-byte values: a 4-byte word if left.
+    (if (i32.ge_u (local.get $n) (i32.const 4))
+      (then
+        (local.set $h
+          (i64.mul
+            (i64.rotl (i64.xor (local.get $h) (i64.load32_u (local.get $p))) (i64.const 29))
+            (i64.const 0x9e3779b97f4a7c15)))
+        (local.set $p (i32.add (local.get $p) (i32.const 4)))
+        (local.set $n (i32.sub (local.get $n) (i32.const 4)))))
     (block $bytes_done
       (loop $bytes
         (br_if $bytes_done (i32.eqz (local.get $n)))
