@@ -59,15 +59,10 @@ fn step(cmd: &mut Command) -> Result<(), String> {
     process::step(cmd, TIMEOUT).map(drop)
 }
 
-/// Native reference, wasm build, instrument, run, compare. `Err` says what
-/// went wrong for this program.
-fn check_program(src: &Path, dir: &Path) -> Result<(), String> {
-    let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+/// The reference: `src` built with gcc and glibc's own setjmp.h (no -I of
+/// ours) as `dir/NAME.native`, and what it does. A crash is an error.
+fn native_outcome(src: &Path, name: &str, dir: &Path) -> Result<Outcome, String> {
     let native = dir.join(format!("{name}.native"));
-    let wasm = dir.join(format!("{name}.wasm"));
-    let rewound = dir.join(format!("{name}.rw.wasm"));
-
-    // glibc's own setjmp.h: no -I of ours.
     step(
         Command::new("gcc")
             .arg("-O2")
@@ -81,6 +76,16 @@ fn check_program(src: &Path, dir: &Path) -> Result<(), String> {
             "native {name} was killed by a signal: {expected:?}"
         ));
     }
+    Ok(expected)
+}
+
+/// Native reference, wasm build, instrument, run, compare. `Err` says what
+/// went wrong for this program.
+fn check_program(src: &Path, dir: &Path) -> Result<(), String> {
+    let name = src.file_stem().unwrap().to_string_lossy().into_owned();
+    let wasm = dir.join(format!("{name}.wasm"));
+    let rewound = dir.join(format!("{name}.rw.wasm"));
+    let expected = native_outcome(src, &name, dir)?;
 
     step(
         Command::new("bash")
@@ -149,15 +154,7 @@ fn c_programs_match_native_with_exceptions() {
 
 fn check_program_with_exceptions(src: &Path, dir: &Path) -> Result<(), String> {
     let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-    let native = dir.join(format!("{name}.native"));
-    step(
-        Command::new("gcc")
-            .arg("-O2")
-            .arg(src)
-            .arg("-o")
-            .arg(&native),
-    )?;
-    let expected = run(&mut Command::new(&native))?;
+    let expected = native_outcome(src, &format!("{name}.exceptions"), dir)?;
     for clang in ["clang-19", "clang-22"] {
         let wasm = dir.join(format!("{name}.{clang}.wasm"));
         step(

@@ -233,22 +233,7 @@ fn instrumented_sqlite_matches_uninstrumented_and_native() {
 #[test]
 fn sqlite_setjmp_functions_match_native() {
     require_tools();
-    let b = builds();
-    let dir = sqlite_dir();
-    let names = workloads(true);
-    check_all(&names, |name| {
-        let native = run_native(&b.native, &dir, &[name])?;
-        let t = Instant::now();
-        let wasm = run_wasm(&b.setjmp_rw, &[(&dir, ".")], &[name])?;
-        eprintln!("{name}: setjmp build instrumented {:.2?}", t.elapsed());
-        process::all_same(
-            name,
-            &[
-                ("wasm, setjmp build, instrumented", &wasm),
-                ("native", &native),
-            ],
-        )
-    });
+    check_setjmp_workloads("wasm, setjmp build, instrumented", &builds().setjmp_rw);
 }
 
 /// The same, with setjmp/longjmp lowered to wasm exceptions (`--sjlj
@@ -257,19 +242,23 @@ fn sqlite_setjmp_functions_match_native() {
 #[test]
 fn sqlite_setjmp_functions_match_native_with_exceptions() {
     require_tools();
+    check_setjmp_workloads(
+        "wasm, setjmp build, --sjlj exceptions",
+        &builds().setjmp_exceptions,
+    );
+}
+
+/// Every `setjmp*.sql` workload on `wasm` (labelled `label`) against native.
+fn check_setjmp_workloads(label: &str, wasm: &Path) {
     let b = builds();
     let dir = sqlite_dir();
     let names = workloads(true);
     check_all(&names, |name| {
         let native = run_native(&b.native, &dir, &[name])?;
-        let wasm = run_wasm(&b.setjmp_exceptions, &[(&dir, ".")], &[name])?;
-        process::all_same(
-            name,
-            &[
-                ("wasm, setjmp build, --sjlj exceptions", &wasm),
-                ("native", &native),
-            ],
-        )
+        let t = Instant::now();
+        let out = run_wasm(wasm, &[(&dir, ".")], &[name])?;
+        eprintln!("{name}: {label} {:.2?}", t.elapsed());
+        process::all_same(name, &[(label, &out), ("native", &native)])
     });
 }
 
