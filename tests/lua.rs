@@ -130,28 +130,37 @@ fn tags(wasm: &Path) -> Result<u32, String> {
     Ok(0)
 }
 
-/// Native and wasm runs of one script, compared. `Err` shows both.
-fn check_script(name: &str, rw: &Path) -> Result<(), String> {
-    let dir = lua_dir();
-    // Both run from corpus/lua with the script's bare name, so chunk names
-    // (and so error positions) are the same: the guest sees the directory
-    // preopened as ".".
-    let t = Instant::now();
-    let native = run(Command::new("lua5.4")
-        .current_dir(&dir)
+/// Native lua5.4 on script `name`. It and [`run_wasm`] run from corpus/lua
+/// with the script's bare name, so chunk names (and so error positions) are
+/// the same: the guest sees the directory preopened as ".".
+fn run_native(name: &str) -> Result<Outcome, String> {
+    run(Command::new("lua5.4")
+        .current_dir(lua_dir())
         .arg(name)
-        .args(ARGS))?;
-    let t_native = t.elapsed();
-    let t = Instant::now();
-    let wasm = run(process::wasm_rewind()
+        .args(ARGS))
+}
+
+/// `wasm-rewind run` of the Lua module `wasm` on script `name`.
+fn run_wasm(name: &str, wasm: &Path) -> Result<Outcome, String> {
+    let dir = lua_dir();
+    run(process::wasm_rewind()
         .current_dir(&dir)
         .arg("run")
-        .arg(rw)
+        .arg(wasm)
         .arg("--dir")
         .arg(format!("{}::.", dir.display()))
         .arg("--")
         .arg(name)
-        .args(ARGS))?;
+        .args(ARGS))
+}
+
+/// Native and wasm runs of one script, compared. `Err` shows both.
+fn check_script(name: &str, rw: &Path) -> Result<(), String> {
+    let t = Instant::now();
+    let native = run_native(name)?;
+    let t_native = t.elapsed();
+    let t = Instant::now();
+    let wasm = run_wasm(name, rw)?;
     let t_wasm = t.elapsed();
     eprintln!("{name}: native {t_native:.2?}, wasm {t_wasm:.2?}");
     process::all_same(name, &[("native lua5.4", &native), ("wasm", &wasm)])
@@ -247,19 +256,8 @@ fn lua_scripts_match_native_with_exceptions() {
     let dir = lua_dir();
     let names = process::corpus_names("corpus/lua", "lua", 6);
     let failures = process::check_in_parallel(&names, names.len(), |name| {
-        let native = run(Command::new("lua5.4")
-            .current_dir(&dir)
-            .arg(name)
-            .args(ARGS))?;
-        let wasm = run(process::wasm_rewind()
-            .current_dir(&dir)
-            .arg("run")
-            .arg(exceptions)
-            .arg("--dir")
-            .arg(format!("{}::.", dir.display()))
-            .arg("--")
-            .arg(name)
-            .args(ARGS))?;
+        let native = run_native(name)?;
+        let wasm = run_wasm(name, exceptions)?;
         let mut args = vec![name.as_str()];
         args.extend(ARGS);
         let on_node = run(process::node(legacy, Some(&dir), &args).current_dir(&dir))?;
