@@ -115,6 +115,8 @@ pub(crate) fn decide<'m>(
 /// Whether the module has anything to lower: the added tag, functions and
 /// global exist only then.
 pub(crate) fn lowers_anything(ctx: &Ctx<'_>) -> bool {
+    // A WASIX stack import was removed: the added functions then start
+    // before the input's count of functions.
     ctx.func_map.len() as u32 > ctx.funcs.start_unwind
 }
 
