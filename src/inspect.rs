@@ -121,7 +121,7 @@ pub fn human(name: &str, f: &Facts) -> String {
     }
     let s = &f.shim;
     if s.wasix_imports.is_empty() {
-        t.push_str("shim: not needed (no WASIX stack imports)\n");
+        t.push_str("shim: not needed (no WASIX stack or context imports)\n");
     } else {
         t.push_str(&format!(
             "shim: needed for {}\n",

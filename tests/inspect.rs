@@ -210,7 +210,7 @@ fn human_output_has_one_line_per_fact() {
         "functions: 4 defined, 3 imported\n",
         "functions would be instrumented (default options): 3 (helper, run, bystander)\n",
         "imports that can unwind (default options): env.sleep, env.other, env.pure\n",
-        "shim: not needed (no WASIX stack imports)\n",
+        "shim: not needed (no WASIX stack or context imports)\n",
     ] {
         assert!(text.contains(line), "`{line}` missing from:\n{text}");
     }

@@ -50,11 +50,13 @@ enum AddrFunc {
     I64(TypedFunc<i64, ()>),
 }
 
-/// Whether `module` imports the WASIX stack calls (and so needs the shim).
+/// Whether `module` imports the WASIX stack or context calls (and so needs
+/// the shim).
 pub fn needs_shim(module: &Module) -> bool {
-    module
-        .imports()
-        .any(|i| abi::is_wasix_stack_import(i.module(), i.name()))
+    module.imports().any(|i| {
+        abi::is_wasix_stack_import(i.module(), i.name())
+            || abi::is_wasix_context_import(i.module(), i.name())
+    })
 }
 
 /// Refuses, before anything runs, a module that calls the WASIX stack

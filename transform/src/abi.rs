@@ -46,9 +46,6 @@ pub const GROW_HOOK_EXPORT: &str = "__wasm_rewind_grow_hook";
 /// Name of the function that traps when `--asserts` finds an unexpected unwind.
 pub const ASSERT_FUNCTION: &str = "__wasm_rewind_assert_failed";
 
-/// The WASIX stack calls, in both the 32-bit and the 64-bit module, under
-/// both names of the restore call: the imports `--preset wasix` lets unwind
-/// and the shim serves.
 /// The global an exceptions lowering (`--sjlj exceptions`) adds to number
 /// the invocations that call setjmp; its name in the name section marks the
 /// module as lowered.
@@ -61,6 +58,9 @@ pub const LONGJMP_FUNCTION: &str = "__wasm_rewind_longjmp";
 /// `stack_checkpoint` under an exceptions lowering: it traps.
 pub const UNREACHABLE_CHECKPOINT_FUNCTION: &str = "__wasm_rewind_unreachable_checkpoint";
 
+/// The WASIX stack calls, in both the 32-bit and the 64-bit module, under
+/// both names of the restore call: the setjmp/longjmp calls the shim
+/// serves.
 pub const WASIX_STACK_IMPORTS: &[&str] = &[
     "wasix_32v1.stack_checkpoint",
     "wasix_32v1.stack_restore",
@@ -69,6 +69,47 @@ pub const WASIX_STACK_IMPORTS: &[&str] = &[
     "wasix_64v1.stack_restore",
     "wasix_64v1.stack_rewind",
 ];
+
+/// The WASIX context calls (issue 16: cooperative multitasking), in both
+/// modules. Only `context_switch` unwinds; create and destroy are plain
+/// calls.
+pub const WASIX_CONTEXT_IMPORTS: &[&str] = &[
+    "wasix_32v1.context_create",
+    "wasix_32v1.context_switch",
+    "wasix_32v1.context_destroy",
+    "wasix_64v1.context_create",
+    "wasix_64v1.context_switch",
+    "wasix_64v1.context_destroy",
+];
+
+/// The imports that may unwind the stack when a WASIX host serves them: the
+/// stack calls and `context_switch`. `--preset wasix` and `--embed-runtime`
+/// let exactly these unwind.
+pub const WASIX_UNWINDING_IMPORTS: &[&str] = &[
+    "wasix_32v1.stack_checkpoint",
+    "wasix_32v1.stack_restore",
+    "wasix_32v1.stack_rewind",
+    "wasix_32v1.context_switch",
+    "wasix_64v1.stack_checkpoint",
+    "wasix_64v1.stack_restore",
+    "wasix_64v1.stack_rewind",
+    "wasix_64v1.context_switch",
+];
+
+/// Whether `module.name` is one of [`WASIX_CONTEXT_IMPORTS`].
+pub fn is_wasix_context_import(module: &str, name: &str) -> bool {
+    matches!(module, "wasix_32v1" | "wasix_64v1")
+        && matches!(
+            name,
+            "context_create" | "context_switch" | "context_destroy"
+        )
+}
+
+/// Whether `module.name` is one of [`WASIX_UNWINDING_IMPORTS`].
+pub fn is_wasix_unwinding_import(module: &str, name: &str) -> bool {
+    is_wasix_stack_import(module, name)
+        || (is_wasix_context_import(module, name) && name == "context_switch")
+}
 
 /// Whether `module.name` is one of [`WASIX_STACK_IMPORTS`].
 pub fn is_wasix_stack_import(module: &str, name: &str) -> bool {
@@ -79,6 +120,37 @@ pub fn is_wasix_stack_import(module: &str, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_unwinding_list_is_the_stack_calls_and_context_switch() {
+        let mut expected: Vec<&str> = WASIX_STACK_IMPORTS
+            .iter()
+            .chain(
+                WASIX_CONTEXT_IMPORTS
+                    .iter()
+                    .filter(|i| i.ends_with(".context_switch")),
+            )
+            .copied()
+            .collect();
+        let mut listed = WASIX_UNWINDING_IMPORTS.to_vec();
+        expected.sort();
+        listed.sort();
+        assert_eq!(listed, expected);
+        for import in WASIX_CONTEXT_IMPORTS {
+            let (module, name) = import.split_once('.').unwrap();
+            assert!(is_wasix_context_import(module, name), "{import}");
+            assert!(!is_wasix_stack_import(module, name), "{import}");
+        }
+        assert!(!is_wasix_context_import("env", "context_switch"));
+        for import in WASIX_STACK_IMPORTS.iter().chain(WASIX_CONTEXT_IMPORTS) {
+            let (module, name) = import.split_once('.').unwrap();
+            assert_eq!(
+                is_wasix_unwinding_import(module, name),
+                WASIX_UNWINDING_IMPORTS.contains(import),
+                "{import}"
+            );
+        }
+    }
 
     #[test]
     fn wasix_predicate_matches_the_list() {

@@ -14,7 +14,7 @@
 //! instrumented they come from the pass's analysis, with default options: what
 //! `wasm-rewind instrument` would do.
 
-use crate::abi::{self, WASIX_STACK_IMPORTS};
+use crate::abi::{self, WASIX_CONTEXT_IMPORTS, WASIX_STACK_IMPORTS};
 use crate::error::Result;
 use crate::stack_layout::{FoundBy, StackLayout};
 use crate::{analysis, module_info, Options};
@@ -66,7 +66,8 @@ pub struct Functions {
 #[derive(Clone, Debug)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Shim {
-    /// The WASIX stack calls the module imports; the shim serves these.
+    /// The WASIX stack and context calls the module imports; the shim
+    /// serves these.
     pub wasix_imports: Vec<String>,
     /// How `__stack_pointer` can be reached: `"exported"`, `"name-section"`
     /// or `"prologue"` (recognised from the code; `instrument` exports it in
@@ -205,7 +206,9 @@ pub fn inspect(wasm: &[u8]) -> Result<Facts> {
     let wasix_imports: Vec<String> = scan
         .func_imports
         .iter()
-        .filter(|i| WASIX_STACK_IMPORTS.contains(&i.as_str()))
+        .filter(|i| {
+            WASIX_STACK_IMPORTS.contains(&i.as_str()) || WASIX_CONTEXT_IMPORTS.contains(&i.as_str())
+        })
         .cloned()
         .collect();
     let shim = shim(&scan, &StackLayout::find(&info, &scans), wasix_imports);

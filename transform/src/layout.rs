@@ -100,7 +100,7 @@ impl<'m> OutputLayout<'m> {
         options: &Options,
         buffer: BufferPlacement,
     ) -> Result<OutputLayout<'m>> {
-        let wasix = imports_wasix_stack_calls(info);
+        let wasix = imports_wasix_unwinding_calls(info);
         // A module for a WASIX host: the host must find its C stack
         // (exports), and, with the buffer in memory 0, the free part of it.
         let stack = StackLayout::find(info, scans);
@@ -374,12 +374,13 @@ fn added_types(info: &ModuleInfo<'_>, memory64: bool, embedded: Option<&Embed>) 
     types
 }
 
-/// Whether the module imports `stack_checkpoint`, `stack_restore` or
-/// `stack_rewind` from `wasix_32v1` or `wasix_64v1`.
-fn imports_wasix_stack_calls(info: &ModuleInfo<'_>) -> bool {
+/// Whether the module imports a WASIX call that unwinds (`stack_checkpoint`,
+/// `stack_restore`, `stack_rewind`, `context_switch`) from `wasix_32v1` or
+/// `wasix_64v1`: a host (ours or Wasmer) will drive its unwinds.
+fn imports_wasix_unwinding_calls(info: &ModuleInfo<'_>) -> bool {
     info.imports
         .iter()
-        .any(|i| abi::is_wasix_stack_import(&i.module, &i.name))
+        .any(|i| abi::is_wasix_unwinding_import(&i.module, &i.name))
 }
 
 /// Refuses a module whose C stack a WASIX host (Wasmer) could not find

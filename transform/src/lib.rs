@@ -138,7 +138,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use module_info::features;
 pub use options::{
     wildcard_match, with_flags, OptionName, OptionSpec, Options, SjljLowering, OPTIONS,
-    WASIX_STACK_IMPORTS,
+    WASIX_CONTEXT_IMPORTS, WASIX_STACK_IMPORTS, WASIX_UNWINDING_IMPORTS,
 };
 
 use analysis::unwind::UnwindAnalysis;

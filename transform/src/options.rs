@@ -107,7 +107,7 @@ impl SjljLowering {
     }
 }
 
-pub use crate::abi::WASIX_STACK_IMPORTS;
+pub use crate::abi::{WASIX_CONTEXT_IMPORTS, WASIX_STACK_IMPORTS, WASIX_UNWINDING_IMPORTS};
 
 /// One field of [`Options`]: how messages, the command line and wasm-opt
 /// name it. Declared once, in [`OPTIONS`]; the command line's flags and its
@@ -323,11 +323,17 @@ pub fn with_flags(text: &str) -> String {
 }
 
 impl Options {
-    /// The options of `--preset wasix`: only the WASIX stack imports unwind, and
+    /// The options of `--preset wasix`: only the WASIX stack imports and
+    /// `context_switch` unwind ([`WASIX_UNWINDING_IMPORTS`]), and
     /// the stack globals the shim needs are exported.
     pub fn wasix() -> Options {
         Options {
-            imports: Some(WASIX_STACK_IMPORTS.iter().map(|s| s.to_string()).collect()),
+            imports: Some(
+                WASIX_UNWINDING_IMPORTS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            ),
             export_stack_globals: true,
             ..Options::default()
         }
@@ -337,7 +343,7 @@ impl Options {
 impl Options {
     /// Checks the options against each other, before any module is read, and
     /// returns the ones the pass runs with: under `embed_runtime`, the WASIX
-    /// stack calls are the only unwinding imports unless a list is given
+    /// stack calls and `context_switch` are the only unwinding imports unless a list is given
     /// (nothing else can complete an unwind without a host).
     ///
     /// Every check that does not need the module is here, so a contradiction
@@ -399,7 +405,12 @@ impl Options {
         }
         let mut options = self.clone();
         if options.imports.is_none() {
-            options.imports = Some(WASIX_STACK_IMPORTS.iter().map(|s| s.to_string()).collect());
+            options.imports = Some(
+                WASIX_UNWINDING_IMPORTS
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+            );
         }
         Ok(Cow::Owned(options))
     }

@@ -82,7 +82,7 @@ fn warn_unused_patterns(patterns: &[String], used: &[bool], warnings: &mut Vec<S
     for (k, p) in patterns.iter().enumerate() {
         // The preset names both the 32- and 64-bit WASIX modules; a module
         // only ever imports one of them, so those entries stay quiet.
-        if !used[k] && !crate::options::WASIX_STACK_IMPORTS.contains(&p.as_str()) {
+        if !used[k] && !crate::options::WASIX_UNWINDING_IMPORTS.contains(&p.as_str()) {
             warnings.push(format!(
                 "{} entry `{p}` matches no import",
                 OptionName::Imports
