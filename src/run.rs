@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use wasm_rewind_shim::driver::DEFAULT_MAX_BUFFER;
-use wasm_rewind_shim::{ShimConfig, StoreLimits, WasiCommand};
+use wasm_rewind_shim::{Exit, ShimConfig, StoreLimits, WasiCommand};
 use wasmtime::Engine;
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
@@ -123,9 +123,25 @@ impl Opts {
                  peak {} held, peak {} bytes",
                 s.inserted, s.dropped_dead, s.dropped_displaced, s.peak_snapshots, s.peak_bytes
             );
+            let c = command.shim().contexts().stats();
+            if c.created > 0 {
+                eprintln!(
+                    "contexts: {} created, {} switches, peak {} alive, largest suspended \
+                     frames {} bytes",
+                    c.created, c.switches, c.peak, c.largest_frames
+                );
+            }
         }
         match result {
-            Ok(exit) => Ok(ExitCode::from(exit.code() as u8)),
+            Ok(exit) => {
+                if let Exit::ContextEntrypointReturned(id) = exit {
+                    eprintln!(
+                        "error: `{program}`: {}",
+                        wasm_rewind_shim::ShimError::ContextEntrypointReturned { id }
+                    );
+                }
+                Ok(ExitCode::from(exit.code() as u8))
+            }
             Err(e) => {
                 eprintln!("error: `{}` trapped: {e:?}", program);
                 Ok(ExitCode::from(TRAP_EXIT))

@@ -3,10 +3,10 @@
  * setcontext on top of WASIX contexts (<wasix/context.h>, in this directory),
  * so coroutine code written for POSIX builds unchanged.
  *
- * Build: `-I runtime-shim/include`, as for setjmp.h; link with
- * -Wl,--export-table when the module is to run on Wasmer (it looks context
- * entrypoints up in the exported function table). Nothing serves the
- * context calls on wasm-rewind's runtimes yet (issue 16); docs/contexts.md.
+ * Build: `-I runtime-shim/include`, as for setjmp.h, and link with
+ * -Wl,--export-table (context entrypoints are looked up in the exported
+ * function table); then `wasm-rewind instrument`. Runs on `wasm-rewind run`,
+ * with --embed-runtime on any engine, and on Wasmer; docs/contexts.md.
  *
  * What maps onto what:
  *   - makecontext(ucp, fn, argc, ...) creates a WASIX context on the stack

@@ -25,12 +25,26 @@
 //! later writes to volatile locals survive, as C requires) and rewinds: the
 //! stack is rebuilt as it was at the checkpoint, whose import returns `val`.
 //!
+//! # How a context switch runs
+//!
+//! `context_switch(target)` (WASIX contexts, [`crate::contexts`]) unwinds the
+//! running context to its root, the call the binding made: the export for
+//! the main context, a table entry for the others. [`after_return`] keeps
+//! its frames and globals, then either tells the binding to call the
+//! target's entrypoint (it never ran) or puts the target's frames in the
+//! buffer, restores its globals and rewinds it: the binding calls the
+//! target's root, and the rewind ends in the target's own `context_switch`,
+//! which returns 0. A checkpoint or restore inside a context unwinds to that
+//! context's root only, so the rest works as without contexts; a longjmp to
+//! another context's setjmp is refused.
+//!
 //! # Where the buffer lives
 //!
 //! See [`crate::window`]: a window borrowed at the top of memory 0 and given
 //! back after the request, or the module's own `asyncify_memory`.
 
 use crate::abi::{Errno, JmpBuf, JMP_BUF_HASH_OFFSET, JMP_BUF_SIZE};
+use crate::contexts::{self, Contexts, Resumption, Root, StackBounds};
 use crate::error::ShimError;
 use crate::hash::{HashKey, SnapshotHash};
 use crate::snapshot::{stack_digest, GlobalValue, Snapshot};
@@ -94,6 +108,8 @@ pub struct ShimState {
     /// requests so that neither allocates.
     spare_globals: Vec<GlobalValue>,
     spare_restored: Restored,
+    /// The WASIX contexts and which one runs.
+    contexts: Contexts,
     /// What the engine binding resolved for this instance (its export
     /// handles), kept here so imports can find it; opaque to the driver.
     pub(crate) binding: Option<Box<dyn std::any::Any + Send + Sync>>,
@@ -115,6 +131,7 @@ impl ShimState {
             scratch: Vec::new(),
             spare_globals: Vec::new(),
             spare_restored: Restored::default(),
+            contexts: Contexts::new(),
             binding: None,
         }
     }
@@ -124,6 +141,11 @@ impl ShimState {
         self.snapshots
             .as_ref()
             .expect("only taken during an insert")
+    }
+
+    /// The WASIX contexts (for inspection and `--stats`).
+    pub fn contexts(&self) -> &Contexts {
+        &self.contexts
     }
 
     fn store(&mut self) -> &mut SnapshotStore {
@@ -136,8 +158,30 @@ impl ShimState {
 /// A request made by an import, completed once the stack has unwound.
 enum Pending {
     None,
-    Checkpoint { env: u64 },
-    Restore { snapshot: Restored, val: u64 },
+    /// The live C stack's digest is taken when the request is made: the
+    /// unwind does not change the stack, and the borrowed window may lie
+    /// over a context's stack (in the heap) once frames are in it.
+    Checkpoint {
+        env: u64,
+        stack_digest: [u8; 8],
+    },
+    Restore {
+        snapshot: Restored,
+        val: u64,
+    },
+    Switch {
+        target: u64,
+    },
+}
+
+/// What the binding does once an export or entrypoint has returned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// The export finished: return its results.
+    Finished,
+    /// Call this root (with the export's arguments for [`Root::Export`]):
+    /// a rewind has started, or a context starts at its entrypoint.
+    Call(Root),
 }
 
 /// Which linear memory an access is for.
@@ -198,6 +242,9 @@ pub trait Guest {
     fn globals(&mut self, out: &mut Vec<GlobalValue>);
     /// Sets them back, in the same order.
     fn set_globals(&mut self, values: &[GlobalValue]) -> Result<(), Self::Error>;
+    /// Whether entry `index` of the module's function table is a function
+    /// of type `() -> ()`, which a context can start at.
+    fn entry_is_callable(&mut self, index: u32) -> bool;
 }
 
 /// `stack_checkpoint(env, ret)`: starts a checkpoint (state 0) or ends the
@@ -221,8 +268,9 @@ pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::E
                     "stack_checkpoint called while another request is pending",
                 ));
             }
+            let stack_digest = running_stack_digest(g)?;
             let data = borrow_window(g, 0, false)?;
-            g.shim().pending = Pending::Checkpoint { env };
+            g.shim().pending = Pending::Checkpoint { env, stack_digest };
             g.start_unwind(data)?;
             g.shim().state = 1;
             Ok(Errno::Success)
@@ -247,6 +295,14 @@ pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> 
     g.read_exact(Mem::Program, env, &mut bytes)?;
     let hash = JmpBuf::from_bytes(&bytes).hash;
     let sp = g.stack_pointer();
+    let current = g.shim().contexts.running();
+    if let Some(set_in) = g.shim().store().context_of(&hash) {
+        if set_in != current {
+            return Err(ShimError::LongjmpAcrossContexts { set_in, current }.into());
+        }
+    }
+    // Stack pointers compare within one context only, which the check
+    // above makes sure of.
     if let Some(snapshot_sp) = g.shim().store().stack_pointer_of(&hash) {
         if snapshot_sp < sp {
             return Err(ShimError::StaleSnapshot {
@@ -264,6 +320,88 @@ pub fn restore<G: Guest>(g: &mut G, env: u64, val: u64) -> Result<(), G::Error> 
     g.start_unwind(data)?;
     g.shim().state = 1;
     Ok(())
+}
+
+/// `context_create(new_context_ptr, entrypoint)`: a new context that will
+/// start at table entry `entry`, its id written at `ptr`. EINVAL when the
+/// entry is not a `() -> ()` function of the table, EFAULT when `ptr` is
+/// not writable. The 32 bytes at `ptr` may be our header's descriptor,
+/// which names the context's stack ([`StackBounds::from_descriptor`]).
+pub fn context_create<G: Guest>(g: &mut G, ptr: u64, entry: u32) -> Result<Errno, G::Error> {
+    let state = g.shim().state;
+    if state != 0 {
+        return Err(guest_error(&format!(
+            "context_create called in asyncify state {state}"
+        )));
+    }
+    if !g.entry_is_callable(entry) {
+        return Ok(Errno::Inval);
+    }
+    let mut id_field = [0u8; 8];
+    if g.read_exact(Mem::Program, ptr, &mut id_field).is_err() {
+        return Ok(Errno::Fault);
+    }
+    let mut descriptor = [0u8; contexts::DESCRIPTOR_SIZE];
+    let stack = g
+        .read_exact(Mem::Program, ptr, &mut descriptor)
+        .ok()
+        .and_then(|()| StackBounds::from_descriptor(&descriptor));
+    let id = g.shim().contexts.create(entry, stack);
+    g.write(Mem::Program, ptr, &id.to_le_bytes())?;
+    Ok(Errno::Success)
+}
+
+/// `context_switch(target)`: errors and a switch to the running context
+/// return at once; otherwise the running context unwinds (state 0), to be
+/// resumed when a switch to it rewinds into this call (state 2), which then
+/// returns 0.
+pub fn context_switch<G: Guest>(g: &mut G, target: u64) -> Result<Errno, G::Error> {
+    match g.shim().state {
+        2 => {
+            g.stop_rewind()?;
+            g.shim().state = 0;
+            give_back_window(g)?;
+            Ok(Errno::Success)
+        }
+        0 => {
+            if !matches!(g.shim().pending, Pending::None) {
+                return Err(guest_error(
+                    "context_switch called while another request is pending",
+                ));
+            }
+            match g.shim().contexts.check_switch(target) {
+                Err(errno) => return Ok(errno),
+                Ok(false) => return Ok(Errno::Success),
+                Ok(true) => {}
+            }
+            // Room for the target's frames, which the same window takes
+            // once the running context's are copied out.
+            let frames = g.shim().contexts.frames_len(target) as u64;
+            let data = borrow_window(g, frames, true)?;
+            g.shim().pending = Pending::Switch { target };
+            g.start_unwind(data)?;
+            g.shim().state = 1;
+            Ok(Errno::Success)
+        }
+        s => Err(guest_error(&format!(
+            "context_switch called in asyncify state {s}"
+        ))),
+    }
+}
+
+/// `context_destroy(id)`: EINVAL for the running or the main context, 0 for
+/// an unknown one; otherwise the context and its snapshots are dropped (no
+/// guest code runs).
+pub fn context_destroy<G: Guest>(g: &mut G, id: u64) -> Result<Errno, G::Error> {
+    match g.shim().contexts.destroy(id) {
+        Err(errno) => Ok(errno),
+        Ok(dropped) => {
+            if dropped {
+                g.shim().store().drop_context(id);
+            }
+            Ok(Errno::Success)
+        }
+    }
 }
 
 /// The grow hook: a frame of `needed` bytes does not fit in the buffer of
@@ -293,17 +431,34 @@ pub fn begin<G: Guest>(g: &mut G) {
     }
 }
 
-/// Call after an export returned. `Ok(false)`: it finished. `Ok(true)`: it
-/// returned because the stack unwound for a checkpoint or restore, which is
-/// now complete and the rewind has started: call the same export again with
-/// the same arguments.
-pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error> {
+/// Call after an export (or a context's entrypoint) returned.
+/// [`Next::Finished`]: the export finished. [`Next::Call`]: it returned
+/// because the stack unwound for a checkpoint, restore or context switch,
+/// which is now complete: call that root (the export again with the same
+/// arguments, or a context's entrypoint).
+pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<Next, G::Error> {
     if g.shim().state != 1 {
         // A normal return, as far as the shim knows: make sure.
         if g.state()? == 1 {
             return Err(no_request(export));
         }
-        return Ok(false);
+        let returned = g.shim().contexts.running();
+        end_contexts(g.shim());
+        if returned != contexts::MAIN {
+            return Err(ShimError::ContextEntrypointReturned { id: returned }.into());
+        }
+        return Ok(Next::Finished);
+    }
+    if let Pending::Switch { target } = g.shim().pending {
+        g.shim().pending = Pending::None;
+        return match switch_contexts(g, target) {
+            Ok(next) => Ok(next),
+            Err(e) => {
+                g.shim().state = 0;
+                let _ = g.stop_unwind();
+                Err(e)
+            }
+        };
     }
     // The unwind is not stopped before the rewind starts: stopping it only
     // sets the state to 0 (and checks `pos <= end`, which starting the
@@ -320,7 +475,100 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<bool, G::Error>
     };
     g.start_rewind(data)?;
     g.shim().state = 2;
-    Ok(true)
+    Ok(Next::Call(g.shim().contexts.running_root()))
+}
+
+/// The running context has unwound for a switch to `target`: keep its
+/// frames and globals, then start the target or rewind it.
+fn switch_contexts<G: Guest>(g: &mut G, target: u64) -> Result<Next, G::Error> {
+    let Some((data, start)) = g.shim().window.as_ref().map(|w| (w.data, w.start)) else {
+        return Err(guest_error("a context switch unwound with no buffer"));
+    };
+    let pos = read_pos(g, data)?;
+    let unwound = pos.saturating_sub(start);
+    let shim = g.shim();
+    shim.sizing.last_restore_unwind = unwound;
+    shim.sizing.largest_unwind = shim.sizing.largest_unwind.max(unwound);
+    if let Some(w) = shim.window.as_mut() {
+        w.reached(pos);
+    }
+    let mut frames = std::mem::take(&mut g.shim().scratch);
+    frames.clear();
+    g.read_into(Mem::Buffer, start, unwound, &mut frames)?;
+    let mut globals = std::mem::take(&mut g.shim().spare_globals);
+    globals.clear();
+    g.globals(&mut globals);
+    let shim = g.shim();
+    let resumption = shim.contexts.switch(target, &mut frames, &mut globals);
+    let result = match resumption {
+        Resumption::Start(root) => {
+            // No rewind: the entrypoint is called in the normal state, with
+            // the window given back.
+            g.shim().state = 0;
+            g.stop_unwind()?;
+            give_back_window(g)?;
+            Ok(Next::Call(root))
+        }
+        Resumption::Rewind(root) => {
+            rewind_frames(g, &frames, &globals)?;
+            g.start_rewind(data)?;
+            g.shim().state = 2;
+            Ok(Next::Call(root))
+        }
+    };
+    g.shim().scratch = frames;
+    g.shim().spare_globals = globals;
+    result
+}
+
+/// Puts `frames` at the start of the borrowed window's buffer and restores
+/// `globals`, ready for a rewind.
+fn rewind_frames<G: Guest>(
+    g: &mut G,
+    frames: &[u8],
+    globals: &[GlobalValue],
+) -> Result<(), G::Error> {
+    let len = frames.len() as u64;
+    let w = g.shim().window.as_mut().expect("borrowed by the request");
+    // The request borrowed room for these frames; the unwind may have grown it.
+    debug_assert!(len <= w.end - w.start);
+    let (data, start, end) = (w.data, w.start, w.end);
+    w.reached(start + len);
+    g.write(Mem::Buffer, start, frames)?;
+    write_header(g, data, start + len, end)?;
+    g.set_globals(globals)?;
+    Ok(())
+}
+
+/// The export finished or trapped: only the main context is left, and the
+/// snapshots of the others are dropped with them.
+fn end_contexts(shim: &mut ShimState) {
+    if !shim.contexts.any_besides_main() && shim.contexts.running() == contexts::MAIN {
+        return;
+    }
+    for id in shim.contexts.reset() {
+        shim.store().drop_context(id);
+    }
+}
+
+/// The digest of the running context's live C stack: bytes from the stack
+/// pointer to its stack's top (the main stack's, or the one our header's
+/// descriptor named; none when the context's stack is unknown).
+fn running_stack_digest<G: Guest>(g: &mut G) -> Result<[u8; 8], ShimError> {
+    let sp = g.stack_pointer();
+    let shim = g.shim();
+    let top = if shim.contexts.running() == contexts::MAIN {
+        shim.stack_top.unwrap_or(sp)
+    } else {
+        shim.contexts.running_stack().map_or(sp, |b| b.high)
+    }
+    .max(sp);
+    let mut scratch = std::mem::take(&mut g.shim().scratch);
+    scratch.clear();
+    let read = g.read_into(Mem::Program, sp, top - sp, &mut scratch);
+    let digest = stack_digest(&scratch);
+    g.shim().scratch = scratch;
+    read.map(|()| digest)
 }
 
 /// The stack has unwound for the pending request: complete it, and return
@@ -334,7 +582,9 @@ fn complete<G: Guest>(g: &mut G, export: &str) -> Result<u64, G::Error> {
     let unwound = pos.saturating_sub(start);
     match shim.pending {
         Pending::Checkpoint { .. } => shim.sizing.last_checkpoint_unwind = unwound,
-        Pending::Restore { .. } => shim.sizing.last_restore_unwind = unwound,
+        Pending::Restore { .. } | Pending::Switch { .. } => {
+            shim.sizing.last_restore_unwind = unwound
+        }
         Pending::None => {}
     }
     shim.sizing.largest_unwind = shim.sizing.largest_unwind.max(unwound);
@@ -342,9 +592,11 @@ fn complete<G: Guest>(g: &mut G, export: &str) -> Result<u64, G::Error> {
         w.reached(pos);
     }
     match std::mem::replace(&mut g.shim().pending, Pending::None) {
-        Pending::Checkpoint { env } => take_checkpoint(g, env, start, pos)?,
+        Pending::Checkpoint { env, stack_digest } => {
+            take_checkpoint(g, env, stack_digest, start, pos)?
+        }
         Pending::Restore { snapshot, val } => prepare_restore(g, snapshot, val)?,
-        Pending::None => return Err(no_request(export)),
+        Pending::None | Pending::Switch { .. } => return Err(no_request(export)),
     }
     Ok(data)
 }
@@ -365,10 +617,13 @@ pub fn after_trap(shim: &mut ShimState) -> Option<u64> {
     shim.resume_value = None;
     shim.state = 0;
     shim.jmp_buf_write = None;
+    end_contexts(shim);
     let window = shim.window.take();
     match std::mem::replace(&mut shim.pending, Pending::None) {
         Pending::None => None,
-        Pending::Checkpoint { .. } | Pending::Restore { .. } => window.map(|w| w.end - w.start),
+        Pending::Checkpoint { .. } | Pending::Restore { .. } | Pending::Switch { .. } => {
+            window.map(|w| w.end - w.start)
+        }
     }
 }
 
@@ -409,13 +664,15 @@ fn give_back_window<G: Guest>(g: &mut G) -> Result<(), ShimError> {
 
 /// The stack has unwound for a checkpoint into `[start, pos)`: snapshot it.
 /// The frames stay in the buffer for the rewind that follows.
-fn take_checkpoint<G: Guest>(g: &mut G, env: u64, start: u64, pos: u64) -> Result<(), G::Error> {
+fn take_checkpoint<G: Guest>(
+    g: &mut G,
+    env: u64,
+    digest: [u8; 8],
+    start: u64,
+    pos: u64,
+) -> Result<(), G::Error> {
     let sp = g.stack_pointer();
-    let top = g.shim().stack_top.unwrap_or(sp).max(sp);
     let mut scratch = std::mem::take(&mut g.shim().scratch);
-    scratch.clear();
-    g.read_into(Mem::Program, sp, top - sp, &mut scratch)?;
-    let digest = stack_digest(&scratch);
     scratch.clear();
     g.read_into(Mem::Buffer, start, pos.saturating_sub(start), &mut scratch)?;
     let mut globals = std::mem::take(&mut g.shim().spare_globals);
@@ -425,6 +682,7 @@ fn take_checkpoint<G: Guest>(g: &mut G, env: u64, start: u64, pos: u64) -> Resul
         frames: scratch,
         stack_digest: digest,
         stack_pointer: sp,
+        context: g.shim().contexts.running(),
         globals,
     };
     let names = g.global_names();
@@ -448,15 +706,7 @@ fn take_checkpoint<G: Guest>(g: &mut G, env: u64, start: u64, pos: u64) -> Resul
 /// The stack has unwound for a restore: put the snapshot's frames in the
 /// buffer and restore its globals.
 fn prepare_restore<G: Guest>(g: &mut G, snapshot: Restored, val: u64) -> Result<(), G::Error> {
-    let len = snapshot.frames.len() as u64;
-    let w = g.shim().window.as_mut().expect("borrowed by restore");
-    // `restore` borrowed room for these frames; the unwind may have grown it.
-    debug_assert!(len <= w.end - w.start);
-    let (data, start, end) = (w.data, w.start, w.end);
-    w.reached(start + len);
-    g.write(Mem::Buffer, start, &snapshot.frames)?;
-    write_header(g, data, start + len, end)?;
-    g.set_globals(&snapshot.globals)?;
+    rewind_frames(g, &snapshot.frames, &snapshot.globals)?;
     let shim = g.shim();
     shim.resume_value = Some(val);
     shim.spare_restored = snapshot;

@@ -77,6 +77,21 @@ pub enum ShimError {
         /// How to get the export (linker flag, instrument preset).
         hint: String,
     },
+    /// `longjmp` to a `jmp_buf` whose `setjmp` ran in another WASIX
+    /// context: each context has its own stack, and a jump cannot move
+    /// between them.
+    LongjmpAcrossContexts {
+        /// The context the `setjmp` ran in (0: the main one).
+        set_in: u64,
+        /// The context calling `longjmp`.
+        current: u64,
+    },
+    /// The entrypoint of a WASIX context returned, which Wasmer does not
+    /// allow either: the program ends with status 129, as on Wasmer.
+    ContextEntrypointReturned {
+        /// The context's id.
+        id: u64,
+    },
     /// Misuse detected at run time, e.g. `stack_restore` re-entered while
     /// rewinding.
     Guest {
@@ -86,6 +101,10 @@ pub enum ShimError {
 }
 
 impl ShimError {
+    /// The exit status of a program whose context entrypoint returned
+    /// ([`ShimError::ContextEntrypointReturned`]): Wasmer's.
+    pub const CONTEXT_RETURNED_STATUS: i32 = 129;
+
     /// The WASIX errno that best describes the error, for a syscall that
     /// returns one (`stack_checkpoint`) or for the exit code of a trap.
     pub fn errno(&self) -> Errno {
@@ -96,6 +115,8 @@ impl ShimError {
             ShimError::CorruptedSnapshot { .. } => Errno::Unknown,
             // longjmp to a dead frame is an invalid argument (UB in C).
             ShimError::StaleSnapshot { .. } => Errno::Inval,
+            ShimError::LongjmpAcrossContexts { .. } => Errno::Inval,
+            ShimError::ContextEntrypointReturned { .. } => Errno::Inval,
             // "Value too large to be stored": the state does not fit its space.
             ShimError::SnapshotLimit { .. } | ShimError::BufferTooSmall { .. } => Errno::Overflow,
             // "Executable file format error": the module is not built for this.
@@ -134,6 +155,20 @@ impl fmt::Display for ShimError {
                  this is undefined behaviour in C: call longjmp only while the function \
                  that called setjmp is still running"
             ),
+            ShimError::LongjmpAcrossContexts { set_in, current } => write!(
+                f,
+                "longjmp across WASIX contexts: the jmp_buf was set by setjmp in context \
+                 {set_in}, and longjmp was called in context {current}; each context has \
+                 its own stack, so a jump can only return to a setjmp of the context that \
+                 makes it: switch back to context {set_in} and longjmp there"
+            ),
+            ShimError::ContextEntrypointReturned { id } => write!(
+                f,
+                "the entrypoint of WASIX context {id} returned, which is not allowed: a \
+                 context must switch to another one instead (the program ends with status \
+                 {}, as on Wasmer)",
+                ShimError::CONTEXT_RETURNED_STATUS
+            ),
             ShimError::SnapshotLimit { kind, limit, live } => match kind {
                 SnapshotLimitKind::Count => write!(
                     f,
@@ -164,7 +199,7 @@ impl fmt::Display for ShimError {
                 write!(f, "the module does not export `{name}`: {hint}")
             }
             ShimError::Guest { message } => {
-                write!(f, "the guest misused setjmp/longjmp: {message}")
+                write!(f, "the guest misused setjmp/longjmp or contexts: {message}")
             }
         }
     }
@@ -203,6 +238,11 @@ mod tests {
             ShimError::Guest {
                 message: "stack_restore re-entered while rewinding".into(),
             },
+            ShimError::LongjmpAcrossContexts {
+                set_in: 0,
+                current: 3,
+            },
+            ShimError::ContextEntrypointReturned { id: 2 },
         ]
     }
 
@@ -228,6 +268,8 @@ mod tests {
                 Errno::Noexec,
                 Errno::Noexec,
                 Errno::Inval,
+                Errno::Inval,
+                Errno::Inval,
             ]
         );
         assert!(all().iter().all(|e| e.errno() != Errno::Success));
@@ -242,6 +284,8 @@ mod tests {
         assert!(msgs[3].contains("10 live") && msgs[3].contains("--max-snapshots"));
         assert!(msgs[4].contains("2048") && msgs[4].contains("1024"));
         assert!(msgs[4].contains("--max-unwind-buffer"));
+        assert!(msgs[8].contains("context 0") && msgs[8].contains("context 3"));
+        assert!(msgs[9].contains("context 2") && msgs[9].contains("129"));
         let bytes = ShimError::SnapshotLimit {
             kind: SnapshotLimitKind::Bytes,
             limit: 4096,

@@ -61,6 +61,7 @@ pub mod hash;
 pub mod snapshot;
 pub mod store;
 
+pub mod contexts;
 pub mod driver;
 pub mod window;
 // The engine binding depends on the modules above, never the reverse.

@@ -64,6 +64,11 @@ pub struct Snapshot {
     pub stack_digest: [u8; 8],
     /// `__stack_pointer` at the checkpoint.
     pub stack_pointer: u64,
+    /// The WASIX context the checkpoint ran in ([`crate::contexts`]; 0, the
+    /// main context, in a program without any): a longjmp resumes it only
+    /// from the same context, and its stack pointer is compared only with
+    /// that context's.
+    pub context: u64,
     /// The exported mutable globals other than the asyncify ones, in the
     /// instance's order (their names are the instance's, passed to
     /// [`Snapshot::hash`]).
@@ -73,7 +78,7 @@ pub struct Snapshot {
 /// Domain separation: these bytes start every snapshot's hashed message, so a
 /// snapshot hash can never equal a [`crate::hash::keyed_hash`] of other data
 /// under the same key, and a future encoding can change the tag.
-const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind v5";
+const SNAPSHOT_DOMAIN: &[u8] = b"wasm-rewind v6";
 
 /// A digest of the names of a snapshot's globals, each with its length, for
 /// its name: they are the instance's, the same for every snapshot of it, so
@@ -105,7 +110,8 @@ impl Snapshot {
     /// The snapshot's name: the keyed hash of one canonical encoding of every
     /// field: the domain tag, the frames' chained digest
     /// ([`crate::frames::frames_digest`], 16 bytes) and length (u64 LE), the
-    /// stack digest (8 bytes), the stack pointer (u64 LE), a digest of the
+    /// stack digest (8 bytes), the stack pointer (u64 LE), the context
+    /// (u64 LE), a digest of the
     /// globals' names (`names`, in order; see [`names_digest`]), the number
     /// of globals (u64 LE), then each global's typed value. Every field has a
     /// fixed length or is delimited by its type tag, so the encoding is
@@ -132,6 +138,7 @@ impl Snapshot {
             self.frames.len(),
             &self.stack_digest,
             self.stack_pointer,
+            self.context,
             &self.globals,
         )
     }
@@ -146,12 +153,13 @@ pub(crate) fn name_of(
     frames_len: usize,
     stack_digest: &[u8; 8],
     stack_pointer: u64,
+    context: u64,
     globals: &[GlobalValue],
 ) -> SnapshotHash {
     // The fields laid out in one array and hashed in one go (the same bytes
     // a KeyedHasher fed field by field would hash), unless there are many
     // globals.
-    const FIXED: usize = SNAPSHOT_DOMAIN.len() + 16 + 8 + 8 + 8 + 8 + 8;
+    const FIXED: usize = SNAPSHOT_DOMAIN.len() + 16 + 8 + 8 + 8 + 8 + 8 + 8;
     const MOST_GLOBALS: usize = 8;
     let mut buf = [0u8; FIXED + 9 * MOST_GLOBALS];
     let mut at = 0;
@@ -164,6 +172,7 @@ pub(crate) fn name_of(
     put(&(frames_len as u64).to_le_bytes());
     put(stack_digest);
     put(&stack_pointer.to_le_bytes());
+    put(&context.to_le_bytes());
     put(names_digest);
     put(&(globals.len() as u64).to_le_bytes());
     if globals.len() <= MOST_GLOBALS {
@@ -196,6 +205,7 @@ pub(crate) mod tests {
             frames: n.to_le_bytes().repeat(4),
             stack_digest: stack_digest(&[0x5a; 32]),
             stack_pointer: 65_536 - 32,
+            context: 0,
             globals: vec![
                 GlobalValue::I32(n as i32),
                 GlobalValue::I64(-1),

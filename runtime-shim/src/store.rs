@@ -35,6 +35,9 @@ use crate::hash::BuildIdentity;
 use crate::hash::{HashKey, SnapshotHash};
 use crate::snapshot::{name_of, names_digest, GlobalValue, Snapshot};
 
+/// A min-heap of (stack pointer, seq, hash).
+type SpHeap = BinaryHeap<Reverse<(u64, u64, SnapshotHash)>>;
+
 /// Caps on what one store holds; both apply at once.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoreLimits {
@@ -75,6 +78,8 @@ struct Entry {
     frames_len: usize,
     stack_digest: [u8; 8],
     stack_pointer: u64,
+    /// The context it was taken in.
+    context: u64,
     globals: Box<[GlobalValue]>,
     /// The jmp_buf it was stored for.
     env: u64,
@@ -130,11 +135,15 @@ pub struct SnapshotStore {
     /// own bytes are the table's hash (a guest's lookups only probe).
     entries: HashMap<SnapshotHash, Entry, BuildIdentity>,
     frames: FrameStore,
-    /// (stack pointer, seq, hash): the order dead snapshots are found in.
-    /// A min-heap on the stack pointer. Entries removed otherwise stay until
-    /// they come up (their seq no longer matches), and the heap is rebuilt
-    /// when such leftovers outnumber the live ones.
-    by_sp: BinaryHeap<Reverse<(u64, u64, SnapshotHash)>>,
+    /// Per context, (stack pointer, seq, hash): the order dead snapshots
+    /// are found in. A min-heap on the stack pointer. Entries removed
+    /// otherwise stay until they come up (their seq no longer matches), and
+    /// the heaps are rebuilt when such leftovers outnumber the live ones.
+    /// Per context because each WASIX context has a C stack of its own:
+    /// stack pointers are comparable only within one.
+    by_sp: HashMap<u64, SpHeap>,
+    /// Entries in all of `by_sp`'s heaps.
+    by_sp_len: usize,
     /// The snapshot each jmp_buf was last given.
     by_env: HashMap<u64, SnapshotHash>,
     /// Displaced snapshots, oldest first, with their seq (an entry no longer
@@ -172,7 +181,8 @@ impl SnapshotStore {
             key,
             limits,
             entries: HashMap::default(),
-            by_sp: BinaryHeap::new(),
+            by_sp: HashMap::new(),
+            by_sp_len: 0,
             by_env: HashMap::new(),
             displaced: VecDeque::new(),
             seq: 0,
@@ -189,7 +199,8 @@ impl SnapshotStore {
 
     /// Stores `snapshot`, taken for the jmp_buf at `env`, and returns its
     /// name. `global_names` are the names of its globals (hashed into the
-    /// name). First drops the dead snapshots (stack pointer below this one's)
+    /// name). First drops the dead snapshots (stack pointer below this one's,
+    /// in the same context)
     /// and marks the jmp_buf's previous snapshot displaced; then, if the new
     /// one does not fit, drops displaced snapshots, oldest first, skipping
     /// those `is_current(env, hash)` says their jmp_buf holds again. If it
@@ -201,7 +212,7 @@ impl SnapshotStore {
         env: u64,
         mut is_current: impl FnMut(u64, &SnapshotHash) -> bool,
     ) -> Result<SnapshotHash, ShimError> {
-        self.drop_dead_below(snapshot.stack_pointer);
+        self.drop_dead_below(snapshot.context, snapshot.stack_pointer);
         // The frames first: their list's digest is part of the name.
         let frames = self.frames.insert(&snapshot.frames);
         let names = self.names_digest(global_names);
@@ -231,16 +242,21 @@ impl SnapshotStore {
             frames_len: snapshot.frames.len(),
             stack_digest: snapshot.stack_digest,
             stack_pointer: snapshot.stack_pointer,
+            context: snapshot.context,
             globals: snapshot.globals.clone().into_boxed_slice(),
             env,
             seq: self.seq,
             displaced: false,
         };
         self.entry_bytes += entry_bytes(entry.globals.len());
-        self.by_sp
-            .push(Reverse((entry.stack_pointer, entry.seq, hash)));
+        self.by_sp.entry(entry.context).or_default().push(Reverse((
+            entry.stack_pointer,
+            entry.seq,
+            hash,
+        )));
+        self.by_sp_len += 1;
         self.entries.insert(hash, entry);
-        if self.by_sp.len() > 2 * self.entries.len() + 64 {
+        if self.by_sp_len > 2 * self.entries.len() + 64 {
             self.rebuild_by_sp();
         }
         self.stats.inserted += 1;
@@ -293,6 +309,7 @@ impl SnapshotStore {
                 entry.frames_len,
                 &entry.stack_digest,
                 entry.stack_pointer,
+                entry.context,
                 &entry.globals,
             ) == *hash;
         if !intact {
@@ -316,6 +333,27 @@ impl SnapshotStore {
     /// it (the stale check before a restore).
     pub fn stack_pointer_of(&self, hash: &SnapshotHash) -> Option<u64> {
         self.entries.get(hash).map(|e| e.stack_pointer)
+    }
+
+    /// The context a stored snapshot was taken in, without verifying it
+    /// (the check that a longjmp stays in its context).
+    pub fn context_of(&self, hash: &SnapshotHash) -> Option<u64> {
+        self.entries.get(hash).map(|e| e.context)
+    }
+
+    /// Drops every snapshot taken in `context`, which was destroyed: no
+    /// longjmp can reach them any more.
+    pub fn drop_context(&mut self, context: u64) {
+        let Some(heap) = self.by_sp.remove(&context) else {
+            return;
+        };
+        self.by_sp_len -= heap.len();
+        for Reverse((_, seq, hash)) in heap {
+            if self.entries.get(&hash).is_some_and(|e| e.seq == seq) {
+                self.remove(&hash);
+                self.stats.dropped_dead += 1;
+            }
+        }
     }
 
     /// Whether a snapshot is stored under `hash`.
@@ -363,27 +401,37 @@ impl SnapshotStore {
         true
     }
 
-    /// Drops every snapshot taken below `sp`: their frames have returned.
-    fn drop_dead_below(&mut self, sp: u64) {
-        while let Some(&Reverse((entry_sp, seq, hash))) = self.by_sp.peek() {
+    /// Drops every snapshot of `context` taken below `sp`: their frames
+    /// have returned.
+    fn drop_dead_below(&mut self, context: u64, sp: u64) {
+        // Out of the map while entries are removed, which borrows the store.
+        let Some(mut heap) = self.by_sp.remove(&context) else {
+            return;
+        };
+        while let Some(&Reverse((entry_sp, seq, hash))) = heap.peek() {
             if entry_sp >= sp {
                 break;
             }
-            self.by_sp.pop();
+            heap.pop();
+            self.by_sp_len -= 1;
             if self.entries.get(&hash).is_some_and(|e| e.seq == seq) {
                 self.remove(&hash);
                 self.stats.dropped_dead += 1;
             }
         }
+        self.by_sp.insert(context, heap);
     }
 
-    /// The heap of stack pointers again, from the entries alone.
+    /// The heaps of stack pointers again, from the entries alone.
     fn rebuild_by_sp(&mut self) {
-        self.by_sp = self
-            .entries
-            .iter()
-            .map(|(h, e)| Reverse((e.stack_pointer, e.seq, *h)))
-            .collect();
+        self.by_sp.clear();
+        for (h, e) in &self.entries {
+            self.by_sp
+                .entry(e.context)
+                .or_default()
+                .push(Reverse((e.stack_pointer, e.seq, *h)));
+        }
+        self.by_sp_len = self.entries.len();
     }
 
     fn displace(&mut self, hash: SnapshotHash) {
@@ -510,6 +558,7 @@ mod tests {
             frames,
             stack_digest: [n; 8],
             stack_pointer: (1 << 20) - 64 * levels as u64,
+            context: 0,
             globals: vec![GlobalValue::I32(n as i32)],
         }
     }
@@ -520,12 +569,15 @@ mod tests {
 
     /// The invariants every operation must keep.
     fn check(s: &SnapshotStore) {
-        assert!(s.by_sp.len() <= 2 * s.entries.len() + 64);
+        assert!(s.by_sp_len <= 2 * s.entries.len() + 64);
+        assert_eq!(
+            s.by_sp_len,
+            s.by_sp.values().map(|h| h.len()).sum::<usize>()
+        );
         assert!(s.len() <= s.limits.max_snapshots);
         assert!(s.bytes() <= s.limits.max_bytes);
         for (h, e) in &s.entries {
-            assert!(s
-                .by_sp
+            assert!(s.by_sp[&e.context]
                 .iter()
                 .any(|Reverse(k)| *k == (e.stack_pointer, e.seq, *h)));
         }
@@ -600,6 +652,56 @@ mod tests {
             s.get(&deep, NAMES),
             Err(ShimError::UnknownSnapshot { hash: deep })
         );
+        check(&s);
+    }
+
+    /// `nested(levels, n)` taken in `context`, whose stack lies `offset`
+    /// bytes below the main one's.
+    fn in_context(levels: usize, n: u8, context: u64, offset: u64) -> Snapshot {
+        let mut snap = nested(levels, n);
+        snap.context = context;
+        snap.stack_pointer -= offset;
+        snap
+    }
+
+    #[test]
+    fn liveness_compares_stack_pointers_only_within_a_context() {
+        let mut s = store(100, 1 << 20);
+        // Context 1's stack lies far below main's (a malloc'd stack): its
+        // snapshots' stack pointers are all below main's, and still live.
+        let main_deep = s.insert(&nested(10, 1), NAMES, 100, never).unwrap();
+        let ctx_deep = s
+            .insert(&in_context(10, 2, 1, 1 << 19), NAMES, 200, never)
+            .unwrap();
+        let main_shallow = s.insert(&nested(5, 3), NAMES, 300, never).unwrap();
+        assert!(s.contains(&ctx_deep), "another context's snapshot is live");
+        assert!(!s.contains(&main_deep), "main's deeper one returned");
+        assert_eq!(s.context_of(&ctx_deep), Some(1));
+        assert_eq!(s.context_of(&main_shallow), Some(0));
+        // Back out in context 1: its deep one is dead, main's stays.
+        let ctx_shallow = s
+            .insert(&in_context(5, 4, 1, 1 << 19), NAMES, 400, never)
+            .unwrap();
+        assert!(!s.contains(&ctx_deep) && s.contains(&main_shallow));
+        check(&s);
+        // Destroying context 1 drops its snapshots only.
+        s.drop_context(1);
+        assert!(!s.contains(&ctx_shallow) && s.contains(&main_shallow));
+        assert_eq!(s.stats().dropped_dead, 3);
+        check(&s);
+    }
+
+    #[test]
+    fn the_same_frames_in_two_contexts_are_two_snapshots() {
+        let mut s = store(100, 1 << 20);
+        let a = s
+            .insert(&in_context(3, 1, 1, 0), NAMES, 100, never)
+            .unwrap();
+        let b = s
+            .insert(&in_context(3, 1, 2, 0), NAMES, 200, never)
+            .unwrap();
+        assert_ne!(a, b);
+        assert_eq!((s.context_of(&a), s.context_of(&b)), (Some(1), Some(2)));
         check(&s);
     }
 
@@ -704,6 +806,7 @@ mod tests {
                 frames: round.to_le_bytes().repeat(30),
                 stack_digest: [0; 8],
                 stack_pointer: 4096,
+                context: 0,
                 globals: vec![],
             };
             let h = s
@@ -733,6 +836,7 @@ mod tests {
             frames: vec![],
             stack_digest: [0; 8],
             stack_pointer: 8,
+            context: 0,
             globals: vec![],
         };
         let h = s.insert(&empty, NAMES, 16, never).unwrap();

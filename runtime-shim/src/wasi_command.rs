@@ -5,6 +5,7 @@
 //! Behind the `wasi` feature, which brings in `wasmtime-wasi`.
 
 use crate::driver::{ShimConfig, ShimState};
+use crate::error::ShimError;
 use crate::wasmtime_host::{add_to_linker, call, check_module};
 use wasmtime::{Engine, Instance, Linker, Module, Store};
 use wasmtime_wasi::p1::WasiP1Ctx;
@@ -36,6 +37,9 @@ pub enum Exit {
     Returned,
     /// The program called `proc_exit` with this status.
     Status(i32),
+    /// The entrypoint of this WASIX context returned, which ends the
+    /// program with status 129, as on Wasmer.
+    ContextEntrypointReturned(u64),
 }
 
 impl Exit {
@@ -44,6 +48,7 @@ impl Exit {
         match self {
             Exit::Returned => 0,
             Exit::Status(code) => code,
+            Exit::ContextEntrypointReturned(_) => ShimError::CONTEXT_RETURNED_STATUS,
         }
     }
 }
@@ -68,6 +73,17 @@ impl WasiCommand {
         );
         let mut linker = Linker::new(engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |h: &mut WasiHost| &mut h.wasi)?;
+        // wasmtime-wasi turns an exit status of 126 or more into a trap; a
+        // native process may exit with any status up to 255, and so may
+        // ours: 129 is what Wasmer gives a context whose entrypoint returned,
+        // and our `<wasix/context.h>` exits with it.
+        linker.allow_shadowing(true);
+        linker.func_wrap(
+            "wasi_snapshot_preview1",
+            "proc_exit",
+            |status: i32| -> wasmtime::Result<()> { Err(I32Exit(status).into()) },
+        )?;
+        linker.allow_shadowing(false);
         add_to_linker(&mut linker, shim_of)?;
         let instance = linker.instantiate(&mut store, module)?;
         Ok(WasiCommand { store, instance })
@@ -86,10 +102,17 @@ impl WasiCommand {
             &mut [],
         ) {
             Ok(()) => Ok(Exit::Returned),
-            Err(e) => match e.downcast_ref::<I32Exit>() {
-                Some(exit) => Ok(Exit::Status(exit.0)),
-                None => Err(e),
-            },
+            Err(e) => {
+                if let Some(exit) = e.downcast_ref::<I32Exit>() {
+                    return Ok(Exit::Status(exit.0));
+                }
+                match e.downcast_ref::<ShimError>() {
+                    Some(ShimError::ContextEntrypointReturned { id }) => {
+                        Ok(Exit::ContextEntrypointReturned(*id))
+                    }
+                    _ => Err(e),
+                }
+            }
         }
     }
 

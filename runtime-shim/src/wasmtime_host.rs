@@ -9,7 +9,8 @@
 //! the module's `__wasm_rewind_grow_hook` table that [`driver::grow`]s the
 //! buffer when a frame does not fit.
 
-use crate::driver::{self, Guest, Mem, ShimState};
+use crate::contexts::Root;
+use crate::driver::{self, Guest, Mem, Next, ShimState};
 use crate::error::ShimError;
 use crate::snapshot::GlobalValue;
 use std::sync::Arc;
@@ -35,6 +36,9 @@ struct Exports {
     buffer_memory: Option<Memory>,
     /// The grow hook's table, when the module has one.
     grow_hook: Option<Table>,
+    /// The function table contexts start from (`__indirect_function_table`,
+    /// which Wasmer requires too), when exported.
+    function_table: Option<Table>,
     /// Exported mutable globals a snapshot saves (asyncify's own excluded),
     /// and their names in the same order.
     globals: Vec<Global>,
@@ -118,6 +122,7 @@ impl Exports {
         let (start_unwind, start_rewind) = (addr(abi::START_UNWIND)?, addr(abi::START_REWIND)?);
         let stack_pointer = instance.get_global(&mut *store, "__stack_pointer")?;
         let grow_hook = instance.get_table(&mut *store, GROW_HOOK);
+        let function_table = instance.get_table(&mut *store, FUNCTION_TABLE);
         let names: Vec<String> = instance
             .exports(&mut *store)
             .filter_map(|e| {
@@ -144,6 +149,7 @@ impl Exports {
             stack_pointer,
             buffer_memory,
             grow_hook,
+            function_table,
             globals,
             global_names: global_names.into(),
             memory64,
@@ -153,6 +159,9 @@ impl Exports {
 
 /// Export name of the transform's grow hook table.
 const GROW_HOOK: &str = "__wasm_rewind_grow_hook";
+/// Export name of the function table (wasm-ld's, with `--export-table`),
+/// where context entrypoints are looked up, as Wasmer does.
+const FUNCTION_TABLE: &str = "__indirect_function_table";
 
 /// Puts the host's grow function in the module's grow hook, once per
 /// instance (the slot is null until then).
@@ -188,8 +197,9 @@ fn install_grow_hook<T: 'static>(
 }
 
 /// Adds `wasix_32v1` and `wasix_64v1` `stack_checkpoint`, `stack_restore` and
-/// `stack_rewind` (another name of `stack_restore`) to `linker`. `get` finds
-/// the [`ShimState`] in the store's data.
+/// `stack_rewind` (another name of `stack_restore`), and the context calls
+/// `context_create`, `context_switch` and `context_destroy`, to `linker`.
+/// `get` finds the [`ShimState`] in the store's data.
 pub fn add_to_linker<T: 'static>(
     linker: &mut Linker<T>,
     get: fn(&mut T) -> &mut ShimState,
@@ -228,13 +238,57 @@ pub fn add_to_linker<T: 'static>(
             },
         )?;
     }
+    add_context_calls(linker, get)
+}
+
+/// The WASIX context calls, for both module names (only `context_create`'s
+/// pointer differs in width).
+fn add_context_calls<T: 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut ShimState,
+) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "wasix_32v1",
+        "context_create",
+        move |caller: Caller<'_, T>, ptr: i32, entry: i32| -> wasmtime::Result<i32> {
+            let mut g = WasmtimeGuest::from_caller(caller, get)?;
+            Ok(driver::context_create(&mut g, ptr as u32 as u64, entry as u32)? as i32)
+        },
+    )?;
+    linker.func_wrap(
+        "wasix_64v1",
+        "context_create",
+        move |caller: Caller<'_, T>, ptr: i64, entry: i32| -> wasmtime::Result<i32> {
+            let mut g = WasmtimeGuest::from_caller(caller, get)?;
+            Ok(driver::context_create(&mut g, ptr as u64, entry as u32)? as i32)
+        },
+    )?;
+    for module in ["wasix_32v1", "wasix_64v1"] {
+        linker.func_wrap(
+            module,
+            "context_switch",
+            move |caller: Caller<'_, T>, target: i64| -> wasmtime::Result<i32> {
+                let mut g = WasmtimeGuest::from_caller(caller, get)?;
+                Ok(driver::context_switch(&mut g, target as u64)? as i32)
+            },
+        )?;
+        linker.func_wrap(
+            module,
+            "context_destroy",
+            move |caller: Caller<'_, T>, id: i64| -> wasmtime::Result<i32> {
+                let mut g = WasmtimeGuest::from_caller(caller, get)?;
+                Ok(driver::context_destroy(&mut g, id as u64)? as i32)
+            },
+        )?;
+    }
     Ok(())
 }
 
 /// Calls the export `name` of `instance`, running the unwind/rewind loop:
-/// whenever the call returns because a checkpoint or restore unwound the
-/// stack, the request is completed and the same export is called again with
-/// the same arguments, until it returns normally (or traps).
+/// whenever the call returns because a checkpoint, restore or context switch
+/// unwound the stack, the request is completed and the root of the context
+/// that runs next is called (the same export again with the same arguments,
+/// or a context's entrypoint), until the export returns normally (or traps).
 pub fn call<T: 'static>(
     store: &mut Store<T>,
     instance: &Instance,
@@ -264,10 +318,15 @@ pub fn call<T: 'static>(
     let typed = (params.is_empty() && results.is_empty())
         .then(|| func.typed::<(), ()>(&*store).ok())
         .flatten();
+    let mut entries = Entrypoints::default();
+    let mut root = Root::Export;
     loop {
-        let called = match &typed {
-            Some(f) => f.call(&mut *store, ()),
-            None => func.call(&mut *store, params, results),
+        let called = match (root, &typed) {
+            (Root::Export, Some(f)) => f.call(&mut *store, ()),
+            (Root::Export, None) => func.call(&mut *store, params, results),
+            (Root::Entry(index), _) => entries
+                .get(store, &exports, index)
+                .and_then(|f| f.call(&mut *store, ())),
         };
         if let Err(e) = called {
             return Err(trapped(e, get(store.data_mut())));
@@ -277,9 +336,41 @@ pub fn call<T: 'static>(
             ex: exports.clone(),
             get,
         };
-        if !driver::after_return(&mut g, name)? {
-            return Ok(());
+        match driver::after_return(&mut g, name)? {
+            Next::Finished => return Ok(()),
+            Next::Call(next) => root = next,
         }
+    }
+}
+
+/// Context entrypoints as typed functions, looked up once per index (a
+/// program that switches a million times calls a few entrypoints again and
+/// again to rewind them).
+#[derive(Default)]
+struct Entrypoints(std::collections::HashMap<u32, TypedFunc<(), ()>>);
+
+impl Entrypoints {
+    fn get<T>(
+        &mut self,
+        store: &mut Store<T>,
+        exports: &Exports,
+        index: u32,
+    ) -> wasmtime::Result<TypedFunc<(), ()>> {
+        if let Some(f) = self.0.get(&index) {
+            return Ok(f.clone());
+        }
+        // `context_create` checked the entry; the table may have changed
+        // since, which makes this a trap like any bad indirect call.
+        let func = exports
+            .function_table
+            .and_then(|t| t.get(&mut *store, u64::from(index)))
+            .and_then(|r| r.as_func().flatten().copied())
+            .ok_or_else(|| {
+                wasmtime::format_err!("context entrypoint {index} is no longer in the table")
+            })?;
+        let typed = func.typed::<(), ()>(&*store)?;
+        self.0.insert(index, typed.clone());
+        Ok(typed)
     }
 }
 
@@ -480,6 +571,19 @@ impl<C: HostData> Guest for WasmtimeGuest<C> {
         for g in &self.ex.globals {
             // Resolve kept only numeric globals, so this always has a value.
             out.extend(global_value(g.get(&mut self.cx)));
+        }
+    }
+
+    fn entry_is_callable(&mut self, index: u32) -> bool {
+        let Some(table) = self.ex.function_table else {
+            return false;
+        };
+        match table.get(&mut self.cx, u64::from(index)) {
+            Some(Ref::Func(Some(f))) => {
+                let ty = f.ty(&self.cx);
+                ty.params().len() == 0 && ty.results().len() == 0
+            }
+            _ => false,
         }
     }
 

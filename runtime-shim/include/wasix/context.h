@@ -18,10 +18,10 @@
  *   - wasix_context_switch keeps the stack pointer of the context it leaves
  *     and puts it back when that context is resumed.
  *
- * Status: the runtime side (host shim, --embed-runtime) does not serve these
- * calls yet; Wasmer does (it needs the function table exported:
- * -Wl,--export-table). docs/contexts.md has the semantics, Wasmer's and
- * ours, and the design.
+ * Served by `wasm-rewind run` (runtime-shim), by --embed-runtime, and by
+ * Wasmer. Link with -Wl,--export-table: context entrypoints are looked up in
+ * the exported function table. docs/contexts.md has the semantics, Wasmer's
+ * and ours.
  *
  * ABI (wasm32; wasix_64v1 with 64-bit pointers on wasm64):
  *
