@@ -137,11 +137,21 @@ impl Snapshot {
             frames_digest,
             self.frames.len(),
             &self.stack_digest,
-            self.stack_pointer,
-            self.context,
+            StackAt {
+                pointer: self.stack_pointer,
+                context: self.context,
+            },
             &self.globals,
         )
     }
+}
+
+/// Where on which stack a snapshot was taken: part of its name.
+pub(crate) struct StackAt {
+    /// `__stack_pointer`.
+    pub pointer: u64,
+    /// The WASIX context.
+    pub context: u64,
 }
 
 /// [`Snapshot::hash`] from its parts, for a stored snapshot whose frames
@@ -152,8 +162,7 @@ pub(crate) fn name_of(
     frames_digest: &crate::frames::Digest,
     frames_len: usize,
     stack_digest: &[u8; 8],
-    stack_pointer: u64,
-    context: u64,
+    stack_at: StackAt,
     globals: &[GlobalValue],
 ) -> SnapshotHash {
     // The fields laid out in one array and hashed in one go (the same bytes
@@ -171,8 +180,8 @@ pub(crate) fn name_of(
     put(frames_digest);
     put(&(frames_len as u64).to_le_bytes());
     put(stack_digest);
-    put(&stack_pointer.to_le_bytes());
-    put(&context.to_le_bytes());
+    put(&stack_at.pointer.to_le_bytes());
+    put(&stack_at.context.to_le_bytes());
     put(names_digest);
     put(&(globals.len() as u64).to_le_bytes());
     if globals.len() <= MOST_GLOBALS {

@@ -33,7 +33,7 @@ use crate::error::{ShimError, SnapshotLimitKind};
 use crate::frames::{FrameStore, NodeId};
 use crate::hash::BuildIdentity;
 use crate::hash::{HashKey, SnapshotHash};
-use crate::snapshot::{name_of, names_digest, GlobalValue, Snapshot};
+use crate::snapshot::{name_of, names_digest, GlobalValue, Snapshot, StackAt};
 
 /// A min-heap of (stack pointer, seq, hash).
 type SpHeap = BinaryHeap<Reverse<(u64, u64, SnapshotHash)>>;
@@ -308,8 +308,10 @@ impl SnapshotStore {
                 &self.frames.digest(entry.frames),
                 entry.frames_len,
                 &entry.stack_digest,
-                entry.stack_pointer,
-                entry.context,
+                StackAt {
+                    pointer: entry.stack_pointer,
+                    context: entry.context,
+                },
                 &entry.globals,
             ) == *hash;
         if !intact {
