@@ -207,6 +207,30 @@ pub fn check_in_parallel<T: Sync>(
     failures.into_inner().unwrap()
 }
 
+/// `f` of every job, on `threads` threads, in the jobs' order.
+pub fn map_in_parallel<T: Sync, R: Send>(
+    jobs: &[T],
+    threads: usize,
+    f: impl Fn(&T) -> R + Sync,
+) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<R>>> =
+        jobs.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.max(1) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(job) = jobs.get(i) else { break };
+                *results[i].lock().unwrap() = Some(f(job));
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().unwrap().expect("every job ran"))
+        .collect()
+}
+
 /// Panics listing `failures`, if any, out of `total` checks of `what`.
 pub fn assert_none_failed(what: &str, failures: Vec<String>, total: usize) {
     assert!(total > 0, "no {what} to check");
