@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 
 use crate::abi::Errno;
+use crate::hash::BuildIntHash;
 use crate::snapshot::GlobalValue;
 
 /// The id of the main context.
@@ -113,7 +114,7 @@ pub struct ContextStats {
 
 /// The contexts of an instance.
 pub struct Contexts {
-    by_id: HashMap<u64, Context>,
+    by_id: HashMap<u64, Context, BuildIntHash>,
     running: u64,
     next_id: u64,
     stats: ContextStats,
@@ -128,7 +129,7 @@ impl Default for Contexts {
 impl Contexts {
     /// Only the main context, running.
     pub fn new() -> Contexts {
-        let mut by_id = HashMap::new();
+        let mut by_id = HashMap::default();
         by_id.insert(MAIN, Context::new(Root::Export, None, State::Running));
         Contexts {
             by_id,

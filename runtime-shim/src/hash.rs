@@ -298,6 +298,56 @@ impl std::hash::Hasher for IdentityHasher {
     }
 }
 
+/// For maps keyed by one integer: a jmp_buf's address, a context id, a
+/// table index. One multiply folded to 64 bits (the low and high halves of
+/// the 128-bit product, xored), so both the low bits (the bucket) and the
+/// high bits (hashbrown's tag) depend on every bit of the key, even for
+/// 8-aligned addresses. Four to five times faster than std's SipHash here,
+/// which cost 6% of a setjmp+longjmp on the host shim.
+///
+/// Keys a guest chooses (jmp_buf addresses) could be picked to collide, as
+/// the multiplier is no secret: that makes lookups slower, bounded by the
+/// store's caps, and only for the guest that does it; nothing is stored
+/// wrongly. The store's names, which must be unforgeable, stay keyed MACs.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct BuildIntHash;
+
+impl std::hash::BuildHasher for BuildIntHash {
+    type Hasher = IntHasher;
+    fn build_hasher(&self) -> IntHasher {
+        IntHasher(0)
+    }
+}
+
+/// See [`BuildIntHash`].
+pub(crate) struct IntHasher(u64);
+
+impl IntHasher {
+    fn mix(&mut self, v: u64) {
+        let product = u128::from(self.0 ^ v) * 0x9e37_79b9_7f4a_7c15;
+        self.0 = (product as u64) ^ ((product >> 64) as u64);
+    }
+}
+
+impl std::hash::Hasher for IntHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.mix(u64::from(v));
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.mix(v);
+    }
+}
+
 /// Lower-case hex of a snapshot hash, as error messages and logs print it.
 pub fn hash_hex(hash: &SnapshotHash) -> String {
     use fmt::Write;
@@ -311,6 +361,19 @@ pub fn hash_hex(hash: &SnapshotHash) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn int_hash_spreads_aligned_keys_over_low_and_high_bits() {
+        use std::hash::BuildHasher;
+        let hashes: Vec<u64> = (0..4096u64)
+            .map(|i| BuildIntHash.hash_one(0x10000 + 24 * i))
+            .collect();
+        let low: std::collections::HashSet<u64> = hashes.iter().map(|h| h & 4095).collect();
+        let tags: std::collections::HashSet<u64> = hashes.iter().map(|h| h >> 57).collect();
+        // 4096 keys into 4096 buckets: a random function fills about 63%.
+        assert!(low.len() > 2300, "{} buckets", low.len());
+        assert_eq!(tags.len(), 128);
+    }
 
     fn key(n: u8) -> HashKey {
         HashKey::fixed([n; 32])

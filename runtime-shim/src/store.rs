@@ -31,7 +31,7 @@ use std::collections::{BinaryHeap, HashMap, VecDeque};
 
 use crate::error::{ShimError, SnapshotLimitKind};
 use crate::frames::{FrameStore, NodeId};
-use crate::hash::BuildIdentity;
+use crate::hash::{BuildIdentity, BuildIntHash};
 use crate::hash::{HashKey, SnapshotHash};
 use crate::snapshot::{name_of, names_digest, GlobalValue, Snapshot, StackAt};
 
@@ -141,11 +141,11 @@ pub struct SnapshotStore {
     /// the heaps are rebuilt when such leftovers outnumber the live ones.
     /// Per context because each WASIX context has a C stack of its own:
     /// stack pointers are comparable only within one.
-    by_sp: HashMap<u64, SpHeap>,
+    by_sp: HashMap<u64, SpHeap, BuildIntHash>,
     /// Entries in all of `by_sp`'s heaps.
     by_sp_len: usize,
     /// The snapshot each jmp_buf was last given.
-    by_env: HashMap<u64, SnapshotHash>,
+    by_env: HashMap<u64, SnapshotHash, BuildIntHash>,
     /// Displaced snapshots, oldest first, with their seq (an entry no longer
     /// there, or there with another seq, is skipped).
     displaced: VecDeque<(SnapshotHash, u64)>,
@@ -181,9 +181,9 @@ impl SnapshotStore {
             key,
             limits,
             entries: HashMap::default(),
-            by_sp: HashMap::new(),
+            by_sp: HashMap::default(),
             by_sp_len: 0,
-            by_env: HashMap::new(),
+            by_env: HashMap::default(),
             displaced: VecDeque::new(),
             seq: 0,
             entry_bytes: 0,
@@ -406,22 +406,19 @@ impl SnapshotStore {
     /// Drops every snapshot of `context` taken below `sp`: their frames
     /// have returned.
     fn drop_dead_below(&mut self, context: u64, sp: u64) {
-        // Out of the map while entries are removed, which borrows the store.
-        let Some(mut heap) = self.by_sp.remove(&context) else {
-            return;
-        };
-        while let Some(&Reverse((entry_sp, seq, hash))) = heap.peek() {
-            if entry_sp >= sp {
-                break;
-            }
-            heap.pop();
-            self.by_sp_len -= 1;
-            if self.entries.get(&hash).is_some_and(|e| e.seq == seq) {
-                self.remove(&hash);
-                self.stats.dropped_dead += 1;
+        while let Some(heap) = self.by_sp.get_mut(&context) {
+            match heap.peek() {
+                Some(&Reverse((entry_sp, seq, hash))) if entry_sp < sp => {
+                    heap.pop();
+                    self.by_sp_len -= 1;
+                    if self.entries.get(&hash).is_some_and(|e| e.seq == seq) {
+                        self.remove(&hash);
+                        self.stats.dropped_dead += 1;
+                    }
+                }
+                _ => break,
             }
         }
-        self.by_sp.insert(context, heap);
     }
 
     /// The heaps of stack pointers again, from the entries alone.

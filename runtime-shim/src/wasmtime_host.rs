@@ -347,7 +347,7 @@ pub fn call<T: 'static>(
 /// program that switches a million times calls a few entrypoints again and
 /// again to rewind them).
 #[derive(Default)]
-struct Entrypoints(std::collections::HashMap<u32, TypedFunc<(), ()>>);
+struct Entrypoints(std::collections::HashMap<u32, TypedFunc<(), ()>, crate::hash::BuildIntHash>);
 
 impl Entrypoints {
     fn get<T>(
