@@ -646,9 +646,7 @@ impl Embed {
         let mut func = Function::new(results.iter().map(|t| (1, *t)));
         func.instruction(&Instruction::Loop(BlockType::Empty));
         let depth = if self.contexts.is_some() {
-            func.instruction(&Instruction::Call(
-                self.func("__wasm_rewind_context_run"),
-            ));
+            func.instruction(&Instruction::Call(self.func("__wasm_rewind_context_run")));
             func.instruction(&Instruction::If(BlockType::Empty));
             1
         } else {
@@ -720,7 +718,11 @@ fn plan_contexts(info: &ModuleInfo<'_>) -> Result<Option<Contexts>> {
                 "{}: context entrypoints are indices into table {t}, which is not a 32-bit \
                  `funcref` table ({})",
                 OptionName::EmbedRuntime,
-                if ty.table64 { "64-bit indices" } else { "other references" }
+                if ty.table64 {
+                    "64-bit indices"
+                } else {
+                    "other references"
+                }
             )));
         }
     }
@@ -906,7 +908,11 @@ fn fill_template(info: &ModuleInfo<'_>, n_saved: u32, max_memory: u64, contexts:
     let cap_pages = (max_memory / 65536).clamp(1, 65536);
     let (template, slot_globals, sp_of_slot) = if contexts {
         let code = TEMPLATE.replace("(;ctx", "").replace("ctx;)", "");
-        (code, 40, "(call $sp_of (i32.load offset=32 (local.get $slot)))")
+        (
+            code,
+            40,
+            "(call $sp_of (i32.load offset=32 (local.get $slot)))",
+        )
     } else {
         (TEMPLATE.to_string(), 32, "(global.get $sp)")
     };
