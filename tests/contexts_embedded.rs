@@ -554,10 +554,58 @@ fn refuses_what_it_cannot_serve() {
             "`wasix_32v1.context_switch`",
         ),
     ] {
-        let err = wasm_rewind_transform::instrument(&wat::parse_str(wat).unwrap(), &options)
-            .err()
-            .expect("refused");
+        let Err(err) = wasm_rewind_transform::instrument(&wat::parse_str(wat).unwrap(), &options)
+        else {
+            panic!("instrumented a module it cannot serve, expected an error naming {says}");
+        };
         let msg = err.to_string();
         assert!(msg.contains(says), "{msg}");
     }
+}
+
+/// The context code is linked in only for a module that imports a context
+/// call, and is a fixed, small amount of code.
+#[test]
+fn the_context_code_is_linked_only_when_imported() {
+    let module = |contexts: bool| {
+        let import = if contexts {
+            r#"(import "wasix_32v1" "context_switch" (func $switch (param i64) (result i32)))"#
+        } else {
+            ""
+        };
+        wat::parse_str(format!(
+            r#"(module
+              (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
+              {import}
+              (memory 1)
+              (global $__stack_pointer (mut i32) (i32.const 4096))
+              (func (export "run") (drop (call $checkpoint (i32.const 64) (i32.const 96)))))"#
+        ))
+        .unwrap()
+    };
+    let options = wasm_rewind_transform::Options {
+        embed_runtime: true,
+        ..Default::default()
+    };
+    let plain = wasm_rewind_transform::instrument(&module(false), &options).unwrap();
+    let with = wasm_rewind_transform::instrument(&module(true), &options).unwrap();
+    let has = |wasm: &[u8], name: &str| wasm.windows(name.len()).any(|w| w == name.as_bytes());
+    for name in [
+        "__wasm_rewind_context_run",
+        "__wasm_rewind_longjmp_across_contexts",
+        "__wasm_rewind_context_entrypoint_returned",
+    ] {
+        assert!(!has(&plain.wasm, name), "{name} linked without contexts");
+        assert!(has(&with.wasm, name), "{name} missing with contexts");
+    }
+    let (a, b) = (
+        plain.stats.embedded_runtime_size,
+        with.stats.embedded_runtime_size,
+    );
+    // Measured: 813 bytes more on corpus/contexts/generator.c.
+    assert!(
+        b > a && b - a < 1536,
+        "the context code is {} bytes ({a} -> {b})",
+        b.saturating_sub(a)
+    );
 }
