@@ -82,7 +82,9 @@
 //! of the WASIX stack calls (`embed/runtime.wat`) into steps 5 to 7: the
 //! imports are removed and their calls retargeted, and every exported entry
 //! point that can unwind is wrapped in the unwind/rewind loop a host would
-//! otherwise run.
+//! otherwise run. When the module imports the WASIX context calls, their
+//! implementation is linked in too and each wrapper drives every context
+//! (a switch is one more kind of unwind).
 //!
 //! With [`Options::sjlj`] set to an exceptions lowering, steps 4 and 5 are
 //! `analysis::unwind::analyze_for_exceptions` (the callers of

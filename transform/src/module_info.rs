@@ -42,6 +42,9 @@ impl FuncImport {
 pub struct TableInfo {
     /// Imported or exported: the host may put anything in it.
     pub open: bool,
+    /// Its type: the embedded runtime's `context_create` checks and calls
+    /// entries of a `funcref` table with 32-bit indices only.
+    pub ty: wasmparser::TableType,
 }
 
 /// An active element segment: functions placed in a table at instantiation.
@@ -359,8 +362,8 @@ fn read_imports(info: &mut ModuleInfo<'_>, reader: ImportSectionReader<'_>) -> R
                     info.refs_cross_boundary = true;
                 }
             }
-            TypeRef::Table(_) => {
-                info.tables.push(TableInfo { open: true });
+            TypeRef::Table(ty) => {
+                info.tables.push(TableInfo { open: true, ty });
                 info.table_inits.push(TableInit::default());
                 info.refs_cross_boundary = true;
             }
@@ -393,8 +396,8 @@ fn read_functions(info: &mut ModuleInfo<'_>, reader: FunctionSectionReader<'_>) 
 /// Defined tables start closed: only an export can open them.
 fn read_tables(info: &mut ModuleInfo<'_>, reader: TableSectionReader<'_>) -> Result<()> {
     for table in reader {
-        table?;
-        info.tables.push(TableInfo { open: false });
+        let ty = table?.ty;
+        info.tables.push(TableInfo { open: false, ty });
         info.table_inits.push(TableInit::default());
     }
     Ok(())

@@ -57,9 +57,11 @@ pub struct Options {
     /// Defaults to `false`.
     pub export_stack_globals: bool,
     /// Satisfy the WASIX stack imports (`stack_checkpoint`, `stack_restore`,
-    /// `stack_rewind`) inside the module and wrap its exported entry points in
-    /// the unwind/rewind loop, so setjmp/longjmp runs on any engine with plain
-    /// WASI and no asyncify-aware host. Defaults to `false`.
+    /// `stack_rewind`) and context imports (`context_create`,
+    /// `context_switch`, `context_destroy`) inside the module and wrap its
+    /// exported entry points in the unwind/rewind loop, so setjmp/longjmp and
+    /// WASIX contexts (ucontext) run on any engine with plain WASI and no
+    /// asyncify-aware host. wasm32 only. Defaults to `false`.
     pub embed_runtime: bool,
     /// With `embed_runtime`: the most memory its snapshots and buffer may
     /// take, in bytes (whole pages are used). When live snapshots alone

@@ -19,6 +19,14 @@
 //! one short wrapper per exported entry point; call sites are instrumented
 //! exactly as for the host shim.
 //!
+//! A module that imports the WASIX context calls (`context_create`,
+//! `context_switch`, `context_destroy`) gets them served too: the template's
+//! context code (between its `ctx` markers) is linked in, three more small
+//! functions are generated (a `call_indirect` of a table entry, the check of
+//! an entry, the end of the program when an entry returns), and each wrapper
+//! becomes the driver of every context (see `runtime.wat`). Without those
+//! imports the output is the same, byte for byte, as before contexts existed.
+//!
 //! The template is ordinary WAT with `@NAME@` constants. Linking it is a
 //! re-encode with its imports mapped onto the module's indices, its types
 //! interned, its globals appended after the state globals and its functions
@@ -61,6 +69,10 @@ const TEMPLATE_FUNC_IMPORTS: &[&str] = &[
     "init_allocator",
 ];
 
+/// Template imports added after [`TEMPLATE_FUNC_IMPORTS`] when the module
+/// uses contexts (generated per module, like the global movers).
+const CONTEXT_FUNC_IMPORTS: &[&str] = &["call_entry", "entry_ok", "entry_returned"];
+
 /// Which runtime entry point a WASIX import becomes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StackCall {
@@ -68,10 +80,38 @@ pub enum StackCall {
     Checkpoint,
     /// `stack_restore(env, val)` (also spelled `stack_rewind`)
     Restore,
+    /// `context_create(new_context, entrypoint) -> errno`
+    ContextCreate,
+    /// `context_switch(target) -> errno`
+    ContextSwitch,
+    /// `context_destroy(id) -> errno`
+    ContextDestroy,
+}
+
+impl StackCall {
+    /// Whether this is one of the context calls.
+    fn is_context(self) -> bool {
+        matches!(
+            self,
+            StackCall::ContextCreate | StackCall::ContextSwitch | StackCall::ContextDestroy
+        )
+    }
+
+    /// The wasm32 signature the runtime's replacement has (and the import
+    /// must have, or the output would not validate).
+    fn signature(self) -> (&'static [ValType], &'static [ValType]) {
+        use ValType::{I32, I64};
+        match self {
+            StackCall::Checkpoint => (&[I32, I32], &[I32]),
+            StackCall::Restore => (&[I32, I64], &[]),
+            StackCall::ContextCreate => (&[I32, I32], &[I32]),
+            StackCall::ContextSwitch | StackCall::ContextDestroy => (&[I64], &[I32]),
+        }
+    }
 }
 
 /// The runtime function a function import becomes, if it is a 32-bit WASIX
-/// stack call.
+/// stack or context call.
 pub fn stack_call(import: &FuncImport) -> Option<StackCall> {
     if import.module != "wasix_32v1" {
         return None;
@@ -79,8 +119,24 @@ pub fn stack_call(import: &FuncImport) -> Option<StackCall> {
     match import.name.as_str() {
         "stack_checkpoint" => Some(StackCall::Checkpoint),
         "stack_restore" | "stack_rewind" => Some(StackCall::Restore),
+        "context_create" => Some(StackCall::ContextCreate),
+        "context_switch" => Some(StackCall::ContextSwitch),
+        "context_destroy" => Some(StackCall::ContextDestroy),
         _ => None,
     }
+}
+
+/// What the context code needs of the module, when it imports a context
+/// call.
+#[derive(Clone, Copy, Debug)]
+struct Contexts {
+    /// The function table entrypoints index (input index): the one exported
+    /// as `__indirect_function_table`, else table 0; `None` when the module
+    /// has no table (every create is then EINVAL).
+    table: Option<u32>,
+    /// `wasi_snapshot_preview1.proc_exit` (input index), to end the program
+    /// with status 129 when an entrypoint returns.
+    proc_exit: Option<u32>,
 }
 
 /// Everything decided about the embedded runtime before the functions are
@@ -105,6 +161,9 @@ pub struct Embed {
     /// The program's `malloc` and `free`, called once before the runtime
     /// takes memory (see `runtime.wat`).
     allocator: Option<(u32, Option<u32>)>,
+    /// Set when the module imports a context call: the context code is
+    /// linked in.
+    contexts: Option<Contexts>,
 }
 
 impl Embed {
@@ -118,7 +177,7 @@ impl Embed {
         first: u32,
         max_memory: u64,
     ) -> Result<Embed> {
-        if info.imports.iter().any(|i| {
+        if let Some(i) = info.imports.iter().find(|i| {
             i.module == "wasix_64v1"
                 && stack_call(&FuncImport {
                     module: "wasix_32v1".into(),
@@ -127,10 +186,13 @@ impl Embed {
                 .is_some()
         }) {
             return Err(Error::unsupported(format!(
-                "{} supports wasm32 modules only (this one imports the wasix_64v1 stack calls)",
-                OptionName::EmbedRuntime
+                "{} supports wasm32 modules only (this one imports `{}.{}`)",
+                OptionName::EmbedRuntime,
+                i.module,
+                i.name
             )));
         }
+        let contexts = plan_contexts(info)?;
         match info.memories.first() {
             Some(m) if !m.memory64 => {}
             Some(_) => {
@@ -188,7 +250,7 @@ impl Embed {
             }
         }
 
-        let wat = fill_template(info, saved.len() as u32, max_memory);
+        let wat = fill_template(info, saved.len() as u32, max_memory, contexts.is_some());
         let template = wat::parse_str(&wat).map_err(|e| {
             Error::new(
                 ErrorKind::Internal,
@@ -206,6 +268,7 @@ impl Embed {
             saved,
             wrapped,
             allocator,
+            contexts,
         };
         embed.read_template(&template)?;
         embed.template = template;
@@ -254,7 +317,7 @@ impl Embed {
                 _ => {}
             }
         }
-        let n_imports = TEMPLATE_FUNC_IMPORTS.len();
+        let n_imports = self.n_imports();
         self.names = (n_imports..self.func_types.len())
             .map(|f| {
                 exports.get(&(f as u32)).cloned().ok_or_else(|| {
@@ -266,6 +329,16 @@ impl Embed {
             })
             .collect::<Result<_>>()?;
         Ok(())
+    }
+
+    /// Number of functions the template imports.
+    fn n_imports(&self) -> usize {
+        TEMPLATE_FUNC_IMPORTS.len()
+            + if self.contexts.is_some() {
+                CONTEXT_FUNC_IMPORTS.len()
+            } else {
+                0
+            }
     }
 
     /// Number of template functions the module gets.
@@ -309,6 +382,21 @@ impl Embed {
         self.first + self.n_template() + 2
     }
 
+    /// Output indices of the generated `call_entry`, `entry_ok` and
+    /// `entry_returned` (with contexts), after `init_allocator`.
+    fn context_helper(&self, i: u32) -> u32 {
+        self.init_allocator() + 1 + i
+    }
+
+    /// Number of functions generated for the module before the wrappers.
+    fn n_generated(&self) -> u32 {
+        3 + if self.contexts.is_some() {
+            CONTEXT_FUNC_IMPORTS.len() as u32
+        } else {
+            0
+        }
+    }
+
     /// Output index of the function the buffer's overflow calls to grow it.
     pub fn grow_buffer(&self) -> u32 {
         self.func("__wasm_rewind_grow_buffer")
@@ -325,13 +413,16 @@ impl Embed {
         match call {
             StackCall::Checkpoint => self.checkpoint(),
             StackCall::Restore => self.restore(),
+            StackCall::ContextCreate => self.func("__wasm_rewind_context_create"),
+            StackCall::ContextSwitch => self.func("__wasm_rewind_context_switch"),
+            StackCall::ContextDestroy => self.func("__wasm_rewind_context_destroy"),
         }
     }
 
     /// Input function index to the output index of its wrapper, for the
     /// export and start sections.
     pub fn entry_wrappers(&self) -> HashMap<u32, u32> {
-        let first = self.init_allocator() + 1;
+        let first = self.save_globals() + self.n_generated();
         self.wrapped
             .iter()
             .enumerate()
@@ -347,6 +438,9 @@ impl Embed {
         }
         types.intern(&[ValType::I32], &[]);
         types.intern(&[], &[]);
+        if self.contexts.is_some() {
+            types.intern(&[ValType::I32], &[ValType::I32]);
+        }
     }
 
     /// The globals the template defines, to append after the state globals
@@ -402,6 +496,9 @@ impl Embed {
             body: self.init_allocator_body(ctx),
             export: None,
         });
+        if let Some(contexts) = self.contexts {
+            out.extend(context_helpers(ctx, contexts)?);
+        }
         for &f in &self.wrapped {
             out.push(AddedFunction {
                 name: format!("__wasm_rewind_entry_{}", ctx.info.func_display_name(f)).into(),
@@ -426,6 +523,9 @@ impl Embed {
             self.restore_globals(),
             self.init_allocator(),
         ];
+        if self.contexts.is_some() {
+            funcs.extend((0..CONTEXT_FUNC_IMPORTS.len() as u32).map(|i| self.context_helper(i)));
+        }
         funcs.extend((0..self.n_template()).map(|i| self.first + i));
         let mut remap = ctx.remap();
         let sp = remap.global_index(self.saved[0]).map_err(internal)?;
@@ -452,7 +552,7 @@ impl Embed {
                 while !reader.eof() {
                     func.instruction(&linker.parse_instruction(&mut reader).map_err(internal)?);
                 }
-                let index = TEMPLATE_FUNC_IMPORTS.len() + defined;
+                let index = self.n_imports() + defined;
                 out.push(AddedFunction {
                     name: self.names[defined].clone().into(),
                     ty: linker.types[self.func_types[index] as usize],
@@ -523,6 +623,18 @@ impl Embed {
     /// The wrapper of entry point `f`: call it until it returns without
     /// having unwound; after each unwind, complete the request (which starts
     /// the rewind) and call it again with the same arguments.
+    ///
+    /// With contexts it drives them all: each turn calls `f` only when the
+    /// main context runs (`context_run` returns 1), and otherwise lets
+    /// `context_run` call the running context's entry:
+    ///
+    /// ```wat
+    /// (loop $again
+    ///   (if (call $context_run) (then (local.set $r (call $f (local.get $p)))))
+    ///   (if (i32.eq (global.get $state) (i32.const 1))
+    ///     (then (call $after_unwind) (br $again))))
+    /// (local.get $r)
+    /// ```
     fn wrapper(&self, ctx: &Ctx<'_>, f: u32) -> Result<Vec<u8>> {
         let sig = ctx.info.func_sig(f);
         let n_params = sig.params().len() as u32;
@@ -533,12 +645,22 @@ impl Embed {
             .collect::<Result<Vec<_>>>()?;
         let mut func = Function::new(results.iter().map(|t| (1, *t)));
         func.instruction(&Instruction::Loop(BlockType::Empty));
+        let depth = if self.contexts.is_some() {
+            func.instruction(&Instruction::Call(self.func("__wasm_rewind_context_run")));
+            func.instruction(&Instruction::If(BlockType::Empty));
+            1
+        } else {
+            0
+        };
         for p in 0..n_params {
             func.instruction(&Instruction::LocalGet(p));
         }
         func.instruction(&Instruction::Call(ctx.func_map[f as usize]));
         for r in (0..results.len() as u32).rev() {
             func.instruction(&Instruction::LocalSet(n_params + r));
+        }
+        if depth == 1 {
+            func.instruction(&Instruction::End);
         }
         func.instruction(&Instruction::GlobalGet(ctx.state_global));
         func.instruction(&Instruction::I32Const(1));
@@ -554,6 +676,155 @@ impl Embed {
         func.instruction(&Instruction::End);
         Ok(func.into_raw_body())
     }
+}
+
+/// Checks the context imports' signatures and finds what their code needs:
+/// the entrypoints' table and `proc_exit`. `None` when the module imports
+/// no context call.
+fn plan_contexts(info: &ModuleInfo<'_>) -> Result<Option<Contexts>> {
+    let mut any = false;
+    for (f, import) in info.imports.iter().enumerate() {
+        let Some(call) = stack_call(import).filter(|c| c.is_context()) else {
+            continue;
+        };
+        any = true;
+        let sig = info.func_sig(f as u32);
+        let (params, results) = call.signature();
+        if sig.params() != params || sig.results() != results {
+            return Err(Error::unsupported(format!(
+                "{}: `{}.{}` is imported with the type {:?} -> {:?}, not the WASIX one \
+                 {params:?} -> {results:?}",
+                OptionName::EmbedRuntime,
+                import.module,
+                import.name,
+                sig.params(),
+                sig.results()
+            )));
+        }
+    }
+    if !any {
+        return Ok(None);
+    }
+    let table = info
+        .exports
+        .iter()
+        .find(|(name, kind, _)| *kind == ExternalKind::Table && name == "__indirect_function_table")
+        .map(|(_, _, t)| *t)
+        .or((!info.tables.is_empty()).then_some(0));
+    if let Some(t) = table {
+        let ty = info.tables[t as usize].ty;
+        if ty.table64 || !ty.element_type.is_func_ref() {
+            return Err(Error::unsupported(format!(
+                "{}: context entrypoints are indices into table {t}, which is not a 32-bit \
+                 `funcref` table ({})",
+                OptionName::EmbedRuntime,
+                if ty.table64 {
+                    "64-bit indices"
+                } else {
+                    "other references"
+                }
+            )));
+        }
+    }
+    let proc_exit = info
+        .imports
+        .iter()
+        .position(|i| i.module == "wasi_snapshot_preview1" && i.name == "proc_exit")
+        .map(|f| f as u32)
+        .filter(|&f| {
+            let sig = info.func_sig(f);
+            sig.params() == [ValType::I32] && sig.results().is_empty()
+        });
+    Ok(Some(Contexts { table, proc_exit }))
+}
+
+/// The three functions the context code imports, generated for the module:
+///
+/// ```wat
+/// (func $call_entry (param $i i32)            ;; the table's entry, () -> ()
+///   (call_indirect (type $unit) (local.get $i)))
+/// (func $entry_ok (param $i i32) (result i32) ;; in the table, not null
+///   (if (result i32) (i32.lt_u (local.get $i) (table.size))
+///     (then (i32.eqz (ref.is_null (table.get (local.get $i)))))
+///     (else (i32.const 0))))
+/// (func $__wasm_rewind_context_entrypoint_returned
+///   (call $proc_exit (i32.const 129))         ;; Wasmer's status
+///   (unreachable))
+/// ```
+///
+/// Without a table every entry is refused (and none is ever called); without
+/// `proc_exit` the last function only traps, its name saying why.
+fn context_helpers(ctx: &Ctx<'_>, contexts: Contexts) -> Result<Vec<AddedFunction>> {
+    let unit = ctx.types.get(&[], &[]).expect("interned by intern_types");
+    let ptr_to_unit = ctx
+        .types
+        .get(&[ValType::I32], &[])
+        .expect("interned by intern_types");
+    let ptr_to_i32 = ctx
+        .types
+        .get(&[ValType::I32], &[ValType::I32])
+        .expect("interned by intern_types");
+    let table = match contexts.table {
+        Some(t) => Some(ctx.remap().table_index(t).map_err(internal)?),
+        None => None,
+    };
+    let mut call_entry = Function::new([]);
+    let mut entry_ok = Function::new([]);
+    match table {
+        Some(table) => {
+            call_entry.instruction(&Instruction::LocalGet(0));
+            call_entry.instruction(&Instruction::CallIndirect {
+                type_index: unit,
+                table_index: table,
+            });
+            entry_ok.instruction(&Instruction::LocalGet(0));
+            entry_ok.instruction(&Instruction::TableSize(table));
+            entry_ok.instruction(&Instruction::I32LtU);
+            entry_ok.instruction(&Instruction::If(BlockType::Result(
+                wasm_encoder::ValType::I32,
+            )));
+            entry_ok.instruction(&Instruction::LocalGet(0));
+            entry_ok.instruction(&Instruction::TableGet(table));
+            entry_ok.instruction(&Instruction::RefIsNull);
+            entry_ok.instruction(&Instruction::I32Eqz);
+            entry_ok.instruction(&Instruction::Else);
+            entry_ok.instruction(&Instruction::I32Const(0));
+            entry_ok.instruction(&Instruction::End);
+        }
+        None => {
+            call_entry.instruction(&Instruction::Unreachable);
+            entry_ok.instruction(&Instruction::I32Const(0));
+        }
+    }
+    call_entry.instruction(&Instruction::End);
+    entry_ok.instruction(&Instruction::End);
+    let mut returned = Function::new([]);
+    if let Some(f) = contexts.proc_exit {
+        returned.instruction(&Instruction::I32Const(129));
+        returned.instruction(&Instruction::Call(ctx.func_map[f as usize]));
+    }
+    returned.instruction(&Instruction::Unreachable);
+    returned.instruction(&Instruction::End);
+    Ok(vec![
+        AddedFunction {
+            name: "__wasm_rewind_call_entry".into(),
+            ty: ptr_to_unit,
+            body: call_entry.into_raw_body(),
+            export: None,
+        },
+        AddedFunction {
+            name: "__wasm_rewind_entry_ok".into(),
+            ty: ptr_to_i32,
+            body: entry_ok.into_raw_body(),
+            export: None,
+        },
+        AddedFunction {
+            name: "__wasm_rewind_context_entrypoint_returned".into(),
+            ty: unit,
+            body: returned.into_raw_body(),
+            export: None,
+        },
+    ])
 }
 
 /// The template's indices mapped onto the output's.
@@ -630,12 +901,27 @@ fn stack_pointer(info: &ModuleInfo<'_>, stack: &StackLayout) -> Result<u32> {
 }
 
 /// The template with its constants: the sizes of its records, its memory
-/// cap and the hash key.
-fn fill_template(info: &ModuleInfo<'_>, n_saved: u32, max_memory: u64) -> String {
+/// cap and the hash key; with `contexts`, its context code uncommented and a
+/// snapshot's context recorded at slot +32, before its globals.
+fn fill_template(info: &ModuleInfo<'_>, n_saved: u32, max_memory: u64, contexts: bool) -> String {
     let globals = 8 * n_saved;
     let cap_pages = (max_memory / 65536).clamp(1, 65536);
-    TEMPLATE
-        .replace("@SLOT@", &(32 + globals).to_string())
+    let (template, slot_globals, sp_of_slot) = if contexts {
+        let code = TEMPLATE.replace("(;ctx", "").replace("ctx;)", "");
+        (
+            code,
+            40,
+            "(call $sp_of (i32.load offset=32 (local.get $slot)))",
+        )
+    } else {
+        (TEMPLATE.to_string(), 32, "(global.get $sp)")
+    };
+    template
+        .replace("@SLOT@", &(slot_globals + globals).to_string())
+        .replace("@SLOT_GLOBALS@", &slot_globals.to_string())
+        .replace("@SLOT_HASHED@", &(slot_globals - 32 + globals).to_string())
+        .replace("@SP_OF_SLOT@", sp_of_slot)
+        .replace("@CTX@", &(24 + globals).to_string())
         .replace("@GLOBALS@", &globals.to_string())
         .replace("@NODE@", &NODE_BYTES.to_string())
         .replace("@CAP_PAGES@", &cap_pages.to_string())

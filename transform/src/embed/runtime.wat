@@ -75,6 +75,34 @@
 ;; not a defence against a program that wants to forge one: the key is in the
 ;; module. A forged jump could only hurt the program itself, inside its own
 ;; sandbox.
+;;
+;; Contexts (WASIX `context_create`, `context_switch`, `context_destroy`).
+;; The code between the `ctx` block-comment markers is linked in only when
+;; the module imports one of these calls (`embed/mod.rs` removes the markers;
+;; otherwise it stays a comment and the output is what it was without
+;; contexts). The entry wrapper is then the driver of every context: it asks
+;; `context_run` whether the main context (id 0) runs, and calls its function
+;; if so; otherwise `context_run` calls the running context's entry through
+;; the function table ("rt" "call_entry"), which starts or rewinds it. A
+;; switch is a third request: `context_switch` unwinds the running context,
+;; `after_unwind` keeps its frames (as a chunk list, like a snapshot's) and
+;; its saved globals in its record, and either leaves the target to be
+;; started by the wrapper or puts the target's frames and globals back and
+;; rewinds. Records live in an array indexed by id, doubled when full; ids
+;; are never reused (a destroyed context keeps its record, marked destroyed):
+;;
+;;     record (@CTX@ bytes): +0 state (0 destroyed, 1 not started,
+;;                          2 suspended, 3 running)  +4 entry (table index)
+;;                          +8 first frame node  +12 frame bytes
+;;                          +16 stack low  +20 stack high (from the header's
+;;                          descriptor, 0 when absent)  +24 the saved globals
+;;
+;; A snapshot then also records its context (slot +32, hashed with the
+;; globals, which move to +40). A longjmp to another context's snapshot traps
+;; in `__wasm_rewind_longjmp_across_contexts`; a snapshot is dead when taken
+;; below the stack pointer of its own context (the current one for the
+;; running context, the one saved at its last switch for the others), since
+;; contexts have separate C stacks; destroying a context frees its snapshots.
 (module
   (import "rt" "start_unwind" (func $start_unwind (param i32)))
   (import "rt" "stop_unwind" (func $stop_unwind))
@@ -84,6 +112,14 @@
   (import "rt" "save_globals" (func $save_globals (param i32)))
   (import "rt" "restore_globals" (func $restore_globals (param i32)))
   (import "rt" "init_allocator" (func $init_allocator))
+  (;ctx
+  ;; call_entry(i) is `call_indirect` of table entry i with type () -> ();
+  ;; entry_ok(i): whether i is a non-null entry of the table; entry_returned
+  ;; ends the program (`proc_exit(129)`, or a trap without WASI).
+  (import "rt" "call_entry" (func $call_entry (param i32)))
+  (import "rt" "entry_ok" (func $entry_ok (param i32) (result i32)))
+  (import "rt" "entry_returned" (func $entry_returned))
+  ctx;)
   (import "rt" "memory" (memory 0))
   (import "rt" "stack_pointer" (global $sp (mut i32)))
 
@@ -119,6 +155,14 @@
   (global $resume (mut i64) (i64.const 0))
   ;; The last generation handed out.
   (global $generation (mut i32) (i32.const 0))
+  (;ctx
+  ;; Context records: the array, its capacity, ids handed out (0 until the
+  ;; first create), the running context's id.
+  (global $ctxs (mut i32) (i32.const 0))
+  (global $ctx_cap (mut i32) (i32.const 0))
+  (global $nctx (mut i32) (i32.const 0))
+  (global $cur (mut i32) (i32.const 0))
+  ctx;)
 
   ;; Traps, one per reason: the name in the backtrace is the diagnostic.
   (func $unknown (export "__wasm_rewind_unknown_snapshot") unreachable)
@@ -127,6 +171,9 @@
   (func $full (export "__wasm_rewind_snapshot_store_full") unreachable)
   (func $out_of_memory (export "__wasm_rewind_out_of_memory") unreachable)
   (func $bad_state (export "__wasm_rewind_bad_state") unreachable)
+  (;ctx
+  (func $across (export "__wasm_rewind_longjmp_across_contexts") unreachable)
+  ctx;)
 
   ;; stack_checkpoint(env, ret) -> errno
   (func (export "__wasm_rewind_stack_checkpoint") (param $env i32) (param $ret i32) (result i32)
@@ -182,9 +229,15 @@
         (call $ensure_buffer (local.get $len))
         (call $read_list (i32.load offset=16 (local.get $slot)) (global.get $frames))
         (i32.store (global.get $buf) (i32.add (global.get $frames) (local.get $len)))
-        (call $restore_globals (i32.add (local.get $slot) (i32.const 32)))
+        (call $restore_globals (i32.add (local.get $slot) (i32.const @SLOT_GLOBALS@)))
         (call $start_rewind (global.get $buf))
         (return)))
+    (;ctx
+    (if (i32.eq (local.get $request) (i32.const 3))
+      (then
+        (call $switch_to (global.get $target))
+        (return)))
+    ctx;)
     ;; Something other than a checkpoint or a restore unwound the stack.
     (call $bad_state))
 
@@ -288,6 +341,11 @@
             (i32.ne (i32.load offset=4 (local.get $slot)) (i32.load offset=12 (local.get $env)))
             (i64.ne (i64.load offset=24 (local.get $slot)) (i64.load offset=16 (local.get $env)))))
       (then (call $unknown)))
+    (;ctx
+    ;; Each context rewinds only its own frames.
+    (if (i32.ne (i32.load offset=32 (local.get $slot)) (global.get $cur))
+      (then (call $across)))
+    ctx;)
     ;; The function that called setjmp has returned: its frames are gone.
     (if (i32.lt_u (i32.load offset=8 (local.get $slot)) (global.get $sp))
       (then (call $stale)))
@@ -327,7 +385,10 @@
     (i32.store offset=12 (local.get $slot) (local.get $len))
     (i32.store offset=16 (local.get $slot) (local.get $head))
     (i32.store offset=20 (local.get $slot) (i32.const 0))
-    (call $save_globals (i32.add (local.get $slot) (i32.const 32)))
+    (call $save_globals (i32.add (local.get $slot) (i32.const @SLOT_GLOBALS@)))
+    (;ctx
+    (i32.store offset=32 (local.get $slot) (global.get $cur))
+    ctx;)
     (i64.store offset=24 (local.get $slot) (call $slot_hash (local.get $slot) (local.get $idx)))
     (i32.store offset=8 (local.get $env) (i32.add (local.get $idx) (i32.const 1)))
     (i32.store offset=12 (local.get $env) (local.get $gen))
@@ -399,7 +460,7 @@
     (call $free_slot (local.get $slot)))
 
   ;; Frees the slots of snapshots that are dead (taken below the current
-  ;; stack pointer) and of displaced ones their jmp_buf does not hold again.
+  ;; stack pointer, of their own context when there are contexts) and of displaced ones their jmp_buf does not hold again.
   (func $make_room (export "__wasm_rewind_make_room")
     (local $idx i32) (local $slot i32)
     (block $done
@@ -407,7 +468,7 @@
         (br_if $done (i32.ge_u (local.get $idx) (global.get $slots_used)))
         (local.set $slot (call $slot (local.get $idx)))
         (if (i32.and (i32.ne (i32.load offset=4 (local.get $slot)) (i32.const 0))
-                     (i32.lt_u (i32.load offset=8 (local.get $slot)) (global.get $sp)))
+                     (i32.lt_u (i32.load offset=8 (local.get $slot)) @SP_OF_SLOT@))
           (then (call $free_slot (local.get $slot))))
         (local.set $idx (i32.add (local.get $idx) (i32.const 1)))
         (br $next)))
@@ -651,7 +712,7 @@
         (local.set $node (i32.load (local.get $node)))
         (br $next)))
     (if (local.get $left) (then (call $corrupt)))
-    (call $hash (i32.add (local.get $slot) (i32.const 32)) (i32.const @GLOBALS@) (local.get $h)))
+    (call $hash (i32.add (local.get $slot) (i32.const 32)) (i32.const @SLOT_HASHED@) (local.get $h)))
 
   ;; Hashes `n` bytes at `p` from `h`. Each step (xor a word, rotate, multiply
   ;; by an odd constant) is a bijection of the state, so changing any one word
@@ -697,4 +758,166 @@
       (i64.mul (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 27)))
                (i64.const 0x94d049bb133111eb)))
     (i64.xor (local.get $x) (i64.shr_u (local.get $x) (i64.const 31))))
+  (;ctx
+  ;; context_create(new_context, entrypoint) -> errno
+  (func (export "__wasm_rewind_context_create") (param $ptr i32) (param $entry i32) (result i32)
+    (local $id i32) (local $rec i32) (local $end i64)
+    ;; No GC `ref.test` here: an entry of another type traps when it starts.
+    (if (i32.eqz (call $entry_ok (local.get $entry))) (then (return (i32.const 28))))
+    (local.set $end (i64.shl (i64.extend_i32_u (memory.size)) (i64.const 16)))
+    ;; The id's 8 bytes must be in memory (EFAULT, as a host says).
+    (if (i64.gt_u (i64.add (i64.extend_i32_u (local.get $ptr)) (i64.const 8)) (local.get $end))
+      (then (return (i32.const 21))))
+    (call $setup)
+    (local.set $id (call $ctx_new))
+    (if (i32.eqz (local.get $id)) (then (return (i32.const 48))))
+    (local.set $rec (call $rec (local.get $id)))
+    (i32.store (local.get $rec) (i32.const 1))
+    (i32.store offset=4 (local.get $rec) (local.get $entry))
+    (i64.store offset=8 (local.get $rec) (i64.const 0))
+    (i64.store offset=16 (local.get $rec) (i64.const 0))
+    ;; Our header's descriptor after the id: magic "WRCX" and version 1 as
+    ;; one u64, then low < high, both below 4 GiB. Anything else: no bounds.
+    (if (i64.le_u (i64.add (i64.extend_i32_u (local.get $ptr)) (i64.const 32)) (local.get $end))
+      (then
+        (if (i32.and
+              (i64.eq (i64.load offset=8 (local.get $ptr)) (i64.const 0x158435257))
+              (i32.and
+                (i64.lt_u (i64.load offset=16 (local.get $ptr)) (i64.load offset=24 (local.get $ptr)))
+                (i64.le_u (i64.load offset=24 (local.get $ptr)) (i64.const 0xffffffff))))
+          (then
+            (i32.store offset=16 (local.get $rec) (i32.load offset=16 (local.get $ptr)))
+            (i32.store offset=20 (local.get $rec) (i32.load offset=24 (local.get $ptr)))))))
+    (i64.store (local.get $ptr) (i64.extend_i32_u (local.get $id)))
+    (i32.const 0))
+
+  ;; context_switch(target) -> errno. In state 2 the rewind of the target
+  ;; has reached its switch: it returns 0.
+  (func (export "__wasm_rewind_context_switch") (param $target i64) (result i32)
+    (local $state i32)
+    (local.set $state (call $get_state))
+    (if (i32.eq (local.get $state) (i32.const 2))
+      (then
+        (call $stop_rewind)
+        (return (i32.const 0))))
+    (if (i32.or (local.get $state) (global.get $pending))
+      (then (call $bad_state)))
+    (if (i64.eq (local.get $target) (i64.extend_i32_u (global.get $cur)))
+      (then (return (i32.const 0))))
+    ;; Only a context not started or suspended can run: EINVAL otherwise.
+    (if (i64.ge_u (local.get $target) (i64.extend_i32_u (global.get $nctx)))
+      (then (return (i32.const 28))))
+    (if (i32.ge_u
+          (i32.sub (i32.load (call $rec (i32.wrap_i64 (local.get $target)))) (i32.const 1))
+          (i32.const 2))
+      (then (return (i32.const 28))))
+    (global.set $pending (i32.const 3))
+    (global.set $target (i32.wrap_i64 (local.get $target)))
+    (call $reset_buffer)
+    (call $start_unwind (global.get $buf))
+    (i32.const 0))
+
+  ;; context_destroy(id) -> errno
+  (func (export "__wasm_rewind_context_destroy") (param $id i64) (result i32)
+    (local $rec i32) (local $idx i32) (local $slot i32)
+    (if (i32.or (i64.eqz (local.get $id))
+                (i64.eq (local.get $id) (i64.extend_i32_u (global.get $cur))))
+      (then (return (i32.const 28))))
+    ;; Unknown or already destroyed: nothing to do.
+    (if (i64.ge_u (local.get $id) (i64.extend_i32_u (global.get $nctx)))
+      (then (return (i32.const 0))))
+    (local.set $rec (call $rec (i32.wrap_i64 (local.get $id))))
+    (if (i32.eqz (i32.load (local.get $rec))) (then (return (i32.const 0))))
+    (call $release (i32.load offset=8 (local.get $rec)))
+    (i32.store offset=8 (local.get $rec) (i32.const 0))
+    (i32.store (local.get $rec) (i32.const 0))
+    ;; Its snapshots: no longjmp can use them any more.
+    (block $done
+      (loop $next
+        (br_if $done (i32.ge_u (local.get $idx) (global.get $slots_used)))
+        (local.set $slot (call $slot (local.get $idx)))
+        (if (i32.and (i32.ne (i32.load offset=4 (local.get $slot)) (i32.const 0))
+                     (i64.eq (i64.extend_i32_u (i32.load offset=32 (local.get $slot)))
+                             (local.get $id)))
+          (then (call $free_slot (local.get $slot))))
+        (local.set $idx (i32.add (local.get $idx) (i32.const 1)))
+        (br $next)))
+    (i32.const 0))
+
+  ;; Called by every entry wrapper before it calls its function: 1 when the
+  ;; main context runs (the wrapper calls its function); otherwise calls the
+  ;; running context's entry, which starts or rewinds it, and returns 0.
+  (func (export "__wasm_rewind_context_run") (result i32)
+    (if (i32.eqz (global.get $cur)) (then (return (i32.const 1))))
+    (call $call_entry (i32.load offset=4 (call $rec (global.get $cur))))
+    ;; An entry returns only by unwinding; a real return ends the program.
+    (if (i32.eqz (call $get_state)) (then (call $entry_returned)))
+    (i32.const 0))
+
+  ;; After the unwind of the running context for a switch to `t`: keeps its
+  ;; frames and globals, then leaves `t` to be started (never run) or puts
+  ;; its frames and globals back and rewinds it.
+  (func $switch_to (export "__wasm_rewind_switch_to") (param $t i32)
+    (local $rec i32) (local $len i32) (local $head i32)
+    (local.set $len (i32.sub (i32.load (global.get $buf)) (global.get $frames)))
+    (local.set $head (call $insert_frames (global.get $frames) (local.get $len)))
+    (if (i32.eq (local.get $head) (i32.const -1))
+      (then
+        (call $make_room)
+        (local.set $head (call $insert_frames (global.get $frames) (local.get $len)))
+        (if (i32.eq (local.get $head) (i32.const -1)) (then (call $full)))))
+    (local.set $rec (call $rec (global.get $cur)))
+    (i32.store (local.get $rec) (i32.const 2))
+    (i32.store offset=8 (local.get $rec) (local.get $head))
+    (i32.store offset=12 (local.get $rec) (local.get $len))
+    (call $save_globals (i32.add (local.get $rec) (i32.const 24)))
+    (global.set $cur (local.get $t))
+    (local.set $rec (call $rec (local.get $t)))
+    (if (i32.eq (i32.load (local.get $rec)) (i32.const 1))
+      (then
+        (i32.store (local.get $rec) (i32.const 3))
+        (return)))
+    (i32.store (local.get $rec) (i32.const 3))
+    (local.set $len (i32.load offset=12 (local.get $rec)))
+    (local.set $head (i32.load offset=8 (local.get $rec)))
+    (call $restore_globals (i32.add (local.get $rec) (i32.const 24)))
+    (call $ensure_buffer (local.get $len))
+    (call $read_list (local.get $head) (global.get $frames))
+    (i32.store (global.get $buf) (i32.add (global.get $frames) (local.get $len)))
+    (call $release (local.get $head))
+    (i32.store offset=8 (local.get $rec) (i32.const 0))
+    (call $start_rewind (global.get $buf)))
+
+  ;; A new record: its id, or 0 at the cap. The first one made also makes
+  ;; record 0, the main context, running.
+  (func $ctx_new (export "__wasm_rewind_ctx_new") (result i32)
+    (local $cap i32) (local $new i32)
+    (if (i32.ge_u (i32.add (global.get $nctx) (i32.const 1)) (global.get $ctx_cap))
+      (then
+        (local.set $cap (i32.shl (global.get $ctx_cap) (i32.const 1)))
+        (if (i32.eqz (local.get $cap)) (then (local.set $cap (i32.const 16))))
+        (local.set $new (call $alloc (i32.mul (local.get $cap) (i32.const @CTX@))))
+        (if (i32.eqz (local.get $new)) (then (return (i32.const 0))))
+        (memory.copy (local.get $new) (global.get $ctxs)
+          (i32.mul (global.get $nctx) (i32.const @CTX@)))
+        (global.set $ctxs (local.get $new))
+        (global.set $ctx_cap (local.get $cap))))
+    (if (i32.eqz (global.get $nctx))
+      (then
+        (i32.store (global.get $ctxs) (i32.const 3))
+        (global.set $nctx (i32.const 1))))
+    (global.set $nctx (i32.add (global.get $nctx) (i32.const 1)))
+    (i32.sub (global.get $nctx) (i32.const 1)))
+
+  ;; Address of the record of context `id`.
+  (func $rec (export "__wasm_rewind_rec") (param $id i32) (result i32)
+    (i32.add (global.get $ctxs) (i32.mul (local.get $id) (i32.const @CTX@))))
+
+  ;; The stack pointer of context `id`: the live one for the running
+  ;; context, the one saved at its last switch for the others.
+  (func $sp_of (export "__wasm_rewind_sp_of") (param $id i32) (result i32)
+    (if (result i32) (i32.eq (local.get $id) (global.get $cur))
+      (then (global.get $sp))
+      (else (i32.load offset=24 (call $rec (local.get $id))))))
+  ctx;)
 )
