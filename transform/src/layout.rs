@@ -119,7 +119,7 @@ impl<'m> OutputLayout<'m> {
             func_map,
             removed,
             embedded,
-        } = FunctionLayout::decide(info, &stack, analysis, options)?;
+        } = FunctionLayout::decide(info, scans, &stack, analysis, options)?;
 
         // Global indices: the state globals follow the input's, unless they
         // are imported, which moves every defined global up by two.
@@ -301,6 +301,7 @@ impl FunctionLayout {
     /// them.
     fn decide(
         info: &ModuleInfo<'_>,
+        scans: &[FunctionScan],
         stack: &StackLayout,
         analysis: &UnwindAnalysis,
         options: &Options,
@@ -325,6 +326,7 @@ impl FunctionLayout {
                 .unwrap_or(embed::DEFAULT_MAX_MEMORY);
             Some(Embed::plan(
                 info,
+                scans,
                 stack,
                 &analysis.instrumented,
                 first,

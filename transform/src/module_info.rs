@@ -52,6 +52,11 @@ pub struct TableInfo {
 pub struct TableInit {
     /// Function indices placed in the table by active segments.
     pub funcs: Vec<u32>,
+    /// (slot, function) as the active segments place them, in order (a
+    /// later one overwrites an earlier one's slot), when the table starts
+    /// empty and every segment's offset is a constant: what the table holds
+    /// at instantiation. `None` for an imported table or a computed offset.
+    pub slots: Option<Vec<(u32, u32)>>,
 }
 
 /// One active data segment.
@@ -365,6 +370,7 @@ fn read_imports(info: &mut ModuleInfo<'_>, reader: ImportSectionReader<'_>) -> R
             TypeRef::Table(ty) => {
                 info.tables.push(TableInfo { open: true, ty });
                 info.table_inits.push(TableInit::default());
+                // Its contents are the importer's: unknown here.
                 info.refs_cross_boundary = true;
             }
             TypeRef::Memory(ty) => {
@@ -398,7 +404,10 @@ fn read_tables(info: &mut ModuleInfo<'_>, reader: TableSectionReader<'_>) -> Res
     for table in reader {
         let ty = table?.ty;
         info.tables.push(TableInfo { open: false, ty });
-        info.table_inits.push(TableInit::default());
+        info.table_inits.push(TableInit {
+            funcs: Vec::new(),
+            slots: Some(Vec::new()),
+        });
     }
     Ok(())
 }
@@ -471,9 +480,25 @@ fn read_elements(info: &mut ModuleInfo<'_>, reader: ElementSectionReader<'_>) ->
         let element = element?;
         let funcs = element_funcs(&element.items)?;
         match element.kind {
-            ElementKind::Active { table_index, .. } => {
+            ElementKind::Active {
+                table_index,
+                offset_expr,
+            } => {
                 let t = table_index.unwrap_or(0) as usize;
-                info.table_inits[t].funcs.extend(funcs);
+                let init = &mut info.table_inits[t];
+                // Expressions may be null or computed, which `funcs` leaves
+                // out: only a plain list of indices says what each slot gets.
+                let positional = matches!(element.items, ElementItems::Functions(_));
+                match (init.slots.as_mut(), const_value(&offset_expr)) {
+                    (Some(slots), Some(offset)) if positional => slots.extend(
+                        funcs
+                            .iter()
+                            .zip(offset..)
+                            .map(|(&f, slot)| (slot as u32, f)),
+                    ),
+                    _ => init.slots = None,
+                }
+                init.funcs.extend(funcs);
             }
             ElementKind::Passive | ElementKind::Declared => info.passive_elem_funcs.extend(funcs),
         }

@@ -39,6 +39,7 @@ use wasm_encoder::reencode::{Error as ReencodeError, Reencode};
 use wasm_encoder::{BlockType, ConstExpr, Function, Instruction, MemArg};
 use wasmparser::{ExternalKind, Parser, Payload, TypeRef, ValType};
 
+use crate::analysis::scan::FunctionScan;
 use crate::instrument::runtime::AddedFunction;
 use crate::instrument::{Ctx, TypeInterner};
 use crate::module_info::{FuncImport, ModuleInfo};
@@ -128,7 +129,7 @@ pub fn stack_call(import: &FuncImport) -> Option<StackCall> {
 
 /// What the context code needs of the module, when it imports a context
 /// call.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Contexts {
     /// The function table entrypoints index (input index): the one exported
     /// as `__indirect_function_table`, else table 0; `None` when the module
@@ -137,6 +138,14 @@ struct Contexts {
     /// `wasi_snapshot_preview1.proc_exit` (input index), to end the program
     /// with status 129 when an entrypoint returns.
     proc_exit: Option<u32>,
+    /// The slots of the table that hold a `() -> ()` function, sorted, when
+    /// the module's own element segments say what every slot holds and no
+    /// code of the module changes the table: `context_create` then refuses
+    /// an entry of another type with EINVAL, as Wasmer does, instead of
+    /// trapping at its first run (a module cannot ask a `funcref` for its
+    /// type without GC's `ref.test`). A host that rewrites the exported
+    /// table is not seen.
+    unit_slots: Option<Vec<u32>>,
 }
 
 /// Everything decided about the embedded runtime before the functions are
@@ -172,6 +181,7 @@ impl Embed {
     /// says which input functions are.
     pub fn plan(
         info: &ModuleInfo<'_>,
+        scans: &[FunctionScan],
         stack: &StackLayout,
         instrumented: &[bool],
         first: u32,
@@ -192,7 +202,7 @@ impl Embed {
                 i.name
             )));
         }
-        let contexts = plan_contexts(info)?;
+        let contexts = plan_contexts(info, scans)?;
         match info.memories.first() {
             Some(m) if !m.memory64 => {}
             Some(_) => {
@@ -496,7 +506,7 @@ impl Embed {
             body: self.init_allocator_body(ctx),
             export: None,
         });
-        if let Some(contexts) = self.contexts {
+        if let Some(contexts) = &self.contexts {
             out.extend(context_helpers(ctx, contexts)?);
         }
         for &f in &self.wrapped {
@@ -678,10 +688,36 @@ impl Embed {
     }
 }
 
+/// Emits `if i is in none of the runs of `slots` then return 0`: one range
+/// check per run of consecutive slots (a program's `() -> ()` functions are
+/// few, and wasm-ld numbers them in no particular order).
+fn refuse_other_slots(f: &mut Function, slots: &[u32]) {
+    let mut runs: Vec<(u32, u32)> = Vec::new();
+    for &slot in slots {
+        match runs.last_mut() {
+            Some((_, last)) if *last + 1 == slot => *last = slot,
+            _ => runs.push((slot, slot)),
+        }
+    }
+    f.instruction(&Instruction::Block(BlockType::Empty));
+    for (first, last) in runs {
+        // (i - first) <u (last - first + 1): i in [first, last].
+        f.instruction(&Instruction::LocalGet(0));
+        f.instruction(&Instruction::I32Const(first as i32));
+        f.instruction(&Instruction::I32Sub);
+        f.instruction(&Instruction::I32Const((last - first + 1) as i32));
+        f.instruction(&Instruction::I32LtU);
+        f.instruction(&Instruction::BrIf(0));
+    }
+    f.instruction(&Instruction::I32Const(0));
+    f.instruction(&Instruction::Return);
+    f.instruction(&Instruction::End);
+}
+
 /// Checks the context imports' signatures and finds what their code needs:
 /// the entrypoints' table and `proc_exit`. `None` when the module imports
 /// no context call.
-fn plan_contexts(info: &ModuleInfo<'_>) -> Result<Option<Contexts>> {
+fn plan_contexts(info: &ModuleInfo<'_>, scans: &[FunctionScan]) -> Result<Option<Contexts>> {
     let mut any = false;
     for (f, import) in info.imports.iter().enumerate() {
         let Some(call) = stack_call(import).filter(|c| c.is_context()) else {
@@ -735,7 +771,34 @@ fn plan_contexts(info: &ModuleInfo<'_>) -> Result<Option<Contexts>> {
             let sig = info.func_sig(f);
             sig.params() == [ValType::I32] && sig.results().is_empty()
         });
-    Ok(Some(Contexts { table, proc_exit }))
+    let unit_slots = table.and_then(|t| unit_slots(info, scans, t));
+    Ok(Some(Contexts {
+        table,
+        proc_exit,
+        unit_slots,
+    }))
+}
+
+/// The slots of table `t` holding a `() -> ()` function at instantiation,
+/// when that is known and no instruction of the module changes the table.
+fn unit_slots(info: &ModuleInfo<'_>, scans: &[FunctionScan], t: u32) -> Option<Vec<u32>> {
+    if scans.iter().any(|s| s.mutated_tables.contains(&t)) {
+        return None;
+    }
+    let mut by_slot: HashMap<u32, u32> = HashMap::new();
+    for &(slot, f) in info.table_inits[t as usize].slots.as_ref()? {
+        by_slot.insert(slot, f);
+    }
+    let mut slots: Vec<u32> = by_slot
+        .into_iter()
+        .filter(|&(_, f)| {
+            let sig = info.func_sig(f);
+            sig.params().is_empty() && sig.results().is_empty()
+        })
+        .map(|(slot, _)| slot)
+        .collect();
+    slots.sort_unstable();
+    Some(slots)
 }
 
 /// The three functions the context code imports, generated for the module:
@@ -754,7 +817,7 @@ fn plan_contexts(info: &ModuleInfo<'_>) -> Result<Option<Contexts>> {
 ///
 /// Without a table every entry is refused (and none is ever called); without
 /// `proc_exit` the last function only traps, its name saying why.
-fn context_helpers(ctx: &Ctx<'_>, contexts: Contexts) -> Result<Vec<AddedFunction>> {
+fn context_helpers(ctx: &Ctx<'_>, contexts: &Contexts) -> Result<Vec<AddedFunction>> {
     let unit = ctx.types.get(&[], &[]).expect("interned by intern_types");
     let ptr_to_unit = ctx
         .types
@@ -777,6 +840,9 @@ fn context_helpers(ctx: &Ctx<'_>, contexts: Contexts) -> Result<Vec<AddedFunctio
                 type_index: unit,
                 table_index: table,
             });
+            if let Some(slots) = &contexts.unit_slots {
+                refuse_other_slots(&mut entry_ok, slots);
+            }
             entry_ok.instruction(&Instruction::LocalGet(0));
             entry_ok.instruction(&Instruction::TableSize(table));
             entry_ok.instruction(&Instruction::I32LtU);
