@@ -359,8 +359,11 @@ impl Entrypoints {
         if let Some(f) = self.0.get(&index) {
             return Ok(f.clone());
         }
-        // `context_create` checked the entry; the table may have changed
-        // since, which makes this a trap like any bad indirect call.
+        // `context_create` checked the entry; if the table changed since,
+        // this is an error like any bad indirect call. Once looked up, an
+        // index keeps its function for the rest of the export's call, so a
+        // context goes on running what it started with even if its slot is
+        // rewritten (Wasmer resolves the entry once too, at create).
         let func = exports
             .function_table
             .and_then(|t| t.get(&mut *store, u64::from(index)))
