@@ -439,3 +439,56 @@ fn options_are_checked_before_bodies() {
         assert_eq!(err.kind(), ErrorKind::BadOptions, "{options:?}: {err}");
     }
 }
+
+/// A WASIX call that unwinds (here `context_switch` and `stack_checkpoint`)
+/// unwinds whatever the import list says, with a warning naming it: its
+/// host always starts an unwind from it, and a caller left uninstrumented
+/// would run on in the unwinding state.
+#[test]
+fn wasix_unwinding_calls_unwind_even_when_the_list_leaves_them_out() {
+    let wat = r#"(module
+      (import "wasix_32v1" "context_switch" (func $switch (param i64) (result i32)))
+      (import "wasix_32v1" "stack_checkpoint" (func $checkpoint (param i32 i32) (result i32)))
+      (import "wasix_32v1" "context_create" (func $create (param i32 i32) (result i32)))
+      (import "env" "sleep" (func $sleep))
+      (memory (export "memory") 1)
+      (global $__stack_pointer (export "__stack_pointer") (mut i32) (i32.const 4096))
+      (global $__stack_low (export "__stack_low") i32 (i32.const 1024))
+      (func $yield (export "yield") (drop (call $switch (i64.const 0))))
+      (func $armed (export "armed") (drop (call $checkpoint (i32.const 0) (i32.const 8))))
+      (func $make (export "make") (drop (call $create (i32.const 0) (i32.const 0))))
+      (func $nap (export "nap") (call $sleep)))"#;
+    for options in [
+        Options {
+            imports: Some(vec!["env.sleep".into()]),
+            ..Options::default()
+        },
+        Options {
+            ignore_imports: true,
+            ..Options::default()
+        },
+    ] {
+        let out = run(wat, &options);
+        let names = instrumented(&out);
+        assert!(
+            names.contains(&"yield") && names.contains(&"armed"),
+            "{names:?}"
+        );
+        assert!(
+            !names.contains(&"make"),
+            "create does not unwind: {names:?}"
+        );
+        assert_eq!(names.contains(&"nap"), !options.ignore_imports, "{names:?}");
+        let warned: Vec<&String> = out
+            .stats
+            .warnings
+            .iter()
+            .filter(|w| w.contains("unwinds even though"))
+            .collect();
+        assert_eq!(warned.len(), 2, "{:?}", out.stats.warnings);
+        assert!(
+            warned[0].contains("wasix_32v1.context_switch"),
+            "{warned:?}"
+        );
+    }
+}

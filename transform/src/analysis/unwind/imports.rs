@@ -1,6 +1,7 @@
 //! The first verdicts: which imports can unwind.
 
 use super::{Reason, RuntimeImport, Verdicts};
+use crate::abi;
 use crate::error::{Error, ErrorKind, Result};
 use crate::module_info::ModuleInfo;
 use crate::options::{wildcard_match, Options};
@@ -31,7 +32,25 @@ pub(super) fn classify_imports(
             None => true,
             Some(patterns) => matches_any(patterns, &imp.qualified(), &mut import_pattern_used),
         };
-        can_unwind[i] = listed && !options.ignore_imports;
+        let unwinds_as_asked = listed && !options.ignore_imports;
+        // A WASIX call that unwinds (setjmp/longjmp, a context switch) starts
+        // an unwind whatever the list says: its host always does. Left out,
+        // its callers would run on after it in the unwinding state and the
+        // program would break far from the cause, so it unwinds anyway.
+        let wasix = abi::is_wasix_unwinding_import(&imp.module, &imp.name);
+        if wasix && !unwinds_as_asked {
+            warnings.push(format!(
+                "`{}` unwinds even though {} leaves it out: WASIX hosts (and \
+                 --embed-runtime) start an unwind from it",
+                imp.qualified(),
+                if options.ignore_imports {
+                    OptionName::IgnoreImports
+                } else {
+                    OptionName::Imports
+                }
+            ));
+        }
+        can_unwind[i] = unwinds_as_asked || wasix;
         reasons[i] = if can_unwind[i] {
             Reason::Import
         } else {
