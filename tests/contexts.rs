@@ -351,3 +351,62 @@ fn stats_count_contexts_and_switches() {
     // the switches that start them and end.
     assert!((1_000_000..1_000_010).contains(&switches), "{line}");
 }
+
+/// `--sjlj exceptions` unwinds nothing, so the context calls stay for a
+/// host that switches stacks itself: `instrument` warns, `run` refuses with
+/// a message that names the lowering, and Wasmer runs the program, setjmp
+/// inside contexts included, as native does.
+#[test]
+fn contexts_lowered_to_exceptions_run_on_wasmer_and_run_says_why_not_here() {
+    require_tools();
+    process::require(
+        "wasmer",
+        "--version",
+        "cargo install wasmer-cli (.ci/setup)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let src = root().join("corpus/contexts/setjmp_in_context.c");
+    let wasm = dir.path().join("setjmp_in_context.wasm");
+    let lowered = dir.path().join("setjmp_in_context.exc.wasm");
+    step(
+        Command::new("bash")
+            .arg(root().join("corpus/build-c.sh"))
+            .arg(&src)
+            .arg(&wasm)
+            .env("EXTRA_LDFLAGS", "-Wl,--export-table"),
+    )
+    .unwrap();
+    let instrumented = run(wasm_rewind()
+        .arg("instrument")
+        .arg(&wasm)
+        .arg(&lowered)
+        .args(["--sjlj", "exceptions"]))
+    .unwrap();
+    assert_eq!(instrumented.code, Some(0), "{instrumented:?}");
+    assert!(
+        instrumented
+            .stderr
+            .contains("`wasix_32v1.context_switch` stays an import"),
+        "{}",
+        instrumented.stderr
+    );
+    let refused = run(&mut shim_run(&lowered)).unwrap();
+    assert_eq!(refused.code, Some(1), "{refused:?}");
+    assert!(
+        refused.stderr.contains("--sjlj exceptions"),
+        "{}",
+        refused.stderr
+    );
+    let program = programs()
+        .iter()
+        .find(|p| p.name == "setjmp_in_context")
+        .unwrap();
+    let on_wasmer = run(&mut wasmer_run(&lowered)).unwrap();
+    program
+        .reference
+        .check(
+            "setjmp_in_context (--sjlj exceptions) under Wasmer",
+            &on_wasmer,
+        )
+        .unwrap();
+}

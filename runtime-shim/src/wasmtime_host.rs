@@ -82,9 +82,26 @@ pub fn check_module(module: &Module) -> Result<(), ShimError> {
     match unmet_shim_requirement(shape) {
         None => {}
         Some(ShimRequirement::Instrumented { missing }) => {
+            // Context calls without any stack call: most likely lowered with
+            // `--sjlj exceptions`, which unwinds nothing; "instrument it" alone
+            // would send the user round in a circle.
+            let stack_calls = module
+                .imports()
+                .any(|i| abi::is_wasix_stack_import(i.module(), i.name()));
+            if !stack_calls {
+                return Err(ShimError::MissingExport {
+                    name: missing.to_string(),
+                    hint: "the module calls the WASIX context functions, and switching \
+                           contexts unwinds the stack: instrument it with `wasm-rewind \
+                           instrument` and the default lowering (a module lowered with \
+                           --sjlj exceptions unwinds nothing; only a host that switches \
+                           stacks itself, such as Wasmer, can run its contexts)"
+                        .into(),
+                });
+            }
             return Err(ShimError::NotInstrumented {
                 missing: missing.to_string(),
-            })
+            });
         }
         Some(unmet) => {
             return Err(ShimError::MissingExport {

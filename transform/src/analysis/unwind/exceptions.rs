@@ -82,6 +82,23 @@ pub fn analyze_for_exceptions(
             }
         }
     }
+    // Nothing unwinds in this lowering, so a context switch can only be
+    // served by a host that switches stacks itself.
+    let warnings = info
+        .imports
+        .iter()
+        .filter(|i| abi::is_wasix_context_import(&i.module, &i.name) && i.name == "context_switch")
+        .map(|i| {
+            format!(
+                "`{}.{}` stays an import that cannot unwind under {}: only a host that \
+                 switches stacks itself (Wasmer) can run this module's contexts; `wasm-rewind \
+                 run` and --embed-runtime need the default lowering",
+                i.module,
+                i.name,
+                OptionName::Sjlj
+            )
+        })
+        .collect();
     Ok(UnwindAnalysis {
         can_unwind,
         instrumented,
@@ -92,7 +109,7 @@ pub fn analyze_for_exceptions(
         canon: vec![0; info.types.len()],
         // Indirect calls never reach the checkpoint: refused above.
         ignore_indirect: true,
-        warnings: Vec::new(),
+        warnings,
     })
 }
 
