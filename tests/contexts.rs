@@ -141,31 +141,12 @@ fn build(src: &Path, dir: &Path) -> Result<Program, String> {
     let reference = if expected.exists() {
         Reference::Expected(std::fs::read_to_string(&expected).map_err(|e| e.to_string())?)
     } else {
-        let native = dir.join(format!("{name}.native"));
-        step(
-            Command::new("gcc")
-                .arg("-O2")
-                .arg(src)
-                .arg("-o")
-                .arg(&native),
-        )?;
-        let outcome = run(&mut Command::new(&native))?;
-        if outcome.code.is_none() {
-            return Err(format!("native {name} was killed by a signal: {outcome:?}"));
-        }
-        Reference::Native(outcome)
+        Reference::Native(process::native_outcome(src, &name, dir, TIMEOUT)?)
     };
     let mut modules = Vec::new();
     for clang in ["clang-19", "clang-22"] {
         let wasm = dir.join(format!("{name}.{clang}.wasm"));
-        step(
-            Command::new("bash")
-                .arg(root().join("corpus/build-c.sh"))
-                .arg(src)
-                .arg(&wasm)
-                .env("CLANG", clang)
-                .env("EXTRA_LDFLAGS", "-Wl,--export-table"),
-        )?;
+        process::build_c_with_table(src, &wasm, clang, TIMEOUT)?;
         let imports = process::imports(&wasm)?;
         if !imports.iter().any(|i| i == "wasix_32v1.context_switch") {
             return Err(format!("{name} ({clang}) does not import context_switch"));
@@ -275,14 +256,7 @@ fn misuse(name: &str, dir: &Path) -> PathBuf {
     let src = root().join(format!("corpus/contexts/misuse/{name}.c"));
     let wasm = dir.join(format!("{name}.wasm"));
     let out = dir.join(format!("{name}.rw.wasm"));
-    step(
-        Command::new("bash")
-            .arg(root().join("corpus/build-c.sh"))
-            .arg(&src)
-            .arg(&wasm)
-            .env("EXTRA_LDFLAGS", "-Wl,--export-table"),
-    )
-    .unwrap();
+    process::build_c_with_table(&src, &wasm, "clang-19", TIMEOUT).unwrap();
     step(
         wasm_rewind()
             .arg("instrument")
@@ -368,14 +342,7 @@ fn contexts_lowered_to_exceptions_run_on_wasmer_and_run_says_why_not_here() {
     let src = root().join("corpus/contexts/setjmp_in_context.c");
     let wasm = dir.path().join("setjmp_in_context.wasm");
     let lowered = dir.path().join("setjmp_in_context.exc.wasm");
-    step(
-        Command::new("bash")
-            .arg(root().join("corpus/build-c.sh"))
-            .arg(&src)
-            .arg(&wasm)
-            .env("EXTRA_LDFLAGS", "-Wl,--export-table"),
-    )
-    .unwrap();
+    process::build_c_with_table(&src, &wasm, "clang-19", TIMEOUT).unwrap();
     let instrumented = run(wasm_rewind()
         .arg("instrument")
         .arg(&wasm)

@@ -26,7 +26,7 @@ use std::process::Command;
 use std::time::Duration;
 
 mod process;
-use process::{node, root, wasm_rewind, Outcome};
+use process::{node, wasm_rewind, Outcome};
 
 /// A build or run that takes longer fails the test.
 const TIMEOUT: Duration = Duration::from_mins(3);
@@ -66,14 +66,7 @@ fn build_embedded(src: &Path, clang: &str, dir: &Path, flags: &[&str]) -> Result
     let name = src.file_stem().unwrap().to_string_lossy().into_owned();
     let wasm = dir.join(format!("{name}.{clang}.wasm"));
     let embedded = dir.join(format!("{name}.{clang}.embedded.wasm"));
-    step(
-        Command::new("bash")
-            .arg(root().join("corpus/build-c.sh"))
-            .arg(src)
-            .arg(&wasm)
-            .env("CLANG", clang)
-            .env("EXTRA_LDFLAGS", "-Wl,--export-table"),
-    )?;
+    process::build_c_with_table(src, &wasm, clang, TIMEOUT)?;
     if !process::imports(&wasm)?
         .iter()
         .any(|i| i == "wasix_32v1.context_switch")
@@ -111,30 +104,9 @@ fn run_both(wasm: &Path) -> Result<(Outcome, Outcome), String> {
     Ok((on_node, on_wasmtime))
 }
 
-/// The native reference: `src` built with gcc against glibc's ucontext.h and
-/// setjmp.h (none of our headers), and what it does.
-fn native_outcome(src: &Path, dir: &Path) -> Result<Outcome, String> {
-    let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-    let native = dir.join(format!("{name}.native"));
-    step(
-        Command::new("gcc")
-            .args(["-O2", "-Wall", "-Wextra"])
-            .arg(src)
-            .arg("-o")
-            .arg(&native),
-    )?;
-    let expected = run(&mut Command::new(&native))?;
-    if expected.code.is_none() {
-        return Err(format!(
-            "native {name} was killed by a signal: {expected:?}"
-        ));
-    }
-    Ok(expected)
-}
-
 fn check_ucontext_program(src: &Path, dir: &Path) -> Result<(), String> {
     let name = src.file_stem().unwrap().to_string_lossy().into_owned();
-    let expected = native_outcome(src, dir)?;
+    let expected = process::native_outcome(src, &name, dir, TIMEOUT)?;
     for clang in CLANGS {
         let embedded = build_embedded(src, clang, dir, &[])?;
         let (on_node, on_wasmtime) = run_both(&embedded)?;

@@ -59,24 +59,9 @@ fn step(cmd: &mut Command) -> Result<(), String> {
     process::step(cmd, TIMEOUT).map(drop)
 }
 
-/// The reference: `src` built with gcc and glibc's own setjmp.h (no -I of
-/// ours) as `dir/NAME.native`, and what it does. A crash is an error.
+/// The reference: `src` built with gcc and glibc's own setjmp.h.
 fn native_outcome(src: &Path, name: &str, dir: &Path) -> Result<Outcome, String> {
-    let native = dir.join(format!("{name}.native"));
-    step(
-        Command::new("gcc")
-            .arg("-O2")
-            .arg(src)
-            .arg("-o")
-            .arg(&native),
-    )?;
-    let expected = run(&mut Command::new(&native))?;
-    if expected.code.is_none() {
-        return Err(format!(
-            "native {name} was killed by a signal: {expected:?}"
-        ));
-    }
-    Ok(expected)
+    process::native_outcome(src, name, dir, TIMEOUT)
 }
 
 /// Native reference, wasm build, instrument, run, compare. `Err` says what

@@ -207,6 +207,52 @@ pub fn check_in_parallel<T: Sync>(
     failures.into_inner().unwrap()
 }
 
+/// The native reference: `src` built with gcc -O2 against glibc's own
+/// headers (none of ours) as `dir/NAME.native`, and what it does. A crash
+/// is an error.
+pub fn native_outcome(
+    src: &Path,
+    name: &str,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<Outcome, String> {
+    let native = dir.join(format!("{name}.native"));
+    step(
+        Command::new("gcc")
+            .arg("-O2")
+            .arg(src)
+            .arg("-o")
+            .arg(&native),
+        timeout,
+    )?;
+    let outcome = run(&mut Command::new(&native), timeout)?;
+    if outcome.code.is_none() {
+        return Err(format!("native {name} was killed by a signal: {outcome:?}"));
+    }
+    Ok(outcome)
+}
+
+/// `src` built for wasm with `corpus/build-c.sh` by `clang`, with the
+/// function table exported (context entrypoints are looked up there), into
+/// `out`.
+pub fn build_c_with_table(
+    src: &Path,
+    out: &Path,
+    clang: &str,
+    timeout: Duration,
+) -> Result<(), String> {
+    step(
+        Command::new("bash")
+            .arg(root().join("corpus/build-c.sh"))
+            .arg(src)
+            .arg(out)
+            .env("CLANG", clang)
+            .env("EXTRA_LDFLAGS", "-Wl,--export-table"),
+        timeout,
+    )
+    .map(drop)
+}
+
 /// `f` of every job, on `threads` threads, in the jobs' order.
 pub fn map_in_parallel<T: Sync, R: Send>(
     jobs: &[T],
