@@ -460,7 +460,8 @@
     (call $free_slot (local.get $slot)))
 
   ;; Frees the slots of snapshots that are dead (taken below the current
-  ;; stack pointer, of their own context when there are contexts) and of displaced ones their jmp_buf does not hold again.
+  ;; stack pointer, of their own context when there are contexts) and of
+  ;; displaced ones their jmp_buf does not hold again.
   (func $make_room (export "__wasm_rewind_make_room")
     (local $idx i32) (local $slot i32)
     (block $done
