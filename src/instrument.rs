@@ -80,11 +80,14 @@ pub struct Opts {
 
     /// Imports that may unwind, as `module.name` patterns (`*` wildcards);
     /// every other import is assumed not to. Default: every import may unwind.
+    /// The WASIX calls that unwind (stack_checkpoint, stack_restore,
+    /// stack_rewind, context_switch) always do, with a warning if left out.
     #[arg(long, value_name = "LIST", conflicts_with = "ignore_imports")]
     imports: Vec<String>,
 
     /// No import unwinds (only the add list, indirect calls and the in-module
-    /// `asyncify.*` runtime can make a function unwind).
+    /// `asyncify.*` runtime can make a function unwind), except the WASIX
+    /// calls that unwind, with a warning.
     #[arg(long)]
     ignore_imports: bool,
 

@@ -22,10 +22,12 @@ Examples:
   wasm-rewind instrument app.wasm app.rw.wasm
   wasm-rewind run app.rw.wasm --env LANG=C --dir data::/data -- input.txt
 
-Exit status: the guest's exit code; 134 if it traps; 1 if it cannot start.")]
+Exit status: the guest's exit code (any of 0-255); 129 if a WASIX context's
+entrypoint returns; 134 if it traps; 1 if it cannot start.")]
 pub struct Opts {
     /// The WASI command module (`.wasm` or `.wat`), instrumented if it calls the
-    /// WASIX stack functions (setjmp/longjmp through our setjmp.h).
+    /// WASIX stack or context functions (setjmp/longjmp through our setjmp.h,
+    /// contexts through our wasix/context.h or ucontext.h).
     module: PathBuf,
     /// Arguments passed to the program (after its name).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -55,7 +57,8 @@ pub struct Opts {
     #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_BUFFER)]
     max_unwind_buffer: u64,
     /// Print what the snapshot store did to stderr when the program ends
-    /// (snapshots taken, dropped, peak count and bytes).
+    /// (snapshots taken, dropped, peak count and bytes), and what the WASIX
+    /// contexts did, if any (created, switches, peak alive).
     #[arg(long)]
     stats: bool,
     /// Compile the module every time instead of keeping the compiled code in
