@@ -163,6 +163,7 @@ enum Pending {
     /// over a context's stack (in the heap) once frames are in it.
     Checkpoint {
         env: u64,
+        stack_pointer: u64,
         stack_digest: [u8; 8],
     },
     Restore {
@@ -268,9 +269,13 @@ pub fn checkpoint<G: Guest>(g: &mut G, env: u64, ret: u64) -> Result<Errno, G::E
                     "stack_checkpoint called while another request is pending",
                 ));
             }
-            let stack_digest = running_stack_digest(g)?;
+            let (stack_pointer, stack_digest) = running_stack_digest(g)?;
             let data = borrow_window(g, 0, false)?;
-            g.shim().pending = Pending::Checkpoint { env, stack_digest };
+            g.shim().pending = Pending::Checkpoint {
+                env,
+                stack_pointer,
+                stack_digest,
+            };
             g.start_unwind(data)?;
             g.shim().state = 1;
             Ok(Errno::Success)
@@ -450,10 +455,10 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<Next, G::Error>
         return Ok(Next::Finished);
     }
     if let Pending::Switch { target } = g.shim().pending {
-        g.shim().pending = Pending::None;
-        return match switch_contexts(g, target) {
+        return match switch_contexts(g, export, target) {
             Ok(next) => Ok(next),
             Err(e) => {
+                g.shim().pending = Pending::None;
                 g.shim().state = 0;
                 let _ = g.stop_unwind();
                 Err(e)
@@ -480,21 +485,12 @@ pub fn after_return<G: Guest>(g: &mut G, export: &str) -> Result<Next, G::Error>
 
 /// The running context has unwound for a switch to `target`: keep its
 /// frames and globals, then start the target or rewind it.
-fn switch_contexts<G: Guest>(g: &mut G, target: u64) -> Result<Next, G::Error> {
-    let Some((data, start)) = g.shim().window.as_ref().map(|w| (w.data, w.start)) else {
-        return Err(guest_error("a context switch unwound with no buffer"));
-    };
-    let pos = read_pos(g, data)?;
-    let unwound = pos.saturating_sub(start);
-    let shim = g.shim();
-    shim.sizing.last_restore_unwind = unwound;
-    shim.sizing.largest_unwind = shim.sizing.largest_unwind.max(unwound);
-    if let Some(w) = shim.window.as_mut() {
-        w.reached(pos);
-    }
+fn switch_contexts<G: Guest>(g: &mut G, export: &str, target: u64) -> Result<Next, G::Error> {
+    let (data, start, pos) = unwound(g, export)?;
+    g.shim().pending = Pending::None;
     let mut frames = std::mem::take(&mut g.shim().scratch);
     frames.clear();
-    g.read_into(Mem::Buffer, start, unwound, &mut frames)?;
+    g.read_into(Mem::Buffer, start, pos.saturating_sub(start), &mut frames)?;
     let mut globals = std::mem::take(&mut g.shim().spare_globals);
     globals.clear();
     g.globals(&mut globals);
@@ -543,7 +539,8 @@ fn rewind_frames<G: Guest>(
 /// The export finished or trapped: only the main context is left, and the
 /// snapshots of the others are dropped with them.
 fn end_contexts(shim: &mut ShimState) {
-    if !shim.contexts.any_besides_main() && shim.contexts.running() == contexts::MAIN {
+    // Another context runs only if one exists.
+    if !shim.contexts.any_besides_main() {
         return;
     }
     for id in shim.contexts.reset() {
@@ -551,10 +548,11 @@ fn end_contexts(shim: &mut ShimState) {
     }
 }
 
-/// The digest of the running context's live C stack: bytes from the stack
-/// pointer to its stack's top (the main stack's, or the one our header's
-/// descriptor named; none when the context's stack is unknown).
-fn running_stack_digest<G: Guest>(g: &mut G) -> Result<[u8; 8], ShimError> {
+/// The stack pointer, and the digest of the running context's live C
+/// stack: bytes from the stack pointer to its stack's top (the main
+/// stack's, or the one our header's descriptor named; none when the
+/// context's stack is unknown).
+fn running_stack_digest<G: Guest>(g: &mut G) -> Result<(u64, [u8; 8]), ShimError> {
     let sp = g.stack_pointer();
     let shim = g.shim();
     let top = if shim.contexts.running() == contexts::MAIN {
@@ -568,12 +566,29 @@ fn running_stack_digest<G: Guest>(g: &mut G) -> Result<[u8; 8], ShimError> {
     let read = g.read_into(Mem::Program, sp, top - sp, &mut scratch);
     let digest = stack_digest(&scratch);
     g.shim().scratch = scratch;
-    read.map(|()| digest)
+    read.map(|()| (sp, digest))
 }
 
 /// The stack has unwound for the pending request: complete it, and return
 /// the buffer's address for the rewind.
 fn complete<G: Guest>(g: &mut G, export: &str) -> Result<u64, G::Error> {
+    let (data, start, pos) = unwound(g, export)?;
+    match std::mem::replace(&mut g.shim().pending, Pending::None) {
+        Pending::Checkpoint {
+            env,
+            stack_pointer,
+            stack_digest,
+        } => take_checkpoint(g, env, (stack_pointer, stack_digest), start, pos)?,
+        Pending::Restore { snapshot, val } => prepare_restore(g, snapshot, val)?,
+        Pending::None | Pending::Switch { .. } => return Err(no_request(export)),
+    }
+    Ok(data)
+}
+
+/// The unwind of the pending request has ended: the buffer's `{pos, end}`
+/// address, where its frames start and where they end. Remembers how much
+/// it unwound, to size the next window of the same kind.
+fn unwound<G: Guest>(g: &mut G, export: &str) -> Result<(u64, u64, u64), G::Error> {
     let Some((data, start)) = g.shim().window.as_ref().map(|w| (w.data, w.start)) else {
         return Err(no_request(export));
     };
@@ -591,14 +606,7 @@ fn complete<G: Guest>(g: &mut G, export: &str) -> Result<u64, G::Error> {
     if let Some(w) = shim.window.as_mut() {
         w.reached(pos);
     }
-    match std::mem::replace(&mut g.shim().pending, Pending::None) {
-        Pending::Checkpoint { env, stack_digest } => {
-            take_checkpoint(g, env, stack_digest, start, pos)?
-        }
-        Pending::Restore { snapshot, val } => prepare_restore(g, snapshot, val)?,
-        Pending::None | Pending::Switch { .. } => return Err(no_request(export)),
-    }
-    Ok(data)
+    Ok((data, start, pos))
 }
 
 fn no_request<E: From<ShimError>>(export: &str) -> E {
@@ -664,14 +672,16 @@ fn give_back_window<G: Guest>(g: &mut G) -> Result<(), ShimError> {
 
 /// The stack has unwound for a checkpoint into `[start, pos)`: snapshot it.
 /// The frames stay in the buffer for the rewind that follows.
+/// `stack` is the stack pointer and live-stack digest taken at the request
+/// (an unwind changes neither).
 fn take_checkpoint<G: Guest>(
     g: &mut G,
     env: u64,
-    digest: [u8; 8],
+    stack: (u64, [u8; 8]),
     start: u64,
     pos: u64,
 ) -> Result<(), G::Error> {
-    let sp = g.stack_pointer();
+    let (sp, digest) = stack;
     let mut scratch = std::mem::take(&mut g.shim().scratch);
     scratch.clear();
     g.read_into(Mem::Buffer, start, pos.saturating_sub(start), &mut scratch)?;
