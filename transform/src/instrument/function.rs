@@ -4,11 +4,6 @@
 //!
 //! ```wat
 //! (func $f (param ...) (result ...)
-//!   ;; rewinding: pop the call index, then the saved locals of its layout
-//!   (if (global.get $__asyncify_state)          ;; 0 or 2 at entry
-//!     (then (local.set $resume (call $pop_index))
-//!           ;; one layout: restore it; several: br_table (K -> layout)
-//!           (local.set $p (call $pop_frame (i32.const SIZE))) loads...))
 //!   (block $unwound
 //!     (block $save_layout_n (result i32) ... (block $save_layout_1 (result i32)
 //!       (block $body (result ...)
@@ -17,8 +12,15 @@
 //!         ;; that runs only while rewinding (state 2, which ends inside the
 //!         ;; resumed call):
 //!         (block $r2 (block $r1
-//!             (if (global.get $__asyncify_state) (then ...by $resume: push the
-//!                 saved stack values, (br $r1 or $r2)))
+//!             (if (global.get $__asyncify_state)      ;; 0 or 2 at entry
+//!               (then
+//!                 ;; the body's first dispatch also holds the prologue: pop
+//!                 ;; the call index, then the saved locals of its layout
+//!                 (local.set $resume (call $pop_index))
+//!                 ;; one layout: restore it; several: br_table (K -> layout)
+//!                 (local.set $p (call $pop_frame (i32.const SIZE))) loads...
+//!                 ;; then by $resume: push the saved stack values,
+//!                 (br $r1 or $r2)))
 //!             ...code before site 1...)
 //!           (call $g)                                          ;; site 1
 //!           (br_if $save_layout_1 (i32.const 1) (global.get $__asyncify_state))
@@ -31,13 +33,21 @@
 //!   zeros of the result types)
 //! ```
 //!
+//! The prologue shares the state test of the body's first dispatch when
+//! nothing comes between them (else it is an `if` of its own before the first
+//! operator). Besides one test less on every call, the restored locals then
+//! flow only to the resume points, not into the normal path, so they do not
+//! keep the function's parameters alive across the prologue's calls.
+//!
 //! A `block` or `loop` that opens its frame is entered by falling through, and
 //! the enclosing frame hands its dispatch cases down to it; so a chain of
 //! nested blocks (every C `switch` compiles to one) costs one state test where
-//! it is entered, not one per block. On the normal path an instrumented
-//! function pays one state test at entry, one `global.get`+`if` per entry into
-//! a frame with a dispatch, and a `global.get`+`br_if` after each call that can
-//! unwind. Nothing else changes.
+//! it is entered, not one per block. A call that opens its frame, with nothing
+//! before it but the operand producers a rewind runs again, is entered by
+//! falling through too, and needs no dispatch. On the normal path an
+//! instrumented function pays one state test at entry, one `global.get`+`if`
+//! per entry into another frame with a dispatch, and a `global.get`+`br_if`
+//! after each call that can unwind. Nothing else changes.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::instrument::body::{is_block_opener, Body};
@@ -154,6 +164,9 @@ struct Emitter<'c, 'a> {
     /// Dispatch cases handed down by enclosing frames to the frame that opens
     /// next (see [`Emitter::frame_header`]).
     deferred: Vec<Case<'c>>,
+    /// The rewind's prologue ([`Emitter::restore`]) is still to be emitted:
+    /// set while the body's first frame header is emitted.
+    prologue_pending: bool,
 }
 
 /// Emits the rewritten body of a function: instrumented per `plan` when
@@ -222,6 +235,7 @@ pub fn emit(
         results,
         asserts,
         deferred: Vec::new(),
+        prologue_pending: false,
     };
     if instrumented {
         e.labels.push(Label::Synth(0));
@@ -297,44 +311,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
         }
         let plan = self.plan;
         let results = self.results;
-        // Prologue: when rewinding, pop the call index and restore its layout.
-        // At entry the state is 0 or 2 (nothing calls into code while it
-        // unwinds), so testing it for non-zero is enough.
-        self.ins(Instruction::GlobalGet(self.ctx.state_global));
-        let restored = self.fresh();
-        self.open(Instruction::If(BlockType::Empty), Label::Synth(restored));
-        self.ins(Instruction::Call(self.ctx.funcs.pop_index));
-        self.ins(Instruction::LocalSet(plan.resume_local));
         let n_layouts = plan.layouts.len();
-        if n_layouts > 1 {
-            let layout_ids: Vec<u32> = (0..n_layouts).map(|_| self.fresh()).collect();
-            for &id in layout_ids.iter().rev() {
-                self.open(Instruction::Block(BlockType::Empty), Label::Synth(id));
-            }
-            self.ins(Instruction::LocalGet(plan.resume_local));
-            self.ins(Instruction::I32Const(1));
-            self.ins(Instruction::I32Sub);
-            let targets: Vec<u32> = plan
-                .sites
-                .iter()
-                .map(|s| self.depth_of(layout_ids[s.layout]))
-                .collect();
-            // Call indices come from our own frames; anything else is a
-            // corrupted buffer, which lands on the last layout.
-            let default = self.depth_of(layout_ids[n_layouts - 1]);
-            self.ins(Instruction::BrTable(Cow::Owned(targets), default));
-        }
-        for l in 0..n_layouts {
-            if n_layouts > 1 {
-                self.close();
-            }
-            self.restore_layout(l);
-            if l + 1 < n_layouts {
-                self.ins(Instruction::Br(self.depth_of(restored)));
-            }
-        }
-        self.close();
-
         // The body, wrapped in the save blocks, which receive the call index.
         let unwound = self.fresh();
         self.open(Instruction::Block(BlockType::Empty), Label::Synth(unwound));
@@ -357,7 +334,20 @@ impl<'c, 'a> Emitter<'c, 'a> {
         }
         let bt = self.ctx.block_type(&[], results)?;
         self.open(Instruction::Block(bt), Label::Orig);
+        // The prologue goes into the body frame's dispatch when it has one
+        // right here, else it stands alone before the first operator.
+        self.prologue_pending = true;
         self.frame_header((u32::MAX, 0))?;
+        if self.prologue_pending {
+            // At entry the state is 0 or 2 (nothing calls into code while it
+            // unwinds), so testing it for non-zero is enough.
+            self.prologue_pending = false;
+            self.ins(Instruction::GlobalGet(self.ctx.state_global));
+            let id = self.fresh();
+            self.open(Instruction::If(BlockType::Empty), Label::Synth(id));
+            self.restore(Some(id));
+            self.close();
+        }
         self.ops()?;
         self.ins(Instruction::Return);
         if self.rethrow_label.is_some() {
@@ -380,9 +370,65 @@ impl<'c, 'a> Emitter<'c, 'a> {
         Ok(())
     }
 
-    /// `p = pop_frame(size)`, then each saved local from its slot.
+    /// The rewind's prologue, run when the state says rewinding: pops the
+    /// call index into `$resume`, then restores the saved locals of its
+    /// layout (chosen by a `br_table` when there are several). `done` is a
+    /// label whose end is right after it, when one is open; else one is
+    /// added.
+    fn restore(&mut self, done: Option<u32>) {
+        let plan = self.plan;
+        self.ins(Instruction::Call(self.ctx.funcs.pop_index));
+        self.ins(Instruction::LocalSet(plan.resume_local));
+        let n_layouts = plan.layouts.len();
+        if n_layouts <= 1 {
+            if n_layouts == 1 {
+                self.restore_layout(0);
+            }
+            return;
+        }
+        let restored = match done {
+            Some(id) => id,
+            None => {
+                let id = self.fresh();
+                self.open(Instruction::Block(BlockType::Empty), Label::Synth(id));
+                id
+            }
+        };
+        let layout_ids: Vec<u32> = (0..n_layouts).map(|_| self.fresh()).collect();
+        for &id in layout_ids.iter().rev() {
+            self.open(Instruction::Block(BlockType::Empty), Label::Synth(id));
+        }
+        self.ins(Instruction::LocalGet(plan.resume_local));
+        self.ins(Instruction::I32Const(1));
+        self.ins(Instruction::I32Sub);
+        let targets: Vec<u32> = plan
+            .sites
+            .iter()
+            .map(|s| self.depth_of(layout_ids[s.layout]))
+            .collect();
+        // Call indices come from our own frames; anything else is a
+        // corrupted buffer, which lands on the last layout.
+        let default = self.depth_of(layout_ids[n_layouts - 1]);
+        self.ins(Instruction::BrTable(Cow::Owned(targets), default));
+        for l in 0..n_layouts {
+            self.close();
+            self.restore_layout(l);
+            if l + 1 < n_layouts {
+                self.ins(Instruction::Br(self.depth_of(restored)));
+            }
+        }
+        if done.is_none() {
+            self.close();
+        }
+    }
+
+    /// `p = pop_frame(size)`, then each saved local from its slot; nothing
+    /// for an empty layout (popping 0 bytes only returns the position).
     fn restore_layout(&mut self, l: usize) {
         let (plan, layout) = (self.plan, &self.plan.layouts[l]);
+        if layout.slots.is_empty() {
+            return;
+        }
         self.addr_const(layout.size);
         self.ins(Instruction::Call(self.ctx.funcs.pop_frame));
         self.ins(Instruction::LocalSet(plan.frame_ptr_local));
@@ -422,6 +468,17 @@ impl<'c, 'a> Emitter<'c, 'a> {
         let Some(frame) = plan.frames.get(&id) else {
             return self.dispatch(inherited, true);
         };
+        if let [item] = &frame.items[..] {
+            let one_arm = item.else_lo.is_none_or(|e| e <= item.lo);
+            if inherited.is_empty()
+                && !item.direct_entry
+                && item.prespill.is_none()
+                && frame.params.is_empty()
+                && one_arm
+            {
+                return self.resume_arm(item);
+            }
+        }
         // Resume blocks for every item but one entered by falling through.
         let rids: Vec<Option<u32>> = frame
             .items
@@ -470,6 +527,27 @@ impl<'c, 'a> Emitter<'c, 'a> {
         self.dispatch(cases, first.direct_entry)
     }
 
+    /// The resume block and dispatch of a frame with one item to resume (and
+    /// no parameters), in one construct that is 4 bytes smaller:
+    /// `(if (result ...) (rewinding) (then push what the item needs) (else
+    /// code before the item))`, closed where the item starts.
+    fn resume_arm(&mut self, item: &'c Item) -> Result<()> {
+        let rid = self.fresh();
+        let bt = self.ctx.block_type(&[], &item.entry_types)?;
+        self.resuming();
+        self.open(Instruction::If(bt), Label::Synth(rid));
+        self.resume_ends[item.entry_op as usize] = rid;
+        if self.prologue_pending {
+            self.prologue_pending = false;
+            self.restore(None);
+        }
+        // An `if` item resumed in its else arm only has no indices in its
+        // then arm (see `frame_header`).
+        self.case_values(item, item.else_lo.is_none())?;
+        self.ins(Instruction::Else);
+        Ok(())
+    }
+
     /// Emits the dispatch of `cases` (ascending, contiguous call-index
     /// intervals), which runs only while rewinding. With `falls_through`,
     /// indices below the first case belong to the construct that follows,
@@ -485,6 +563,14 @@ impl<'c, 'a> Emitter<'c, 'a> {
         let dispatch = self.fresh();
         self.resuming();
         self.open(Instruction::If(BlockType::Empty), Label::Synth(dispatch));
+        if self.prologue_pending {
+            // The function's first dispatch, with nothing before it: the
+            // prologue shares its state test, and on the rewind path the
+            // restored locals flow only to the resume points, never into
+            // the normal path's code.
+            self.prologue_pending = false;
+            self.restore(None);
+        }
         let lo = cases[0].lo;
         let hi = cases.last().unwrap().hi;
         if falls_through {
@@ -493,13 +579,16 @@ impl<'c, 'a> Emitter<'c, 'a> {
             self.ins(Instruction::I32LtU);
             self.ins(Instruction::BrIf(0));
         }
-        // A br_table costs one entry per call index in range; when the range is
-        // much larger than the number of cases (a frame whose later item is a
-        // big construct), a binary search on the interval bounds stays linear.
+        // A br_table costs a byte per call index in range and a block per
+        // case; a binary search on the interval bounds costs about 9 bytes
+        // (get, const, lt_u, if, else, end) per case after the first. Either
+        // runs only while rewinding, so the smaller wins: the search when the
+        // range is large next to the cases (a frame whose later item is a big
+        // construct).
         let range = (hi - lo + 1) as usize;
         if cases.len() == 1 {
             self.case(cases[0].item, cases[0].resume, cases[0].then_arm)?;
-        } else if range > 4 * cases.len() + 4 {
+        } else if range + 3 * cases.len() + 8 > 9 * (cases.len() - 1) {
             self.search(&cases)?;
         } else {
             let case_ids: Vec<u32> = cases.iter().map(|_| self.fresh()).collect();
@@ -553,6 +642,15 @@ impl<'c, 'a> Emitter<'c, 'a> {
 
     /// One dispatch case: push what the resume block must produce, branch to it.
     fn case(&mut self, item: &Item, resume: u32, then_arm: bool) -> Result<()> {
+        self.case_values(item, then_arm)?;
+        self.ins(Instruction::Br(self.depth_of(resume)));
+        Ok(())
+    }
+
+    /// What the resume point of `item` needs on the stack: the values below
+    /// its call and its saved operands (placeholders for the others), or a
+    /// construct's parameters and, for an `if`, the arm to take.
+    fn case_values(&mut self, item: &Item, then_arm: bool) -> Result<()> {
         if let Some(s) = item.site {
             let site = &self.plan.sites[s];
             for &l in &site.below_locals {
@@ -573,7 +671,6 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 self.ins(Instruction::I32Const(i32::from(then_arm)));
             }
         }
-        self.ins(Instruction::Br(self.depth_of(resume)));
         Ok(())
     }
 

@@ -265,16 +265,26 @@ fn order_items(info: &ModuleInfo<'_>, body: &Body<'_>, frames: &mut HashMap<Fram
             (opener, _) => body.else_of[opener as usize] + 1,
         };
         let first = &mut frame.items[0];
-        first.direct_entry = first.site.is_none()
-            && first.prespill.is_none()
-            && first.op == frame_start
-            && matches!(
-                body.ops[first.op as usize],
-                Operator::Block { .. }
-                    | Operator::Loop { .. }
-                    | Operator::TryTable { .. }
-                    | Operator::Try { .. }
-            );
+        first.direct_entry = first.prespill.is_none()
+            && match first.site {
+                // A construct opening the frame.
+                None => {
+                    first.op == frame_start
+                        && matches!(
+                            body.ops[first.op as usize],
+                            Operator::Block { .. }
+                                | Operator::Loop { .. }
+                                | Operator::TryTable { .. }
+                                | Operator::Try { .. }
+                        )
+                }
+                // A call whose operands are all produced by ops the rewind
+                // may run again, which are all the frame has before it: a
+                // rewind falls through them into the call, so the frame
+                // needs no dispatch for it (an `if` arm that only makes a
+                // call pays no state test when entered).
+                Some(_) => first.entry_op == frame_start && first.entry_types.is_empty(),
+            };
     }
 }
 
