@@ -14,6 +14,7 @@ use crate::analysis::scan::FunctionScan;
 use crate::analysis::unwind::StackImports;
 use crate::emit::ExtraGlobal;
 use crate::error::{Error, Result};
+use crate::instrument::frame_helpers::FrameHelpers;
 use crate::instrument::runtime::{self, AddedFunction};
 use crate::instrument::{BufferGrowth, Ctx, ExceptionLowering, Lowering, TypeInterner};
 use crate::layout::{BufferPlacement, OutputLayout};
@@ -85,6 +86,8 @@ pub(crate) fn decide<'m>(
     };
     let identity_indices = n_removed == 0;
     let ctx = Ctx {
+        // No layouts, so no frame helpers.
+        helpers: FrameHelpers::new(u32::MAX),
         identity_indices,
         func_map,
         globals_from: u32::MAX,

@@ -12,6 +12,7 @@ use crate::analysis::unwind::{RuntimeImport, UnwindAnalysis};
 use crate::embed::{self, Embed, StackCall};
 use crate::emit::ExtraGlobal;
 use crate::error::{Error, ErrorKind, Result};
+use crate::instrument::frame_helpers::FrameHelpers;
 use crate::instrument::runtime::{self, AddedFunction};
 use crate::instrument::{BufferGrowth, Ctx, Lowering, RuntimeFuncs, TypeInterner};
 use crate::module_info::ModuleInfo;
@@ -141,7 +142,13 @@ impl<'m> OutputLayout<'m> {
             },
             (None, false) => BufferGrowth::Fixed,
         };
+        // The frame helpers come after every other added function.
+        let helpers_first = match &embedded {
+            Some(e) => e.end(),
+            None => funcs.start_unwind + runtime::count(options.asserts),
+        };
         let ctx = Ctx {
+            helpers: FrameHelpers::new(helpers_first),
             identity_indices,
             func_map,
             globals_from,

@@ -360,6 +360,17 @@ fn write(
         embedded_runtime_size = funcs.iter().map(|f| f.body.len()).sum();
         added.extend(funcs);
     }
+    let helpers = ctx.helpers.functions(ctx);
+    if !helpers.is_empty() {
+        // Bodies already call the helpers at the index the layout gave them.
+        if ctx.funcs.start_unwind + added.len() as u32 != ctx.helpers.first() {
+            return Err(Error::new(
+                ErrorKind::Internal,
+                "the frame helpers were not placed where their callers expect them",
+            ));
+        }
+        added.extend(helpers);
+    }
     let (exports, extra_globals) = layout.exports_and_globals(&added, options);
     let (out, dropped) = emit::write(
         ctx,

@@ -407,6 +407,12 @@ impl Embed {
         }
     }
 
+    /// Output index after the last function the runtime adds (its
+    /// template's, the generated ones and the export wrappers).
+    pub fn end(&self) -> u32 {
+        self.first + self.n_template() + self.n_generated() + self.wrapped.len() as u32
+    }
+
     /// Output index of the function the buffer's overflow calls to grow it.
     pub fn grow_buffer(&self) -> u32 {
         self.func("__wasm_rewind_grow_buffer")

@@ -429,6 +429,14 @@ impl<'c, 'a> Emitter<'c, 'a> {
         if layout.slots.is_empty() {
             return;
         }
+        if let Some(helper) = self.ctx.helpers.restore(&layout.shape()) {
+            // The helper leaves the slots on the stack, in order.
+            self.ins(Instruction::Call(helper));
+            for &(local, _, _) in layout.slots.iter().rev() {
+                self.ins(Instruction::LocalSet(local));
+            }
+            return;
+        }
         self.addr_const(layout.size);
         self.ins(Instruction::Call(self.ctx.funcs.pop_frame));
         self.ins(Instruction::LocalSet(plan.frame_ptr_local));
@@ -440,9 +448,16 @@ impl<'c, 'a> Emitter<'c, 'a> {
     }
 
     /// `p = push_frame(K, size)` (K is on the stack), then each saved local
-    /// into its slot.
+    /// into its slot: by the shape's helper when it has one.
     fn save_layout(&mut self, l: usize) {
         let (plan, layout) = (self.plan, &self.plan.layouts[l]);
+        if let Some(helper) = self.ctx.helpers.save(&layout.shape()) {
+            for &(local, _, _) in &layout.slots {
+                self.ins(Instruction::LocalGet(local));
+            }
+            self.ins(Instruction::Call(helper));
+            return;
+        }
         self.addr_const(layout.size);
         self.ins(Instruction::Call(self.ctx.funcs.push_frame));
         self.ins(Instruction::LocalSet(plan.frame_ptr_local));
@@ -580,41 +595,51 @@ impl<'c, 'a> Emitter<'c, 'a> {
             self.ins(Instruction::BrIf(0));
         }
         // A br_table costs a byte per call index in range and a block per
-        // case; a binary search on the interval bounds costs about 9 bytes
-        // (get, const, lt_u, if, else, end) per case after the first. Either
-        // runs only while rewinding, so the smaller wins: the search when the
-        // range is large next to the cases (a frame whose later item is a big
-        // construct).
+        // case that pushes values; a binary search on the interval bounds
+        // costs 7 to 9 bytes (get, const, lt_u, then br_if or if and end) per
+        // case after the first. Either runs only while rewinding, so the
+        // smaller wins: the search when the range is large next to the cases
+        // (a frame whose later item is a big construct). The factor 11 gave
+        // the smallest Lua and SQLite (8 to 30 tried).
         let range = (hi - lo + 1) as usize;
         if cases.len() == 1 {
             self.case(cases[0].item, cases[0].resume, cases[0].then_arm)?;
-        } else if range + 3 * cases.len() + 8 > 9 * (cases.len() - 1) {
+        } else if range + 3 * cases.len() + 8 > 11 * (cases.len() - 1) {
             self.search(&cases)?;
         } else {
-            let case_ids: Vec<u32> = cases.iter().map(|_| self.fresh()).collect();
-            for &cid in case_ids.iter().rev() {
-                self.open(Instruction::Block(BlockType::Empty), Label::Synth(cid));
+            // A case with values to push gets a block whose end is followed
+            // by its code; the table branches straight to the resume block
+            // of the others.
+            let boxed: Vec<Option<u32>> = cases
+                .iter()
+                .map(|c| (!self.pushes_nothing(c.item)).then(|| self.fresh()))
+                .collect();
+            for cid in boxed.iter().rev().flatten() {
+                self.open(Instruction::Block(BlockType::Empty), Label::Synth(*cid));
             }
             self.ins(Instruction::LocalGet(self.plan.resume_local));
             if lo != 0 {
                 self.ins(Instruction::I32Const(lo as i32));
                 self.ins(Instruction::I32Sub);
             }
-            // Case c sits at depth c.
+            let target: Vec<u32> = cases
+                .iter()
+                .zip(&boxed)
+                .map(|(case, cid)| self.depth_of(cid.unwrap_or(case.resume)))
+                .collect();
             let mut targets: Vec<u32> = Vec::with_capacity(range);
-            for (c, case) in cases.iter().enumerate() {
-                targets.extend(std::iter::repeat_n(
-                    c as u32,
-                    (case.hi - case.lo + 1) as usize,
-                ));
+            for (case, &t) in cases.iter().zip(&target) {
+                targets.extend(std::iter::repeat_n(t, (case.hi - case.lo + 1) as usize));
             }
             // Call indices come from our own frames; anything else is a
             // corrupted buffer, which lands on the last case.
-            let default = cases.len() as u32 - 1;
+            let default = *target.last().unwrap();
             self.ins(Instruction::BrTable(Cow::Owned(targets), default));
-            for case in &cases {
-                self.close();
-                self.case(case.item, case.resume, case.then_arm)?;
+            for (case, cid) in cases.iter().zip(&boxed) {
+                if cid.is_some() {
+                    self.close();
+                    self.case(case.item, case.resume, case.then_arm)?;
+                }
             }
         }
         self.close();
@@ -631,13 +656,35 @@ impl<'c, 'a> Emitter<'c, 'a> {
         self.ins(Instruction::LocalGet(self.plan.resume_local));
         self.ins(Instruction::I32Const(cases[mid].lo as i32));
         self.ins(Instruction::I32LtU);
-        let id = self.fresh();
-        self.open(Instruction::If(BlockType::Empty), Label::Synth(id));
-        self.search(&cases[..mid])?;
-        self.ins(Instruction::Else);
-        self.search(&cases[mid..])?;
-        self.close();
-        Ok(())
+        match &cases[..mid] {
+            [left] if self.pushes_nothing(left.item) => {
+                self.ins(Instruction::BrIf(self.depth_of(left.resume)));
+            }
+            left => {
+                // Every case ends in a branch, so the right half needs no
+                // `else`: it is reached only when the test fails.
+                let id = self.fresh();
+                self.open(Instruction::If(BlockType::Empty), Label::Synth(id));
+                self.search(left)?;
+                self.close();
+            }
+        }
+        self.search(&cases[mid..])
+    }
+
+    /// Whether resuming `item` needs no values on the stack: its case is
+    /// only a branch to its resume block.
+    fn pushes_nothing(&self, item: &Item) -> bool {
+        match item.site {
+            Some(s) => {
+                let site = &self.plan.sites[s];
+                site.below_locals.is_empty() && site.operands.len() == site.rerun
+            }
+            None => {
+                item.construct_params.is_empty()
+                    && !matches!(self.body.ops[item.op as usize], Operator::If { .. })
+            }
+        }
     }
 
     /// One dispatch case: push what the resume block must produce, branch to it.

@@ -7,6 +7,7 @@
 //! interned sequentially in function order, then are emitted.
 
 pub mod body;
+pub mod frame_helpers;
 pub mod function;
 pub mod plan;
 pub mod runtime;
@@ -206,6 +207,9 @@ pub struct Ctx<'m> {
     /// No function or global index changes: operators are copied as they are
     /// encoded in the input, without decoding and re-encoding them.
     pub identity_indices: bool,
+    /// The save and restore helpers of the frame layouts, added as functions
+    /// are rewritten.
+    pub helpers: frame_helpers::FrameHelpers,
 }
 
 impl Ctx<'_> {
@@ -318,7 +322,8 @@ type Planned<'a> = (body::Body<'a>, Plan, Vec<ValType>);
 enum Step<'a> {
     /// Unchanged (`None`) or rewritten, with its site and layout counts.
     Done(Option<Vec<u8>>, Counts),
-    /// Needs block types not yet in the type section: emitted after interning.
+    /// Needs block types not yet in the type section, or frame helpers not
+    /// yet added: emitted after interning them.
     Deferred(Box<Planned<'a>>),
 }
 
@@ -349,9 +354,10 @@ const CHUNK: usize = 256;
 /// Per chunk of functions, in parallel, each function is decoded, planned and
 /// emitted in one step, so its decoded body is freed at once and its memory
 /// reused for the next on the same thread. The few functions that need a block
-/// type the type section does not have yet (block parameters, multi-value) are
-/// set aside; their types are interned in function order, so numbering never
-/// depends on scheduling, and they are emitted after.
+/// type the type section does not have yet (block parameters, multi-value), or
+/// the helpers of a layout shape not seen before ([`frame_helpers`]), are set
+/// aside; their types and helpers are interned in function order, so numbering
+/// never depends on scheduling, and they are emitted after.
 ///
 /// `done(n)` is called after each chunk with the number of functions done so
 /// far, for progress reports.
@@ -390,6 +396,9 @@ pub fn rewrite_functions(
                 for_each_block_type(plan, results, true, |params, results| {
                     ctx.types.intern(params, results);
                 });
+                for layout in &plan.layouts {
+                    ctx.helpers.intern(&layout.shape(), &mut ctx.types);
+                }
             }
             let ctx = &*ctx;
             let emitted = deferred
@@ -457,7 +466,7 @@ fn plan_and_emit<'a>(
                 } else {
                     Plan::empty()
                 };
-                let mut interned = true;
+                let mut interned = plan.layouts.iter().all(|l| ctx.helpers.has(&l.shape()));
                 for_each_block_type(&plan, sig.results(), false, |params, results| {
                     interned &= ctx.types.get(params, results).is_some();
                 });

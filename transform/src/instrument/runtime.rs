@@ -144,6 +144,28 @@ pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
     funcs
 }
 
+/// The body of the save helper of a frame shape whose slots are `slots`
+/// (type and offset) in a frame of `size` bytes: `(k, values...) -> ()`. It
+/// has `push_frame`'s code inline, so saving a frame costs one call.
+pub fn save_helper(ctx: &Ctx<'_>, slots: &[(ValType, u32)], size: u32) -> Vec<u8> {
+    Builder { ctx }.save_helper(slots, size)
+}
+
+/// The body of the restore helper of the same shape: `() -> values...`, with
+/// `pop_frame`'s code inline.
+pub fn restore_helper(ctx: &Ctx<'_>, slots: &[(ValType, u32)], size: u32) -> Vec<u8> {
+    Builder { ctx }.restore_helper(slots, size)
+}
+
+/// Where `push_frame`'s and `pop_frame`'s code gets the frame's size.
+#[derive(Clone, Copy)]
+enum FrameSize {
+    /// A local (the runtime functions' parameter).
+    Local(u32),
+    /// A constant (a frame helper's shape).
+    Const(u32),
+}
+
 struct Builder<'c> {
     ctx: &'c Ctx<'c>,
 }
@@ -202,6 +224,22 @@ impl Builder<'_> {
             Instruction::I64Sub
         } else {
             Instruction::I32Sub
+        }
+    }
+
+    /// Pushes the frame size.
+    fn size(&self, size: FrameSize) -> Instruction<'static> {
+        match size {
+            FrameSize::Local(l) => Instruction::LocalGet(l),
+            FrameSize::Const(v) => self.konst(v),
+        }
+    }
+
+    /// Pushes the frame size plus the 4 bytes of the call index.
+    fn size_with_index(&self, size: FrameSize) -> Vec<Instruction<'static>> {
+        match size {
+            FrameSize::Local(l) => vec![Instruction::LocalGet(l), self.konst(4), self.add()],
+            FrameSize::Const(v) => vec![self.konst(v + 4)],
         }
     }
 
@@ -267,24 +305,31 @@ impl Builder<'_> {
     /// frames and `pos`); `{pos, end}` are read again after it, and a frame
     /// that still does not fit traps before any byte past `end` is written.
     fn push_frame(&self) -> Vec<u8> {
-        let c = self.ctx;
         let (k, size, pos) = (0, 1, 2);
+        let mut body = self.push_frame_ops(k, FrameSize::Local(size), pos);
+        body.push(Instruction::LocalGet(pos));
+        Self::finish(Function::new([(1, self.enc_addr())]), &body)
+    }
+
+    /// The body of `push_frame` without its result: the call index in local
+    /// `k`, the frame's size from `size` (a local or a constant), the frame's
+    /// address left in local `pos`. The frame helpers inline it.
+    fn push_frame_ops(&self, k: u32, size: FrameSize, pos: u32) -> Vec<Instruction<'static>> {
+        let c = self.ctx;
         let lt = if c.memory64 {
             Instruction::I64LtU
         } else {
             Instruction::I32LtU
         };
         // end - pos < size + 4 ? (reads `end` from the data structure)
-        let short = [
+        let mut short = vec![
             Instruction::GlobalGet(c.data_global),
             self.load_addr(self.word()),
             Instruction::LocalGet(pos),
             self.sub(),
-            Instruction::LocalGet(size),
-            self.konst(4),
-            self.add(),
-            lt,
         ];
+        short.extend(self.size_with_index(size));
+        short.push(lt);
         let mut body = vec![
             Instruction::GlobalGet(c.data_global),
             self.load_addr(0),
@@ -293,10 +338,8 @@ impl Builder<'_> {
         body.extend(short.iter().cloned());
         body.push(Instruction::If(BlockType::Empty));
         if c.growth != BufferGrowth::Fixed {
+            body.extend(self.size_with_index(size));
             body.extend([
-                Instruction::LocalGet(size),
-                self.konst(4),
-                self.add(),
                 Instruction::Call(c.funcs.buffer_overflow),
                 Instruction::GlobalGet(c.data_global),
                 self.load_addr(0),
@@ -315,7 +358,7 @@ impl Builder<'_> {
         body.extend([
             // *(pos + size) = k
             Instruction::LocalGet(pos),
-            Instruction::LocalGet(size),
+            self.size(size),
             self.add(),
             Instruction::LocalGet(k),
             Instruction::I32Store(MemArg {
@@ -326,14 +369,15 @@ impl Builder<'_> {
             // data.pos = pos + size + 4
             Instruction::GlobalGet(c.data_global),
             Instruction::LocalGet(pos),
-            Instruction::LocalGet(size),
-            self.add(),
-            self.konst(4),
-            self.add(),
-            self.store_addr(0),
-            Instruction::LocalGet(pos),
         ]);
-        Self::finish(Function::new([(1, self.enc_addr())]), &body)
+        match size {
+            FrameSize::Local(_) => {
+                body.extend([self.size(size), self.add(), self.konst(4), self.add()])
+            }
+            FrameSize::Const(v) => body.extend([self.konst(v + 4), self.add()]),
+        }
+        body.push(self.store_addr(0));
+        body
     }
 
     /// `buffer_overflow(needed)` with a grow hook: calls the function the
@@ -405,21 +449,50 @@ impl Builder<'_> {
 
     /// `pop_frame(size) -> p`: `pos -= size; return pos`.
     fn pop_frame(&self) -> Vec<u8> {
-        let c = self.ctx;
         let (size, pos) = (0, 1);
-        Self::finish(
-            Function::new([(1, self.enc_addr())]),
-            &[
-                Instruction::GlobalGet(c.data_global),
-                Instruction::GlobalGet(c.data_global),
-                self.load_addr(0),
-                Instruction::LocalGet(size),
-                self.sub(),
-                Instruction::LocalTee(pos),
-                self.store_addr(0),
-                Instruction::LocalGet(pos),
-            ],
-        )
+        let mut body = self.pop_frame_ops(FrameSize::Local(size), pos);
+        body.push(Instruction::LocalGet(pos));
+        Self::finish(Function::new([(1, self.enc_addr())]), &body)
+    }
+
+    /// The body of `pop_frame` without its result: moves `pos` down by
+    /// `size` (a local or a constant), leaving the frame's address in `pos`.
+    fn pop_frame_ops(&self, size: FrameSize, pos: u32) -> Vec<Instruction<'static>> {
+        let c = self.ctx;
+        vec![
+            Instruction::GlobalGet(c.data_global),
+            Instruction::GlobalGet(c.data_global),
+            self.load_addr(0),
+            self.size(size),
+            self.sub(),
+            Instruction::LocalTee(pos),
+            self.store_addr(0),
+        ]
+    }
+
+    /// A frame helper's save: `(k, values...)`, the values stored at their
+    /// offsets in a frame of `size` bytes pushed with `push_frame`'s code.
+    fn save_helper(&self, slots: &[(ValType, u32)], size: u32) -> Vec<u8> {
+        let pos = 1 + slots.len() as u32;
+        let mut body = self.push_frame_ops(0, FrameSize::Const(size), pos);
+        for (i, &(t, offset)) in slots.iter().enumerate() {
+            body.push(Instruction::LocalGet(pos));
+            body.push(Instruction::LocalGet(1 + i as u32));
+            body.push(self.ctx.store(t, offset));
+        }
+        Self::finish(Function::new([(1, self.enc_addr())]), &body)
+    }
+
+    /// A frame helper's restore: `() -> values...`, loaded from a frame of
+    /// `size` bytes popped with `pop_frame`'s code.
+    fn restore_helper(&self, slots: &[(ValType, u32)], size: u32) -> Vec<u8> {
+        let pos = 0;
+        let mut body = self.pop_frame_ops(FrameSize::Const(size), pos);
+        for &(t, offset) in slots {
+            body.push(Instruction::LocalGet(pos));
+            body.push(self.ctx.load(t, offset));
+        }
+        Self::finish(Function::new([(1, self.enc_addr())]), &body)
     }
 
     fn trap() -> Vec<u8> {

@@ -131,10 +131,56 @@ pub struct Frame {
 /// The locals one group of sites saves, with their offsets in the frame.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
-    /// `(local, type, offset)`, biggest types first so offsets stay aligned.
+    /// `(local, type, offset)`, in [`Shape`] order of their types (biggest
+    /// first, so offsets stay aligned), then by local.
     pub slots: Vec<(u32, ValType, u32)>,
     /// Bytes of locals; the call index follows at this offset.
     pub size: u32,
+}
+
+/// How many slots of each type a layout has, in slot order: `v128`, `i64`,
+/// `f64`, `i32`, `f32`. Layouts of one shape have the same offsets for their
+/// slots, whichever locals fill them, so they can share the code that saves
+/// and restores them.
+pub type Shape = [u32; 5];
+
+/// The position in a [`Shape`] of a storable type.
+pub fn shape_class(t: ValType) -> usize {
+    match t {
+        ValType::V128 => 0,
+        ValType::I64 => 1,
+        ValType::F64 => 2,
+        ValType::I32 => 3,
+        ValType::F32 => 4,
+        ValType::Ref(_) => unreachable!("reference values are refused before layout"),
+    }
+}
+
+/// The types of a [`Shape`]'s slots, in order.
+pub fn shape_types(shape: &Shape) -> Vec<ValType> {
+    const ORDER: [ValType; 5] = [
+        ValType::V128,
+        ValType::I64,
+        ValType::F64,
+        ValType::I32,
+        ValType::F32,
+    ];
+    ORDER
+        .iter()
+        .zip(shape)
+        .flat_map(|(&t, &n)| std::iter::repeat_n(t, n as usize))
+        .collect()
+}
+
+impl Layout {
+    /// The number of slots of each type.
+    pub fn shape(&self) -> Shape {
+        let mut shape = [0; 5];
+        for &(_, t, _) in &self.slots {
+            shape[shape_class(t)] += 1;
+        }
+        shape
+    }
 }
 
 /// Everything the emitter needs for one function.
