@@ -37,7 +37,7 @@ use wasmparser::ValType;
 const MOST_SLOTS: u32 = 24;
 
 /// Whether a layout of `n_slots` locals saves and restores them by helpers.
-pub fn shares_code(n_slots: usize) -> bool {
+fn shares_code(n_slots: usize) -> bool {
     n_slots <= MOST_SLOTS as usize
 }
 
