@@ -18,7 +18,8 @@
 //!                 ;; the call index, then the saved locals of its layout
 //!                 (local.set $resume (call $pop_index))
 //!                 ;; one layout: restore it; several: br_table (K -> layout)
-//!                 (local.set $p (call $pop_frame (i32.const SIZE))) loads...
+//!                 ;; then (call $restore_<shape>) local.sets... (see
+//!                 ;; frame_helpers; big layouts: pop_frame and loads inline)
 //!                 ;; then by $resume: push the saved stack values,
 //!                 (br $r1 or $r2)))
 //!             ...code before site 1...)
@@ -28,7 +29,8 @@
 //!           ...code before site 2...)
 //!         (call $h) ...)
 //!       (return))
-//!     ;; save_layout_1: p = push_frame(K, SIZE); stores; (br $unwound)
+//!     ;; save_layout_1: local.gets; (call $save_<shape>) (K is on the
+//!     ;; stack; big layouts: push_frame and stores inline); (br $unwound)
 //!     ...)
 //!   zeros of the result types)
 //! ```
