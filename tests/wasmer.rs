@@ -65,8 +65,14 @@ enum WasmerBug {
     /// `__stack_low` and `__stack_pointer` (about 64 KiB less what is in use),
     /// and has no way to give more: deep nesting unwinds more than that.
     /// Binaryen's output writes past the end and Wasmer exits with 61
-    /// (`Overflow`) at the rewind; ours stops at the first frame that does
-    /// not fit (no host serves our grow hook there) and traps.
+    /// (`Overflow`) at the rewind. Ours was meant to stop at the first frame
+    /// that does not fit (no host serves our grow hook there), but what is
+    /// seen is a trap in `__stdio_exit` (exit 45: an indirect call through a
+    /// `FILE` whose function pointer was overwritten), and with smaller
+    /// frames an exit status like 160 and no output: memory gets overwritten
+    /// on this path, and it is not known yet by whom. `wasm-rewind run` runs
+    /// the same modules through these scripts (a 10,500-deep error through
+    /// 164 pcalls included).
     FreeStackTooSmall,
 }
 
