@@ -72,7 +72,8 @@ enum WasmerBug {
     /// frames an exit status like 160 and no output: memory gets overwritten
     /// on this path, and it is not known yet by whom. `wasm-rewind run` runs
     /// the same modules through these scripts (a 10,500-deep error through
-    /// 164 pcalls included).
+    /// 164 pcalls included), and so does Wasmer itself on the
+    /// `--embed-runtime` build, whose buffer is not in the C stack.
     FreeStackTooSmall,
 }
 
