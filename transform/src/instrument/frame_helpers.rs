@@ -26,7 +26,7 @@
 //! of the functions (see [`super::rewrite_functions`]), so the output does not
 //! depend on threads.
 
-use super::plan::{shape_types, type_size, Shape};
+use super::plan::{shape_types, type_size, Shape, SHAPE_ORDER};
 use super::runtime::{self, AddedFunction};
 use super::{Ctx, TypeInterner};
 use std::collections::HashMap;
@@ -108,24 +108,26 @@ impl FrameHelpers {
         for shape in &self.shapes {
             let (save, restore) = signatures(shape);
             let name = shape_name(shape);
-            out.push(AddedFunction {
-                name: format!("__wasm_rewind_save_{name}").into(),
-                ty: ctx
-                    .types
-                    .get(&save.0, &save.1)
-                    .expect("interned with the shape"),
-                body: save_body(ctx, shape),
-                export: None,
-            });
-            out.push(AddedFunction {
-                name: format!("__wasm_rewind_restore_{name}").into(),
-                ty: ctx
-                    .types
-                    .get(&restore.0, &restore.1)
-                    .expect("interned with the shape"),
-                body: restore_body(ctx, shape),
-                export: None,
-            });
+            let (size, slots) = (frame_size(shape), slots(shape));
+            let helpers = [
+                ("save", save, runtime::save_helper(ctx, &slots, size)),
+                (
+                    "restore",
+                    restore,
+                    runtime::restore_helper(ctx, &slots, size),
+                ),
+            ];
+            for (kind, (params, results), body) in helpers {
+                out.push(AddedFunction {
+                    name: format!("__wasm_rewind_{kind}_{name}").into(),
+                    ty: ctx
+                        .types
+                        .get(&params, &results)
+                        .expect("interned with the shape"),
+                    body,
+                    export: None,
+                });
+            }
         }
         out
     }
@@ -143,12 +145,11 @@ fn signatures(shape: &Shape) -> (Signature, Signature) {
 
 /// A name like `i64x2_i32x3`.
 fn shape_name(shape: &Shape) -> String {
-    const NAMES: [&str; 5] = ["v128", "i64", "f64", "i32", "f32"];
-    let parts: Vec<String> = NAMES
+    let parts: Vec<String> = SHAPE_ORDER
         .iter()
         .zip(shape)
         .filter(|(_, &n)| n > 0)
-        .map(|(name, n)| format!("{name}x{n}"))
+        .map(|(t, n)| format!("{t}x{n}"))
         .collect();
     if parts.is_empty() {
         "empty".to_string()
@@ -173,12 +174,4 @@ fn slots(shape: &Shape) -> Vec<(ValType, u32)> {
 
 fn frame_size(shape: &Shape) -> u32 {
     shape_types(shape).into_iter().map(type_size).sum()
-}
-
-fn save_body(ctx: &Ctx<'_>, shape: &Shape) -> Vec<u8> {
-    runtime::save_helper(ctx, &slots(shape), frame_size(shape))
-}
-
-fn restore_body(ctx: &Ctx<'_>, shape: &Shape) -> Vec<u8> {
-    runtime::restore_helper(ctx, &slots(shape), frame_size(shape))
 }

@@ -144,28 +144,27 @@ pub struct Layout {
 /// and restores them.
 pub type Shape = [u32; 5];
 
+/// The storable types in [`Shape`] order: by size, biggest first, so slots
+/// laid out in this order stay aligned.
+pub const SHAPE_ORDER: [ValType; 5] = [
+    ValType::V128,
+    ValType::I64,
+    ValType::F64,
+    ValType::I32,
+    ValType::F32,
+];
+
 /// The position in a [`Shape`] of a storable type.
 pub fn shape_class(t: ValType) -> usize {
-    match t {
-        ValType::V128 => 0,
-        ValType::I64 => 1,
-        ValType::F64 => 2,
-        ValType::I32 => 3,
-        ValType::F32 => 4,
-        ValType::Ref(_) => unreachable!("reference values are refused before layout"),
-    }
+    SHAPE_ORDER
+        .iter()
+        .position(|&o| o == t)
+        .expect("reference values are refused before layout")
 }
 
 /// The types of a [`Shape`]'s slots, in order.
 pub fn shape_types(shape: &Shape) -> Vec<ValType> {
-    const ORDER: [ValType; 5] = [
-        ValType::V128,
-        ValType::I64,
-        ValType::F64,
-        ValType::I32,
-        ValType::F32,
-    ];
-    ORDER
+    SHAPE_ORDER
         .iter()
         .zip(shape)
         .flat_map(|(&t, &n)| std::iter::repeat_n(t, n as usize))
