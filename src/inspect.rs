@@ -134,6 +134,12 @@ pub fn human(name: &str, f: &Facts) -> String {
         ));
         t.push_str(&format!("  unwind buffer: {}\n", s.buffer));
         t.push_str(&format!("  stack bottom for Wasmer: {}\n", s.stack_bottom));
+        if let Some(bytes) = s.c_stack_bytes {
+            t.push_str(&format!(
+                "  C stack: {bytes} bytes (Wasmer unwinds into the part not in use; \
+                 link with -Wl,-z,stack-size=N for deeper nesting)\n"
+            ));
+        }
         let yes = |b: bool| if b { "yes" } else { "no" };
         t.push_str(&format!("  ready to run: {}\n", yes(s.ready)));
         t.push_str(&format!("  ready for Wasmer: {}\n", yes(s.wasmer_ready)));

@@ -303,6 +303,11 @@ fn print_stats(done: &Instrumented) -> Result<()> {
         s.instrumented_functions, s.functions
     )?;
     writeln!(err, "resumable call sites: {}", s.resumable_call_sites)?;
+    writeln!(
+        err,
+        "calls that unwind only to longjmp (save nothing): {}",
+        s.unwind_only_calls
+    )?;
     writeln!(err, "frame layouts: {}", s.frame_layouts)?;
     writeln!(
         err,

@@ -173,6 +173,8 @@ fn shim_needs_for_a_wasix_module() {
     assert_eq!(f["shim"]["stack_pointer"], "exported");
     assert_eq!(f["shim"]["buffer"], "memory0");
     assert_eq!(f["shim"]["stack_bottom"], "__stack_low");
+    // From __stack_low (1024) up to the stack pointer's start (4096).
+    assert_eq!(f["shim"]["c_stack_bytes"], 3072);
     assert_eq!(f["shim"]["memory_exported"], true);
     assert_eq!(f["shim"]["ready"], true, "{}", f["shim"]);
     assert_eq!(f["shim"]["wasmer_ready"], true, "{}", f["shim"]);
@@ -191,6 +193,7 @@ fn shim_needs_for_a_wasix_module() {
     let f = inspect_json(&bin);
     assert_eq!(f["shim"]["stack_pointer"], "name-section");
     assert_eq!(f["shim"]["stack_bottom"], "missing");
+    assert!(f["shim"]["c_stack_bytes"].is_null(), "{}", f["shim"]);
     assert_eq!(f["shim"]["ready"], false);
     assert_eq!(f["shim"]["wasmer_ready"], false);
     let problems = strings(&f["shim"]["problems"]).join("\n");

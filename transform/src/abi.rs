@@ -40,6 +40,15 @@ pub const SECONDARY_MEMORY_EXPORT: &str = "asyncify_memory";
 /// Name of the function called when a frame does not fit in the buffer: it
 /// asks the host for room through the grow hook, or traps.
 pub const OVERFLOW_FUNCTION: &str = "__wasm_rewind_buffer_overflow";
+/// Name of the function that traps when a rewind meets [`OVERFLOW_MARK`]: the
+/// buffer holds an unwind that overflowed, cut short before its outer frames.
+pub const TRUNCATED_FUNCTION: &str = "__wasm_rewind_truncated_buffer";
+/// The call index an overflowing unwind leaves on top of its frames before it
+/// traps (no function has that many calls). A host that rewinds the buffer
+/// anyway, as Wasmer 7.4 does (it runs its after-unwind step even when the
+/// unwind trapped), reads it first and traps, instead of resuming the outer
+/// functions from inner frames' bytes.
+pub const OVERFLOW_MARK: u32 = u32::MAX;
 /// Export name of the grow hook: a table of one `funcref`, null until a host
 /// that can grow the buffer puts a `(func (param needed: addr))` in it.
 pub const GROW_HOOK_EXPORT: &str = "__wasm_rewind_grow_hook";
@@ -109,6 +118,14 @@ pub fn is_wasix_context_import(module: &str, name: &str) -> bool {
 pub fn is_wasix_unwinding_import(module: &str, name: &str) -> bool {
     is_wasix_stack_import(module, name)
         || (is_wasix_context_import(module, name) && name == "context_switch")
+}
+
+/// Whether `module.name` is a WASIX call whose unwind is never rewound:
+/// `stack_restore` (or `stack_rewind`) unwinds the stack only to discard it
+/// and rewind a checkpoint's frames in its place.
+pub fn is_never_rewound_import(module: &str, name: &str) -> bool {
+    matches!(module, "wasix_32v1" | "wasix_64v1")
+        && matches!(name, "stack_restore" | "stack_rewind")
 }
 
 /// Whether `module.name` is one of [`WASIX_STACK_IMPORTS`].

@@ -83,6 +83,11 @@ pub struct Shim {
     /// the stack's bottom: `"__stack_low"` or `"__data_end"` (exported), or
     /// `"missing"` (it would fall back to address 0).
     pub stack_bottom: String,
+    /// Bytes of C stack from that bottom to the stack's top, when both are
+    /// known (`None` with `stack_bottom` missing). Wasmer unwinds into the part not in use at the call, so this
+    /// bounds how deep a stack it can checkpoint; a program that nests
+    /// deeper links with a bigger stack (`-Wl,-z,stack-size=N`).
+    pub c_stack_bytes: Option<u64>,
     /// Whether `wasm-rewind run` can run the module as it is (true when the
     /// module does not call the WASIX stack functions: it needs no shim).
     pub ready: bool,
@@ -465,6 +470,8 @@ fn shim(scan: &Scan, stack: &StackLayout, wasix_imports: Vec<String>) -> Shim {
         memory_exported,
         buffer: buffer.to_string(),
         stack_bottom: stack_bottom.to_string(),
+        // Only where Wasmer finds the bottom too (by export).
+        c_stack_bytes: stack.size().filter(|_| stack_bottom != "missing"),
         problems,
     }
 }

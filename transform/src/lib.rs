@@ -171,8 +171,13 @@ pub struct Stats {
     pub functions: usize,
     /// Functions that were instrumented.
     pub instrumented_functions: usize,
-    /// Call sites at which an unwind can start or pass through.
+    /// Call sites at which an unwind can start or pass through, and which a
+    /// rewind can resume.
     pub resumable_call_sites: usize,
+    /// Call sites an unwind can pass through that are never resumed: every
+    /// unwind through them comes from `stack_restore` (longjmp), whose frames
+    /// are discarded. They save nothing.
+    pub unwind_only_calls: usize,
     /// Distinct frame layouts (sets of saved locals), summed over functions.
     pub frame_layouts: usize,
     /// Resume points whose frame holds exactly the locals live after the call
@@ -319,6 +324,7 @@ fn outcome(
         functions: info.bodies.len(),
         instrumented_functions: decisions.iter().filter(|d| d.instrumented).count(),
         resumable_call_sites: rewritten.sites,
+        unwind_only_calls: rewritten.unwind_only,
         frame_layouts: rewritten.layouts,
         exact_frames: rewritten.exact_sites,
         input_size,

@@ -151,6 +151,19 @@ impl StackLayout {
         }
     }
 
+    /// Bytes of C stack between the bottom a host following Wasmer's rule
+    /// finds and the top: what Wasmer can unwind into, less what is in use
+    /// at the call. `None` when the bottom or the top is not known.
+    pub fn size(&self) -> Option<u64> {
+        let bottom = match self.bottom() {
+            StackBottom::StackLow => self.low?.initial?,
+            StackBottom::DataEnd => self.data_end?.initial?,
+            StackBottom::StackFirst => 0,
+            StackBottom::Unknown => return None,
+        };
+        self.top()?.checked_sub(bottom)
+    }
+
     /// The globals found, with the names a host looks for, in
     /// [`STACK_GLOBAL_NAMES`] order.
     pub fn named(&self) -> Vec<(&'static str, StackGlobal)> {

@@ -492,3 +492,89 @@ fn wasix_unwinding_calls_unwind_even_when_the_list_leaves_them_out() {
         );
     }
 }
+
+/// Calls that can unwind only on the way to `stack_restore` (longjmp) are
+/// never resumed: hosts discard the frames a restore unwinds. Here `throw`
+/// calls only the restore, `deep` only `throw`, `both` calls `deep` and the
+/// checkpoint, and `run` calls `both`; `tail` tail-calls `throw`; the
+/// indirect call in `pick` can reach only `throw`, the one in `any` also
+/// `armed`, which calls the checkpoint.
+const RESTORE_ONLY: &str = r#"(module
+  (import "wasix_32v1" "stack_checkpoint" (func $cp (param i32 i32) (result i32)))
+  (import "wasix_32v1" "stack_restore" (func $rs (param i32 i64)))
+  (memory (export "memory") 1)
+  (global $__stack_pointer (export "__stack_pointer") (mut i32) (i32.const 4096))
+  (global $__stack_low (export "__stack_low") i32 (i32.const 1024))
+  (type $one (func (param i32)))
+  (type $two (func (param i32 i32)))
+  (table $t1 1 funcref)
+  (elem (table $t1) (i32.const 0) func $throw)
+  (table $t2 2 funcref)
+  (elem (table $t2) (i32.const 0) func $throw2 $armed)
+  (func $throw (type $one) (call $rs (local.get 0) (i64.const 1)))
+  (func $throw2 (type $two) (call $rs (local.get 0) (i64.const 2)))
+  (func $armed (type $two) (drop (call $cp (local.get 0) (local.get 1))))
+  (func $deep (param i32) (result i32) (call $throw (local.get 0)) (local.get 0))
+  (func $tail (export "tail") (param i32) (return_call $throw (local.get 0)))
+  (func $both (param i32) (result i32)
+    (drop (call $cp (local.get 0) (i32.const 64)))
+    (call $deep (local.get 0)))
+  (func $pick (export "pick") (param i32)
+    (call_indirect $t1 (type $one) (local.get 0) (i32.const 0)))
+  (func $any (export "any") (param i32)
+    (call_indirect $t2 (type $two) (local.get 0) (i32.const 8) (local.get 0)))
+  (func $run (export "run") (result i32) (call $both (i32.const 16))))"#;
+
+#[test]
+fn calls_that_unwind_only_to_stack_restore_are_not_resume_points() {
+    let out = run(RESTORE_ONLY, &Options::default());
+    let names = instrumented(&out);
+    for f in [
+        "throw", "throw2", "armed", "deep", "tail", "both", "pick", "any", "run",
+    ] {
+        assert!(names.contains(&f), "{f} unwinds: {names:?}");
+    }
+    // Resumed: `both` at the checkpoint, `armed` at the checkpoint, `any`'s
+    // indirect call, `run` at `both`.
+    assert_eq!(out.stats.resumable_call_sites, 4, "{:?}", out.stats);
+    // Never resumed: the restores in `throw` and `throw2`, `deep` at
+    // `throw`, `tail`'s tail call (which stays one), `both` at `deep`,
+    // `pick`'s indirect call.
+    assert_eq!(out.stats.unwind_only_calls, 6, "{:?}", out.stats);
+    wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
+        .validate_all(&out.wasm)
+        .expect("the output validates");
+    let tail_calls = wasmparser::Parser::new(0)
+        .parse_all(&out.wasm)
+        .filter_map(|p| match p.unwrap() {
+            wasmparser::Payload::CodeSectionEntry(body) => Some(body),
+            _ => None,
+        })
+        .flat_map(|body| {
+            let ops: Vec<_> = body
+                .get_operators_reader()
+                .unwrap()
+                .into_iter()
+                .map(|op| matches!(op.unwrap(), wasmparser::Operator::ReturnCall { .. }))
+                .collect();
+            ops
+        })
+        .filter(|&tail| tail)
+        .count();
+    assert_eq!(tail_calls, 1, "`tail` keeps its tail call");
+
+    // With --only the lists decide alone: every call that unwinds resumes.
+    let only = Options {
+        only: Some(
+            [
+                "throw", "throw2", "armed", "deep", "tail", "both", "pick", "any", "run",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        ..Options::default()
+    };
+    let out = run(RESTORE_ONLY, &only);
+    assert_eq!(out.stats.resumable_call_sites, 10, "{:?}", out.stats);
+    assert_eq!(out.stats.unwind_only_calls, 0, "{:?}", out.stats);
+}

@@ -258,7 +258,32 @@ fn too_small_then_runs(guest: &Guest, want: i32) {
 #[test]
 fn a_longjmp_from_deeper_than_the_buffer_holds_is_a_handled_error() {
     // setjmp is shallow (its snapshot fits), but the longjmp comes from a
-    // 200-deep recursion, whose frames the restore must unwind first.
+    // 200-deep recursion, whose frames the restore must unwind first. They
+    // are saved because `$climb` could also call setjmp (with `n` = -1,
+    // which never comes), so a rewind could resume them.
+    let guest = Guest::new(
+        r#"(func $climb (param $env i32) (param $n i32) (param $val i32)
+             (if (i32.eq (local.get $n) (i32.const -1))
+               (then (drop (call $setjmp (local.get $env)))))
+             (if (local.get $n)
+               (then (call $climb (local.get $env) (i32.sub (local.get $n) (i32.const 1))
+                                  (local.get $val)))
+               (else (call $longjmp (local.get $env) (local.get $val)))))
+           (func (export "run") (result i32)
+             (local $r i32)
+             (local.set $r (call $setjmp (i32.const 1040)))
+             (if (i32.eqz (local.get $r))
+               (then (call $climb (i32.const 1040) (i32.const 200) (i32.const 6))))
+             (local.get $r))"#,
+    );
+    too_small_then_runs(&guest, 6);
+}
+
+#[test]
+fn a_longjmp_through_frames_that_can_only_longjmp_needs_no_buffer_for_them() {
+    // The same 200-deep recursion, but `$dive` reaches nothing that unwinds
+    // except the longjmp: its calls are never resumed and save nothing, so
+    // the 256 bytes that `$climb`'s frames overflow are enough.
     let guest = Guest::new(
         r#"(func (export "run") (result i32)
              (local $r i32)
@@ -267,7 +292,11 @@ fn a_longjmp_from_deeper_than_the_buffer_holds_is_a_handled_error() {
                (then (call $dive (i32.const 1040) (i32.const 200) (i32.const 6))))
              (local.get $r))"#,
     );
-    too_small_then_runs(&guest, 6);
+    let tiny = ShimConfig {
+        max_buffer: 256,
+        ..ShimConfig::default()
+    };
+    assert_eq!(guest.run("run", tiny).0.unwrap(), 6);
 }
 
 #[test]

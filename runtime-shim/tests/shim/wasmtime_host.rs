@@ -212,9 +212,14 @@ const DEEP: &str = r#"
 /// Like `DEEP`, 1000 calls deep with 12-byte frames, and with the top page
 /// of memory 0 (heap, as far as the shim knows) filled with a pattern the
 /// program checks after the jump: `run` returns 42 only if the window the
-/// shim borrowed there was given back intact.
+/// shim borrowed there was given back intact. `dive` could call setjmp
+/// (with `n` = -1, which never comes), so its frames are resume points and
+/// the longjmp's unwind saves them (a function that can only longjmp saves
+/// nothing).
 const DEEP_WITH_HEAP: &str = r#"
   (func $dive (param $env i32) (param $n i32) (result i32)
+    (if (i32.eq (local.get $n) (i32.const -1))
+      (then (drop (call $setjmp (local.get $env)))))
     (drop (call $push (i32.const 32)))
     (if (local.get $n)
       (then (drop (call $dive (local.get $env) (i32.sub (local.get $n) (i32.const 1)))))

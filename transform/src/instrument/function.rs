@@ -50,6 +50,11 @@
 //! instrumented function pays one state test at entry, one `global.get`+`if`
 //! per entry into another frame with a dispatch, and a `global.get`+`br_if`
 //! after each call that can unwind. Nothing else changes.
+//!
+//! A call that can unwind but is never resumed ([`Plan::unwind_only`]: only
+//! `stack_restore` lies beyond it) is followed by `(br_if $unwound
+//! (global.get $__asyncify_state))` alone, which saves nothing; a function
+//! with no other such calls has no prologue, dispatch or save blocks.
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::instrument::body::{is_block_opener, Body};
@@ -139,6 +144,10 @@ struct Case<'p> {
     hi: u32,
 }
 
+/// In [`Emitter::site_at`]: the op is a call that unwinds but is never
+/// resumed.
+const UNWIND_ONLY: u32 = u32::MAX - 1;
+
 struct Emitter<'c, 'a> {
     ctx: &'c Ctx<'c>,
     body: &'c Body<'a>,
@@ -154,8 +163,11 @@ struct Emitter<'c, 'a> {
     /// Per op index: the label id of the resume block that ends there, or
     /// `u32::MAX`. Dense, as is `site_at`: both are read at every operator.
     resume_ends: Vec<u32>,
-    /// Per op index: the site whose call it is, or `u32::MAX`.
+    /// Per op index: the site whose call it is, [`UNWIND_ONLY`] for a call
+    /// in [`Plan::unwind_only`], or `u32::MAX`.
     site_at: Vec<u32>,
+    /// Label of the block an unwinding function leaves by (`$unwound`).
+    unwound: u32,
     /// Prespilled constructs by the op index of their opener and of their `end`.
     prespill_open: HashMap<u32, &'c Prespill>,
     prespill_close: HashMap<u32, &'c Prespill>,
@@ -225,8 +237,12 @@ pub fn emit(
             for (i, s) in plan.sites.iter().enumerate() {
                 at[s.op as usize] = i as u32;
             }
+            for &op in &plan.unwind_only {
+                at[op as usize] = UNWIND_ONLY;
+            }
             at
         },
+        unwound: 0,
         prespill_open: plan
             .frames
             .values()
@@ -316,6 +332,7 @@ impl<'c, 'a> Emitter<'c, 'a> {
         let n_layouts = plan.layouts.len();
         // The body, wrapped in the save blocks, which receive the call index.
         let unwound = self.fresh();
+        self.unwound = unwound;
         self.open(Instruction::Block(BlockType::Empty), Label::Synth(unwound));
         self.save_labels = (0..n_layouts).map(|_| self.fresh()).collect();
         for &id in self.save_labels.clone().iter().rev() {
@@ -337,8 +354,9 @@ impl<'c, 'a> Emitter<'c, 'a> {
         let bt = self.ctx.block_type(&[], results)?;
         self.open(Instruction::Block(bt), Label::Orig);
         // The prologue goes into the body frame's dispatch when it has one
-        // right here, else it stands alone before the first operator.
-        self.prologue_pending = true;
+        // right here, else it stands alone before the first operator. A
+        // function without sites is never rewound: it has none.
+        self.prologue_pending = !plan.sites.is_empty();
         self.frame_header((u32::MAX, 0))?;
         if self.prologue_pending {
             // At entry the state is 0 or 2 (nothing calls into code while it
@@ -748,10 +766,16 @@ impl<'c, 'a> Emitter<'c, 'a> {
                 debug_assert_eq!(self.labels.top(), Some(&Label::Synth(rid)));
                 self.close();
             }
-            let s = self.site_at[i];
-            if s != u32::MAX {
-                self.site(s as usize)?;
-                continue;
+            match self.site_at[i] {
+                u32::MAX => {}
+                UNWIND_ONLY => {
+                    self.unwind_only_call(i)?;
+                    continue;
+                }
+                s => {
+                    self.site(s as usize)?;
+                    continue;
+                }
             }
             match op {
                 op if is_block_opener(op) => {
@@ -915,6 +939,26 @@ impl<'c, 'a> Emitter<'c, 'a> {
             Lowering::Asyncify => self.ins(Instruction::GlobalGet(self.ctx.state_global)),
             Lowering::Exceptions(_) => self.ins(Instruction::LocalGet(self.plan.resume_local)),
         }
+    }
+
+    /// Emits a call that can unwind a stack that is never rewound: the call
+    /// as it is, then, unwinding, a branch out of the function, which saves
+    /// nothing (the values below the call are dropped with it). A tail call
+    /// stays one: its callee returns to our caller, which checks.
+    fn unwind_only_call(&mut self, i: usize) -> Result<()> {
+        let op = &self.body.ops[i];
+        if !self.copy_as_is(i) {
+            let ins = self.convert(op)?;
+            self.ins(ins);
+        }
+        if !matches!(
+            op,
+            Operator::ReturnCall { .. } | Operator::ReturnCallIndirect { .. }
+        ) {
+            self.ins(Instruction::GlobalGet(self.ctx.state_global));
+            self.ins(Instruction::BrIf(self.depth_of(self.unwound)));
+        }
+        Ok(())
     }
 
     /// Emits a resume point: operand spills, the call, the unwind check.

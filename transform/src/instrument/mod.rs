@@ -38,13 +38,15 @@ pub struct RuntimeFuncs {
     pub get_state: u32,
     /// `push_frame(k, size) -> p`: reserve a frame, trap if it does not fit.
     pub push_frame: u32,
-    /// `pop_index() -> k`
+    /// `pop_index() -> k`: traps (in `truncated_buffer`) on the overflow mark.
     pub pop_index: u32,
     /// `pop_frame(size) -> p`
     pub pop_frame: u32,
-    /// `buffer_overflow(needed)`: asks the grow hook for room, or traps; its
-    /// name is the diagnostic.
+    /// `buffer_overflow(needed)`: asks the grow hook for room, or marks the
+    /// buffer and traps; its name is the diagnostic.
     pub buffer_overflow: u32,
+    /// `truncated_buffer()`: traps; a rewind found the overflow mark.
+    pub truncated_buffer: u32,
     /// `assert_failed()`: traps (only with `--asserts`).
     pub assert_failed: u32,
 }
@@ -308,6 +310,8 @@ pub struct Rewritten {
     pub bodies: Vec<Option<Vec<u8>>>,
     /// Resume points over all functions.
     pub sites: usize,
+    /// Calls that unwind but are never resumed, over all functions.
+    pub unwind_only: usize,
     /// Frame layouts over all functions.
     pub layouts: usize,
     /// Resume points whose frame holds exactly the locals live there.
@@ -331,6 +335,7 @@ enum Step<'a> {
 #[derive(Clone, Copy, Default)]
 struct Counts {
     sites: usize,
+    unwind_only: usize,
     layouts: usize,
     exact_sites: usize,
 }
@@ -339,6 +344,7 @@ impl Counts {
     fn of(plan: &Plan) -> Counts {
         Counts {
             sites: plan.sites.len(),
+            unwind_only: plan.unwind_only.len(),
             layouts: plan.layouts.len(),
             exact_sites: plan.sites.iter().filter(|s| s.exact).count(),
         }
@@ -370,6 +376,7 @@ pub fn rewrite_functions(
     let mut all = Rewritten {
         bodies: Vec::with_capacity(info.bodies.len()),
         sites: 0,
+        unwind_only: 0,
         layouts: 0,
         exact_sites: 0,
     };
@@ -420,6 +427,7 @@ pub fn rewrite_functions(
 impl Rewritten {
     fn add(&mut self, counts: Counts) {
         self.sites += counts.sites;
+        self.unwind_only += counts.unwind_only;
         self.layouts += counts.layouts;
         self.exact_sites += counts.exact_sites;
     }
@@ -492,7 +500,7 @@ fn emit_one(
     results: &[ValType],
 ) -> Result<Vec<u8>> {
     let f = ctx.info.num_imported_funcs() + i as u32;
-    let instrumented = analysis.instrumented[f as usize] && !plan.sites.is_empty();
+    let instrumented = analysis.instrumented[f as usize] && plan.unwinds();
     // The in-module runtime changes the state on purpose: no asserts there.
     let asserts = ctx.asserts && !analysis.is_runtime(f);
     function::emit(ctx, body, plan, results, instrumented, asserts)
@@ -514,7 +522,7 @@ fn for_each_block_type(
             want(params, results);
         }
     };
-    if plan.sites.is_empty() {
+    if !plan.unwinds() {
         return;
     }
     want(&[], results);

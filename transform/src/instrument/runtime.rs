@@ -12,13 +12,19 @@
 //! the outermost function first, pops from the top: it reads `k` first and then
 //! knows which layout lies below it. Rewinding only reads the buffer, so the
 //! host can rewind the same buffer again after resetting `pos`.
+//!
+//! A frame is pushed only if 4 bytes stay free after it. A frame that does not
+//! fit (and gets no room from the grow hook) uses them for
+//! [`OVERFLOW_MARK`] before the unwind traps: a host that rewinds the buffer
+//! regardless pops the mark as the outermost call index and traps too, rather
+//! than resuming the outer functions from the inner frames below it.
 
 use super::{BufferGrowth, Ctx, RuntimeFuncs, TypeInterner};
 use wasm_encoder::{BlockType, Function, Instruction, MemArg, ValType as EncType};
 use wasmparser::ValType;
 
 use crate::abi;
-use crate::abi::{ASSERT_FUNCTION, OVERFLOW_FUNCTION};
+use crate::abi::{ASSERT_FUNCTION, OVERFLOW_FUNCTION, OVERFLOW_MARK, TRUNCATED_FUNCTION};
 
 /// One added function: its debug name, type index, body, and export name.
 pub struct AddedFunction {
@@ -44,13 +50,14 @@ pub fn layout_funcs(first: u32, asserts: bool) -> RuntimeFuncs {
         pop_index: first + 6,
         pop_frame: first + 7,
         buffer_overflow: first + 8,
-        assert_failed: if asserts { first + 9 } else { u32::MAX },
+        truncated_buffer: first + 9,
+        assert_failed: if asserts { first + 10 } else { u32::MAX },
     }
 }
 
 /// How many functions [`layout_funcs`] places (and [`build`] builds).
 pub fn count(asserts: bool) -> u32 {
-    9 + asserts as u32
+    10 + asserts as u32
 }
 
 /// Interns the types of the added functions (before any block type, so their
@@ -130,6 +137,12 @@ pub fn build(ctx: &Ctx<'_>) -> Vec<AddedFunction> {
                 ptr_to_unit
             },
             body: b.overflow(),
+            export: None,
+        },
+        AddedFunction {
+            name: TRUNCATED_FUNCTION.into(),
+            ty: unit,
+            body: Builder::trap(),
             export: None,
         },
     ];
@@ -235,11 +248,71 @@ impl Builder<'_> {
         }
     }
 
-    /// Pushes the frame size plus the 4 bytes of the call index.
-    fn size_with_index(&self, size: FrameSize) -> Vec<Instruction<'static>> {
+    /// Pushes the room a frame needs: its size, the 4 bytes of the call
+    /// index, and the 4 bytes kept free for the overflow mark.
+    fn needed(&self, size: FrameSize) -> Vec<Instruction<'static>> {
         match size {
-            FrameSize::Local(l) => vec![Instruction::LocalGet(l), self.konst(4), self.add()],
-            FrameSize::Const(v) => vec![self.konst(v + 4)],
+            FrameSize::Local(l) => vec![Instruction::LocalGet(l), self.konst(8), self.add()],
+            FrameSize::Const(v) => vec![self.konst(v + 8)],
+        }
+    }
+
+    /// `end - pos < needed` for the `needed` the given code pushes, with
+    /// `pos` in local `pos` (reads `end` from the data structure).
+    fn short(&self, pos: u32, needed: Vec<Instruction<'static>>) -> Vec<Instruction<'static>> {
+        let mut short = vec![
+            Instruction::GlobalGet(self.ctx.data_global),
+            self.load_addr(self.word()),
+            Instruction::LocalGet(pos),
+            self.sub(),
+        ];
+        short.extend(needed);
+        short.push(if self.ctx.memory64 {
+            Instruction::I64LtU
+        } else {
+            Instruction::I32LtU
+        });
+        short
+    }
+
+    /// Reads `pos` from the data structure into local `pos`.
+    fn read_pos(&self, pos: u32) -> [Instruction<'static>; 3] {
+        [
+            Instruction::GlobalGet(self.ctx.data_global),
+            self.load_addr(0),
+            Instruction::LocalSet(pos),
+        ]
+    }
+
+    /// Leaves [`OVERFLOW_MARK`] at `pos` (when 4 bytes are free, which a
+    /// buffer that ever held a frame has) and moves `pos` past it, then
+    /// traps. Local `pos` holds `pos`.
+    fn mark_and_trap(&self, pos: u32) -> Vec<Instruction<'static>> {
+        let c = self.ctx;
+        let mut body = self.short(pos, vec![self.konst(4)]);
+        body.extend([
+            Instruction::I32Eqz,
+            Instruction::If(BlockType::Empty),
+            Instruction::LocalGet(pos),
+            Instruction::I32Const(OVERFLOW_MARK as i32),
+            Instruction::I32Store(self.index_arg()),
+            Instruction::GlobalGet(c.data_global),
+            Instruction::LocalGet(pos),
+            self.konst(4),
+            self.add(),
+            self.store_addr(0),
+            Instruction::End,
+            Instruction::Unreachable,
+        ]);
+        body
+    }
+
+    /// Where a call index is loaded or stored: an i32 at the address.
+    fn index_arg(&self) -> MemArg {
+        MemArg {
+            offset: 0,
+            align: 2,
+            memory_index: self.ctx.memory,
         }
     }
 
@@ -297,13 +370,14 @@ impl Builder<'_> {
         )
     }
 
-    /// `push_frame(k, size) -> p`: checks `end - pos >= size + 4` (no overflow
+    /// `push_frame(k, size) -> p`: checks `end - pos >= size + 8` (no overflow
     /// possible: `pos <= end` holds, the controls check it), stores `k` at
-    /// `pos + size`, advances `pos` past it and returns the old `pos`. A frame
-    /// that does not fit calls the overflow function, which may give the
-    /// buffer more room (a host's grow hook moves `end`, and may move the
-    /// frames and `pos`); `{pos, end}` are read again after it, and a frame
-    /// that still does not fit traps before any byte past `end` is written.
+    /// `pos + size`, advances `pos` past it and returns the old `pos`; the
+    /// last 4 bytes stay free for the overflow mark. A frame that does not
+    /// fit calls the overflow function, which returns only once it fits (a
+    /// host's grow hook moves `end`, and may move the frames and `pos`, so
+    /// `pos` is read again) and otherwise marks the buffer and traps before
+    /// any byte past `end` is written.
     fn push_frame(&self) -> Vec<u8> {
         let (k, size, pos) = (0, 1, 2);
         let mut body = self.push_frame_ops(k, FrameSize::Local(size), pos);
@@ -316,41 +390,13 @@ impl Builder<'_> {
     /// address left in local `pos`. The frame helpers inline it.
     fn push_frame_ops(&self, k: u32, size: FrameSize, pos: u32) -> Vec<Instruction<'static>> {
         let c = self.ctx;
-        let lt = if c.memory64 {
-            Instruction::I64LtU
-        } else {
-            Instruction::I32LtU
-        };
-        // end - pos < size + 4 ? (reads `end` from the data structure)
-        let mut short = vec![
-            Instruction::GlobalGet(c.data_global),
-            self.load_addr(self.word()),
-            Instruction::LocalGet(pos),
-            self.sub(),
-        ];
-        short.extend(self.size_with_index(size));
-        short.push(lt);
-        let mut body = vec![
-            Instruction::GlobalGet(c.data_global),
-            self.load_addr(0),
-            Instruction::LocalSet(pos),
-        ];
-        body.extend(short.iter().cloned());
+        let mut body = self.read_pos(pos).to_vec();
+        body.extend(self.short(pos, self.needed(size)));
         body.push(Instruction::If(BlockType::Empty));
         if c.growth != BufferGrowth::Fixed {
-            body.extend(self.size_with_index(size));
-            body.extend([
-                Instruction::Call(c.funcs.buffer_overflow),
-                Instruction::GlobalGet(c.data_global),
-                self.load_addr(0),
-                Instruction::LocalSet(pos),
-            ]);
-            body.extend(short.iter().cloned());
-            body.extend([
-                Instruction::If(BlockType::Empty),
-                Instruction::Unreachable,
-                Instruction::End,
-            ]);
+            body.extend(self.needed(size));
+            body.push(Instruction::Call(c.funcs.buffer_overflow));
+            body.extend(self.read_pos(pos));
         } else {
             body.push(Instruction::Call(c.funcs.buffer_overflow));
         }
@@ -361,11 +407,7 @@ impl Builder<'_> {
             self.size(size),
             self.add(),
             Instruction::LocalGet(k),
-            Instruction::I32Store(MemArg {
-                offset: 0,
-                align: 2,
-                memory_index: c.memory,
-            }),
+            Instruction::I32Store(self.index_arg()),
             // data.pos = pos + size + 4
             Instruction::GlobalGet(c.data_global),
             Instruction::LocalGet(pos),
@@ -381,54 +423,66 @@ impl Builder<'_> {
     }
 
     /// `buffer_overflow(needed)` with a grow hook: calls the function the
-    /// host put in it, `(call_indirect $hook (local.get $needed) (i32.const 0))`,
-    /// or traps when the slot is null (no host offered to grow the buffer); with
-    /// the embedded runtime, calls its `grow_buffer(needed)`.
-    /// `buffer_overflow()` without one: traps. Either way its name is the
-    /// diagnostic in a backtrace.
+    /// host put in it, `(call_indirect $hook (local.get $needed) (i32.const 0))`;
+    /// with the embedded runtime, its `grow_buffer(needed)`. Returns once
+    /// `needed` bytes are free at `pos`. When the slot is null (no host
+    /// offered to grow the buffer: Wasmer, say) or the room is still short,
+    /// it marks the buffer and traps (see the module comment).
+    /// `buffer_overflow()` without a hook: marks the buffer and traps. Either
+    /// way its name is the diagnostic in a backtrace.
     fn overflow(&self) -> Vec<u8> {
         let c = self.ctx;
+        let (needed, pos) = (0, 1);
+        let mut body = Vec::new();
         match c.growth {
-            BufferGrowth::Call { func } => Self::finish(
-                Function::new([]),
-                &[Instruction::LocalGet(0), Instruction::Call(func)],
-            ),
+            BufferGrowth::Call { func } => {
+                body.extend([Instruction::LocalGet(needed), Instruction::Call(func)]);
+            }
             BufferGrowth::HostHook { table } => {
                 let ty = c
                     .types
                     .get(&[c.address_type()], &[])
                     .expect("interned by intern_types");
-                Self::finish(
-                    Function::new([]),
-                    &[
-                        // No host put a function there (Wasmer, say): trap
-                        // here, in a function named for the reason, rather
-                        // than on an "undefined element".
-                        Instruction::I32Const(0),
-                        Instruction::TableGet(table),
-                        Instruction::RefIsNull,
-                        Instruction::If(BlockType::Empty),
-                        Instruction::Unreachable,
-                        Instruction::End,
-                        Instruction::LocalGet(0),
-                        Instruction::I32Const(0),
-                        Instruction::CallIndirect {
-                            type_index: ty,
-                            table_index: table,
-                        },
-                    ],
-                )
+                body.extend([
+                    Instruction::I32Const(0),
+                    Instruction::TableGet(table),
+                    Instruction::RefIsNull,
+                    Instruction::If(BlockType::Empty),
+                ]);
+                body.extend(self.read_pos(pos));
+                body.extend(self.mark_and_trap(pos));
+                body.extend([
+                    Instruction::End,
+                    Instruction::LocalGet(needed),
+                    Instruction::I32Const(0),
+                    Instruction::CallIndirect {
+                        type_index: ty,
+                        table_index: table,
+                    },
+                ]);
             }
-            BufferGrowth::Fixed => Self::trap(),
+            BufferGrowth::Fixed => {
+                // No parameter: `pos` is local 0.
+                body.extend(self.read_pos(0));
+                body.extend(self.mark_and_trap(0));
+                return Self::finish(Function::new([(1, self.enc_addr())]), &body);
+            }
         }
+        body.extend(self.read_pos(pos));
+        body.extend(self.short(pos, vec![Instruction::LocalGet(needed)]));
+        body.push(Instruction::If(BlockType::Empty));
+        body.extend(self.mark_and_trap(pos));
+        body.push(Instruction::End);
+        Self::finish(Function::new([(1, self.enc_addr())]), &body)
     }
 
-    /// `pop_index() -> k`: `pos -= 4; return *pos`.
+    /// `pop_index() -> k`: `pos -= 4; return *pos`, trapping in
+    /// `truncated_buffer` when `*pos` is the overflow mark.
     fn pop_index(&self) -> Vec<u8> {
         let c = self.ctx;
-        let pos = 0;
+        let (pos, k) = (0, 1);
         Self::finish(
-            Function::new([(1, self.enc_addr())]),
+            Function::new([(1, self.enc_addr()), (1, EncType::I32)]),
             &[
                 Instruction::GlobalGet(c.data_global),
                 Instruction::GlobalGet(c.data_global),
@@ -438,11 +492,14 @@ impl Builder<'_> {
                 Instruction::LocalTee(pos),
                 self.store_addr(0),
                 Instruction::LocalGet(pos),
-                Instruction::I32Load(MemArg {
-                    offset: 0,
-                    align: 2,
-                    memory_index: c.memory,
-                }),
+                Instruction::I32Load(self.index_arg()),
+                Instruction::LocalTee(k),
+                Instruction::I32Const(OVERFLOW_MARK as i32),
+                Instruction::I32Eq,
+                Instruction::If(BlockType::Empty),
+                Instruction::Call(c.funcs.truncated_buffer),
+                Instruction::End,
+                Instruction::LocalGet(k),
             ],
         )
     }

@@ -572,10 +572,17 @@ fn buffer_overflow_ours_traps_before_end_binaryen_writes_past_it() {
     });
 }
 
-/// Every buffer size from 0 up to what the unwind needs: the unwind succeeds
-/// exactly when the frames fit (`pos` may reach `end`, not pass it). Below that,
-/// ours traps in `__wasm_rewind_buffer_overflow` without writing outside
-/// `[ptr, end)`, and Binaryen traps at `asyncify_stop_unwind`.
+/// Every buffer size from 0 up to what the unwind needs: Binaryen's unwind
+/// succeeds exactly when the frames fit (`pos` may reach `end`), ours when 4
+/// bytes stay free after them, kept for the overflow mark. Below that, ours
+/// traps in `__wasm_rewind_buffer_overflow` without writing outside
+/// `[ptr, end)`, leaving the mark on top of the frames it saved, and
+/// Binaryen traps at `asyncify_stop_unwind`.
+///
+/// Then what Wasmer does (it rewinds whatever an unwind left, even one that
+/// trapped): ours must trap at the first frame of that rewind, in
+/// `__wasm_rewind_truncated_buffer`, rather than resume `run` from `inner`'s
+/// bytes.
 #[test]
 fn every_buffer_size_fits_or_fails_cleanly() {
     let ptr = RESERVED_START;
@@ -585,7 +592,11 @@ fn every_buffer_size_fits_or_fails_cleanly() {
             Guest::new(wasm, Host::new(sleep_answer(), at_imports(&["env.sleep"]))).unwrap();
         let need = guest.drive("run", &i32s(&[2])).unwrap().max_buffer_used;
         assert!(need >= 8, "{tool:?}: {need} bytes cannot hold two frames");
-        for size in 0..=need + 4 {
+        let fits = match tool {
+            Tool::Ours => need + 4,
+            Tool::Binaryen => need,
+        };
+        for size in 0..=need + 8 {
             let end = ptr + 8 + size;
             let mut guest =
                 Guest::new(wasm, Host::new(sleep_answer(), at_imports(&["env.sleep"]))).unwrap();
@@ -593,14 +604,17 @@ fn every_buffer_size_fits_or_fails_cleanly() {
             guest.init_buffer(&buffer);
             guest.write_bytes("memory", end, &[0xAA; 64]);
             let before = guest.memory_bytes("memory");
-            let result = run_coroutines(&mut guest, &[Coroutine::new("run", &i32s(&[2]), buffer)]);
+            let result = run_coroutines(
+                &mut guest,
+                &[Coroutine::new("run", &i32s(&[2]), buffer.clone())],
+            );
             let after = guest.memory_bytes("memory");
             let outside_untouched = before[..ptr as usize] == after[..ptr as usize]
                 && before[end as usize..] == after[end as usize..];
             match result {
                 Ok(done) => {
                     assert!(
-                        size >= need,
+                        size >= fits,
                         "{tool:?}: {size} bytes should not have been enough"
                     );
                     assert_eq!(done[0].results, i32s(&[1058]), "{tool:?}, buffer of {size}");
@@ -611,7 +625,7 @@ fn every_buffer_size_fits_or_fails_cleanly() {
                 }
                 Err(err) => {
                     assert!(
-                        size < need,
+                        size < fits,
                         "{tool:?}: {size} bytes are enough, yet: {err:?}"
                     );
                     assert_eq!(
@@ -624,11 +638,44 @@ fn every_buffer_size_fits_or_fails_cleanly() {
                             "ours, buffer of {size}: {err:?}"
                         );
                         assert!(outside_untouched, "ours wrote outside a buffer of {size}");
+                        rewind_what_an_overflow_left(&mut guest, &buffer, size);
                     }
                 }
             }
         }
     });
+}
+
+/// After an unwind of ours that overflowed a buffer of `size` bytes: the
+/// overflow mark (`u32::MAX`) tops what it saved, and a rewind of it, as
+/// Wasmer starts one, traps in `__wasm_rewind_truncated_buffer`. A buffer of
+/// under 4 bytes has no room for the mark and held no frame.
+fn rewind_what_an_overflow_left(guest: &mut Guest, buffer: &Buffer, size: u64) {
+    let (pos, end) = guest.pos_end(buffer);
+    assert!(
+        pos <= end,
+        "buffer of {size}: pos {pos:#x} past end {end:#x}"
+    );
+    if size < 4 {
+        assert_eq!(
+            pos,
+            buffer.start(),
+            "buffer of {size}: something was pushed"
+        );
+        return;
+    }
+    let memory = guest.memory_bytes("memory");
+    let top = u32::from_le_bytes(memory[pos as usize - 4..pos as usize].try_into().unwrap());
+    assert_eq!(top, u32::MAX, "buffer of {size}: no overflow mark on top");
+    guest.stop_unwind().unwrap();
+    guest.start_rewind(buffer).unwrap();
+    let err = guest
+        .call("run", &i32s(&[2]))
+        .expect_err("a rewind of a truncated buffer must trap");
+    assert!(
+        format!("{err:?}").contains("__wasm_rewind_truncated_buffer"),
+        "buffer of {size}: {err:?}"
+    );
 }
 
 #[test]

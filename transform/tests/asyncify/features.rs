@@ -795,9 +795,11 @@ fn operand_stack_below_blocks_and_block_parameters() {
 // Combinations
 // ---------------------------------------------------------------------------
 
-/// On memory64, every buffer size either holds the whole unwind (and the run
-/// gives the original's result) or traps in `__wasm_rewind_buffer_overflow`
-/// with nothing written at or past `end`: the i64 bounds arithmetic is right.
+/// On memory64, every buffer size either holds the whole unwind and the 4
+/// bytes kept for the overflow mark (and the run gives the original's
+/// result) or traps in `__wasm_rewind_buffer_overflow` with nothing written
+/// at or past `end` and the mark on top of the frames saved: the i64 bounds
+/// arithmetic is right.
 #[test]
 fn memory64_small_buffers_fit_or_trap_before_end() {
     let wat = r#"(module
@@ -828,7 +830,7 @@ fn memory64_small_buffers_fit_or_trap_before_end() {
     assert!(needed > 16);
     let instrumented = instrument_ours(wat, &Options::default());
     let (_, expected, _) = original(&to_wasm(wat), "run", &args);
-    for size in 0..=needed {
+    for size in 0..=needed + 4 {
         let buffer = Buffer {
             size,
             ..full.clone()
@@ -847,13 +849,19 @@ fn memory64_small_buffers_fit_or_trap_before_end() {
         match result {
             Ok(run) => {
                 assert_eq!(
-                    size, needed,
-                    "size {size} is less than the {needed} one unwind used"
+                    size,
+                    needed + 4,
+                    "size {size} is not the {needed} one unwind used and the mark's 4"
                 );
                 assert_eq!(run.results, expected);
             }
             Err(e) => {
-                assert!(size < needed, "size {size}: {e:?}");
+                assert!(size < needed + 4, "size {size}: {e:?}");
+                let (pos, _) = guest.pos_end(&buffer);
+                if size >= 4 {
+                    let top = &after[pos as usize - 4..pos as usize];
+                    assert_eq!(top, [0xFF; 4], "size {size}: no overflow mark on top");
+                }
                 let names = backtrace_names(&e);
                 assert_eq!(
                     names.first().map(String::as_str),

@@ -100,6 +100,7 @@ pub fn analyze_for_exceptions(
         })
         .collect();
     Ok(UnwindAnalysis {
+        can_rewind: can_unwind.clone(),
         can_unwind,
         instrumented,
         reasons,

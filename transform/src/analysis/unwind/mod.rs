@@ -99,6 +99,11 @@ pub enum Targets {
 pub struct UnwindAnalysis {
     /// Per function (imports first): a call to it can unwind.
     pub can_unwind: Vec<bool>,
+    /// Per function: a call to it can unwind a stack that is rewound later
+    /// (see [`rewindable`]). Where `can_unwind` holds and this does not, every
+    /// unwind through the call comes from `stack_restore`, whose unwound
+    /// frames every host discards.
+    pub can_rewind: Vec<bool>,
     /// Per function: it is rewritten by the pass.
     pub instrumented: Vec<bool>,
     /// Per function: why.
@@ -120,8 +125,11 @@ pub struct UnwindAnalysis {
 /// What a resumable call site needs at rewind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CallClass {
-    /// The call can unwind: it is a resume point.
+    /// The call can unwind.
     pub can_unwind: bool,
+    /// A stack it unwinds can be rewound: it is a resume point. A call that
+    /// can unwind but never be rewound only has to return while unwinding.
+    pub rewound: bool,
     /// A callee that is not instrumented by us (an import, or the in-module
     /// runtime) can be reached: it is re-entered during rewind and may read its
     /// arguments, so they must be the original ones rather than zeros.
@@ -143,6 +151,7 @@ impl UnwindAnalysis {
         let can_unwind = self.can_unwind[callee as usize];
         CallClass {
             can_unwind,
+            rewound: can_unwind && self.can_rewind[callee as usize],
             needs_real_args: can_unwind && !self.instrumented[callee as usize],
         }
     }
@@ -161,22 +170,26 @@ impl UnwindAnalysis {
         if self.ignore_indirect {
             return CallClass {
                 can_unwind: false,
+                rewound: false,
                 needs_real_args: false,
             };
         }
         match targets {
             None | Some(Targets::Unknown) => CallClass {
                 can_unwind: true,
+                rewound: true,
                 needs_real_args: true,
             },
             Some(Targets::Known(funcs)) => {
                 let mut class = CallClass {
                     can_unwind: false,
+                    rewound: false,
                     needs_real_args: false,
                 };
                 for &f in funcs {
                     let c = self.direct(f);
                     class.can_unwind |= c.can_unwind;
+                    class.rewound |= c.rewound;
                     class.needs_real_args |= c.needs_real_args;
                 }
                 class
@@ -275,10 +288,13 @@ pub fn analyze(
     };
     let targets = narrow_targets(info, scans);
     let graph = CallerGraph::new(info, scans, options.ignore_indirect, &targets);
+    let seeds = verdicts.clone();
     propagate(&mut verdicts, &rules, &graph, options.propagate_add);
     let instrumented = rules.decide(&mut verdicts);
+    let can_rewind = rewindable(info, &rules, &graph, seeds, &verdicts.can_unwind);
     Ok(UnwindAnalysis {
         can_unwind: verdicts.can_unwind,
+        can_rewind,
         instrumented,
         reasons: verdicts.reasons,
         runtime_imports,
@@ -290,8 +306,54 @@ pub fn analyze(
     })
 }
 
+/// Which functions a call can reach a rewound unwind through: "can unwind"
+/// spread again from the same starts (`seeds`, the verdicts before
+/// propagation), but without the imports whose unwinds are never rewound
+/// (`stack_restore`: Wasmer, the shim and the embedded runtime all discard
+/// the frames it unwinds and rewind a checkpoint's instead), and with the add
+/// list always spreading. A call that can unwind only on the way to
+/// `stack_restore` (a call of longjmp itself, of an error routine that only
+/// longjmps, of a recursion that ends in one) then needs no frame saved and
+/// no resume point.
+///
+/// With `--only` the lists decide alone, so every function that can unwind
+/// counts as rewound; so it does in a module without such imports.
+fn rewindable(
+    info: &ModuleInfo<'_>,
+    rules: &Rules,
+    graph: &CallerGraph,
+    mut seeds: Verdicts,
+    can_unwind: &[bool],
+) -> Vec<bool> {
+    let never_rewound: Vec<usize> = (info.imports.iter().enumerate())
+        .filter(|(i, imp)| {
+            seeds.can_unwind[*i] && crate::abi::is_never_rewound_import(&imp.module, &imp.name)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    // Without such an import (most modules but setjmp/longjmp ones) the
+    // second spread would find what the first did.
+    if rules.lists.only.is_some() || never_rewound.is_empty() {
+        return can_unwind.to_vec();
+    }
+    for i in never_rewound {
+        seeds.can_unwind[i] = false;
+    }
+    for f in rules.n_imports..seeds.can_unwind.len() {
+        seeds.can_unwind[f] |= rules.lists.add[f];
+    }
+    propagate(&mut seeds, rules, graph, true);
+    seeds
+        .can_unwind
+        .iter()
+        .zip(can_unwind)
+        .map(|(&rewound, &unwinds)| rewound && unwinds)
+        .collect()
+}
+
 /// Per function (imports first), the verdict so far: whether a call to it can
 /// unwind, and why. The phases refine it in turn.
+#[derive(Clone)]
 struct Verdicts {
     can_unwind: Vec<bool>,
     reasons: Vec<Reason>,

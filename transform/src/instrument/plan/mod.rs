@@ -186,6 +186,10 @@ impl Layout {
 pub struct Plan {
     /// The sites, in code order (`sites[k - 1]` has call index `k`).
     pub sites: Vec<Site>,
+    /// Op indices of the calls that can unwind but are never resumed (only
+    /// `stack_restore` lies beyond them): while unwinding, the function just
+    /// leaves after them, saving nothing.
+    pub unwind_only: Vec<u32>,
     /// Frames holding items.
     pub frames: HashMap<FrameId, Frame>,
     /// Frame layouts, shared by sites that save the same locals.
@@ -203,6 +207,11 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether the function has calls that can unwind: it is rewritten.
+    pub fn unwinds(&self) -> bool {
+        !self.sites.is_empty() || !self.unwind_only.is_empty()
+    }
+
     /// Whether a tail call inside a `try_table` needs the function-level
     /// `catch_all_ref` target that rethrows past the function's handlers.
     pub fn needs_rethrow(&self) -> bool {
@@ -213,6 +222,7 @@ impl Plan {
     pub fn empty() -> Plan {
         Plan {
             sites: Vec::new(),
+            unwind_only: Vec::new(),
             frames: HashMap::new(),
             layouts: Vec::new(),
             new_locals: Vec::new(),
@@ -355,12 +365,18 @@ pub fn plan(
     let mut pool = LocalPool::after(body.locals.len() as u32);
     let resume_local = pool.fresh(ValType::I32);
     let frame_ptr_local = pool.fresh(address_type);
-    let mut sites = find_sites(info, analysis, body, &mut pool)?;
+    let calls = find_sites(info, analysis, body, &mut pool)?;
+    if calls.sites.is_empty() {
+        // Never rewound: no resume index, no frame, so none of their locals.
+        pool.types.clear();
+    }
+    let mut sites = calls.sites;
     let frames = find_frames(info, body, &sites, &mut pool)?;
     let saved = saved_locals(body, &sites, &frames.held_across)?;
     let layouts = choose_layouts(&saved, &all_local_types(body, &pool), &mut sites);
     Ok(Plan {
         sites,
+        unwind_only: calls.unwind_only,
         frames: frames.frames,
         layouts,
         new_locals: pool.types,

@@ -9,8 +9,20 @@ use crate::OptionName;
 use std::collections::HashMap;
 use wasmparser::{Operator, ValType};
 
+/// The calls of a function that can unwind.
+pub(super) struct Calls {
+    /// The sites: reachable calls that can unwind a stack that is rewound
+    /// later, in code order.
+    pub sites: Vec<Site>,
+    /// Op indices of the reachable calls that can unwind only stacks that are
+    /// never rewound (see [`CallClass::rewound`]): they need nothing but to
+    /// leave the function while unwinding.
+    pub unwind_only: Vec<u32>,
+}
+
 /// Finds the sites: the reachable calls that can unwind, in code order, with
-/// the locals that hold their operand stack across an unwind.
+/// the locals that hold their operand stack across an unwind; and the calls
+/// that unwind but are never resumed.
 ///
 /// Refuses what a rewind could not restore: reference values on the stack
 /// across such a call, non-nullable references among the placeholder
@@ -20,8 +32,9 @@ pub(super) fn find_sites(
     analysis: &UnwindAnalysis,
     body: &Body<'_>,
     pool: &mut LocalPool,
-) -> Result<Vec<Site>> {
+) -> Result<Calls> {
     let mut sites = Vec::new();
+    let mut unwind_only = Vec::new();
     let mut scopes = Scopes::new();
     for (i, op) in body.ops.iter().enumerate() {
         if scopes.step_over(body, i, op) || scopes.dead() {
@@ -33,10 +46,14 @@ pub(super) fn find_sites(
         if !call.class.can_unwind || stack_at(body, i as u32).unreachable {
             continue;
         }
+        if !call.class.rewound {
+            unwind_only.push(i as u32);
+            continue;
+        }
         let k = sites.len() as u32 + 1;
         sites.push(new_site(info, body, pool, &call, k, scopes.handler())?);
     }
-    Ok(sites)
+    Ok(Calls { sites, unwind_only })
 }
 
 /// The constructs around the operator being walked. Code inside a construct
