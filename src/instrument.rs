@@ -227,7 +227,7 @@ impl Opts {
 
         if !self.quiet {
             for w in &done.stats.warnings {
-                eprintln!("warning: {}", with_flags(w));
+                crate::say(format_args!("warning: {}", with_flags(w)));
             }
         }
         if self.stats {

@@ -92,7 +92,7 @@ fn main() -> ExitCode {
     let translated = match wasm_opt_args::translate(std::env::args_os().collect()) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{}", render_error(&e));
+            say(render_error(&e));
             return ExitCode::from(2);
         }
     };
@@ -102,7 +102,7 @@ fn main() -> ExitCode {
     let quiet = translated.args.iter().any(|a| a == "--quiet" || a == "-q");
     if !quiet {
         for note in &translated.notes {
-            eprintln!("note: {note}");
+            say(format_args!("note: {note}"));
         }
     }
     let err = match cli.command.run() {
@@ -117,9 +117,17 @@ fn main() -> ExitCode {
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     });
     if !broken_pipe {
-        eprintln!("{}", render_error(&err));
+        say(render_error(&err));
     }
     ExitCode::FAILURE
+}
+
+/// Writes `line` and a newline to stderr. A closed stderr (`2>&-`, a reader
+/// that went away) loses the message, but must not turn the exit status
+/// into a panic's 101 as `eprintln!` would.
+pub(crate) fn say(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
 }
 
 /// `error: <what>`, then every cause on its own numbered line.

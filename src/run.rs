@@ -121,32 +121,32 @@ impl Opts {
         let result = command.run();
         if self.stats {
             let s = command.shim().snapshots().stats();
-            eprintln!(
+            crate::say(format_args!(
                 "snapshots: {} taken, {} dropped as dead, {} dropped as displaced, \
                  peak {} held, peak {} bytes",
                 s.inserted, s.dropped_dead, s.dropped_displaced, s.peak_snapshots, s.peak_bytes
-            );
+            ));
             let c = command.shim().contexts().stats();
             if c.created > 0 {
-                eprintln!(
+                crate::say(format_args!(
                     "contexts: {} created, {} switches, peak {} alive, largest suspended \
                      frames {} bytes",
                     c.created, c.switches, c.peak, c.largest_frames
-                );
+                ));
             }
         }
         match result {
             Ok(exit) => {
                 if let Exit::ContextEntrypointReturned(id) = exit {
-                    eprintln!(
+                    crate::say(format_args!(
                         "error: `{program}`: {}",
                         wasm_rewind_shim::ShimError::ContextEntrypointReturned { id }
-                    );
+                    ));
                 }
                 Ok(ExitCode::from(exit.code() as u8))
             }
             Err(e) => {
-                eprintln!("error: `{}` trapped: {e:?}", program);
+                crate::say(format_args!("error: `{}` trapped: {e:?}", program));
                 Ok(ExitCode::from(TRAP_EXIT))
             }
         }

@@ -931,6 +931,43 @@ fn closed_stdout_ends_quietly() {
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }
 
+#[test]
+fn closed_stderr_keeps_the_exit_status() {
+    // A pipe whose reader is gone before the process starts: every write to
+    // stderr fails. The status must still say what happened (1 for an
+    // error, 0 for a success with warnings), not a panic's 101.
+    let dir = Dir::new();
+    dir.write(
+        "in.wat",
+        r#"(module (import "env" "sleep" (func $sleep)) (memory 1)
+             (func (export "run") (call $sleep)))"#,
+    );
+    let status = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        Command::new(env!("CARGO_BIN_EXE_wasm-rewind"))
+            .args(args)
+            .current_dir(dir.0.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(writer)
+            .status()
+            .unwrap()
+            .code()
+    };
+    assert_eq!(status(&["instrument", "missing.wasm", "out.wasm"]), Some(1));
+    // `--imports env.nothing` matches no import: a warning says so.
+    let warned = status(&[
+        "instrument",
+        "in.wat",
+        "out.wasm",
+        "--imports",
+        "env.nothing",
+    ]);
+    assert_eq!(warned, Some(0));
+    assert!(dir.exists("out.wasm"));
+}
+
 // ---------------------------------------------------------------------------
 // wasm-opt's spelling: --asyncify, --pass-arg, -O
 // ---------------------------------------------------------------------------
