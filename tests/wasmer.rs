@@ -55,7 +55,10 @@ enum WasmerBug {
     /// segment whose bytes changed, so a live outer `pcall`'s snapshot is
     /// forgotten once code deeper down has written to the stack above it:
     /// "snapshot stack restore failed - the snapshot can not be found", exit
-    /// 79 (`RUST_LOG=warn` shows it).
+    /// 79 (`RUST_LOG=warn` shows it). Not always at the same point of the
+    /// same program: `msgh_recursion.lua` with a 1 MiB C stack met it in 4
+    /// of 40 runs of one build, and in 2 of 40 with Lua's hash seed fixed,
+    /// so the cause is inside Wasmer, not Lua's random seed.
     ForgetsLiveSnapshots,
     /// SQLite's `setjmp.sql`: the first `longjmp` reads a jmp_buf whose hash
     /// is still 0 (Wasmer zeroes it before the unwind and the rewind writes
@@ -431,8 +434,9 @@ fn lua_scripts_match_native_under_wasmer() {
 /// The remedy for [`WasmerBug::FreeStackTooSmall`] that the README gives:
 /// a C stack big enough for the unwinds (1 MiB instead of wasm-ld's 64 KiB),
 /// with which the deep scripts that fail there match native on our default
-/// output. `deep_recursion.lua` then meets Wasmer's other bug,
-/// [`WasmerBug::ForgetsLiveSnapshots`] (exit 79).
+/// output (a run that meets [`WasmerBug::ForgetsLiveSnapshots`] is run
+/// again, up to three runs). `deep_recursion.lua` then always meets that
+/// bug (exit 79).
 #[test]
 fn a_bigger_c_stack_lets_wasmer_unwind_deep_lua() {
     require_tools();
@@ -460,8 +464,18 @@ fn a_bigger_c_stack_lets_wasmer_unwind_deep_lua() {
         let mut args = vec![path.as_str()];
         args.extend(LUA_ARGS);
         let native = run(Command::new("lua5.4").current_dir(&dir).args(&args))?;
-        let out = run(&mut wasmer(&ours, Some(&dir), &args))?;
+        let mut out = run(&mut wasmer(&ours, Some(&dir), &args))?;
         if *script != "deep_recursion.lua" {
+            // Wasmer loses a live snapshot now and then on these too (see
+            // `WasmerBug::ForgetsLiveSnapshots`): a run that ends that way
+            // is run again, up to three runs in all. Any other failure, the
+            // truncated-buffer trap above all, fails at once.
+            for _ in 1..3 {
+                if !(out.code == Some(79) && native.stdout.starts_with(&out.stdout)) {
+                    break;
+                }
+                out = run(&mut wasmer(&ours, Some(&dir), &args))?;
+            }
             return same(&format!("{script} (1 MiB C stack)"), &native, &out);
         }
         if out.code == Some(79) && native.stdout.starts_with(&out.stdout) {
