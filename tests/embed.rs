@@ -397,3 +397,90 @@ fn reactor_exports_are_wrapped_and_reentrant() {
         .unwrap();
     assert_eq!(state.call(&mut store, ()).unwrap(), 0);
 }
+
+/// A jmp_buf armed again where the snapshot it holds already has the same
+/// frames, globals and stack pointer keeps that snapshot (nothing hashed or
+/// stored again), which the jmp_buf shows: its bytes do not change. Armed
+/// with other frames, it gets a new snapshot. Both jump correctly.
+const REARM: &str = r#"
+#include <setjmp.h>
+#include <stdio.h>
+#include <string.h>
+
+static jmp_buf b, first;
+static int landed;
+
+__attribute__((noinline)) static void jump(int v) { longjmp(b, v); }
+
+/* Arms b n times at one place and jumps back each time; with `vary`, a
+ * value live across setjmp differs each time. 1 if b is still as the first
+ * arming left it. */
+__attribute__((noinline)) static int rearm(int n, int vary) {
+    for (volatile int i = 0; i < n; i++) {
+        int tag = vary ? i * 7 + 1 : 1;
+        int r = setjmp(b);
+        if (r == 0) {
+            if (i == 0)
+                memcpy(first, b, sizeof b);
+            jump(tag);
+        }
+        landed += r == tag;
+    }
+    return memcmp(first, b, sizeof b) == 0;
+}
+
+__attribute__((noinline)) static int elsewhere(void) {
+    int r = setjmp(b);
+    if (r == 0)
+        jump(5);
+    return r;
+}
+
+/* Arms b, arms it elsewhere (the first snapshot displaced), puts the first
+ * arming back and arms b at the first place again, the same way. */
+__attribute__((noinline)) static int put_back(void) {
+    for (volatile int step = 0; step < 2; step++) {
+        int r = setjmp(b);
+        if (r == 0) {
+            if (step == 0) {
+                memcpy(first, b, sizeof b);
+                landed += elsewhere() == 5;
+                memcpy(b, first, sizeof b);
+            }
+            jump(1);
+        }
+        landed += r == 1;
+    }
+    return memcmp(first, b, sizeof b) == 0;
+}
+
+int main(void) {
+    const char *what[] = {"new", "kept"};
+    printf("same state: %s\n", what[rearm(100, 0)]);
+    printf("other state: %s\n", what[rearm(100, 1)]);
+    printf("put back: %s\n", what[put_back()]);
+    printf("landed: %d\n", landed);
+    return 0;
+}
+"#;
+
+#[test]
+fn rearming_with_the_same_state_keeps_the_snapshot() {
+    require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("rearm.c");
+    let wasm = tmp.path().join("rearm.wasm");
+    let embedded = tmp.path().join("rearm.embedded.wasm");
+    std::fs::write(&src, REARM).unwrap();
+    build_c(&src, &wasm).unwrap();
+    instrument(&wasm, &embedded, true).unwrap();
+    // 100 + 100 jumps in rearm, one in elsewhere and two in put_back.
+    let expected = "same state: kept\nother state: new\nput back: kept\nlanded: 203\n";
+    for (host, o) in [
+        ("node", run(&mut node(&embedded, None, &[])).unwrap()),
+        ("wasmtime", run(&mut shim(&embedded, None, &[])).unwrap()),
+    ] {
+        assert_eq!(o.code, Some(0), "{host}: {o:?}");
+        assert_eq!(o.stdout, expected, "{host}: {}", o.stderr);
+    }
+}

@@ -999,6 +999,7 @@ fn fill_template(info: &ModuleInfo<'_>, n_saved: u32, max_memory: u64, contexts:
         .replace("@CAP_PAGES@", &cap_pages.to_string())
         .replace("@MAX_DISPLACED@", &MAX_DISPLACED.to_string())
         .replace("@RING_BYTES@", &(8 * MAX_DISPLACED).to_string())
+        .replace("@GLOBALS_ALLOC@", &globals.max(8).to_string())
         .replace("@RING_MASK@", &(MAX_DISPLACED - 1).to_string())
         .replace("@KEY@", &format!("{:#x}", module_key(info.wasm)))
 }

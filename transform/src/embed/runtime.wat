@@ -147,6 +147,9 @@
   (global $ring (mut i32) (i32.const 0))
   (global $ring_head (mut i32) (i32.const 0))
   (global $ring_len (mut i32) (i32.const 0))
+  ;; Where `unchanged` saves the globals to compare them (fresh memory, so
+  ;; the bytes an i32 global leaves are zero, as in every slot).
+  (global $scratch (mut i32) (i32.const 0))
   ;; The request being completed: 0 none, 1 checkpoint, 2 restore.
   (global $pending (mut i32) (i32.const 0))
   ;; The checkpoint's jmp_buf, or the restore's slot.
@@ -282,7 +285,8 @@
     (global.set $buckets (call $alloc_or_trap (i32.const 4096)))
     (global.set $nslots (i32.const 64))
     (global.set $slots (call $alloc_or_trap (i32.mul (i32.const 64) (i32.const @SLOT@))))
-    (global.set $ring (call $alloc_or_trap (i32.const @RING_BYTES@))))
+    (global.set $ring (call $alloc_or_trap (i32.const @RING_BYTES@)))
+    (global.set $scratch (call $alloc_or_trap (i32.const @GLOBALS_ALLOC@))))
 
   ;; `bytes` (a multiple of 8) of fresh memory, or 0 when the cap is reached.
   (func $alloc (export "__wasm_rewind_alloc") (param $bytes i32) (result i32)
@@ -358,11 +362,21 @@
   ;; and writes its identity into the jmp_buf.
   (func $store (export "__wasm_rewind_store") (param $env i32) (param $len i32)
     (local $slot i32) (local $idx i32) (local $gen i32) (local $head i32) (local $old i32)
-    ;; The jmp_buf's previous snapshot is displaced.
     (local.set $old (call $slot_of (local.get $env)))
     (if (local.get $old)
-      (then (if (i32.eqz (i32.load offset=20 (local.get $old)))
-        (then (call $displace (local.get $old))))))
+      (then
+        ;; Set again with the same frames, globals and stack pointer (a
+        ;; setjmp in a loop, an interpreter's protected call made again
+        ;; from the same place): the snapshot it holds is the one this
+        ;; would store, so it stays, current again, and nothing is hashed
+        ;; or copied. Otherwise the previous snapshot is displaced.
+        (if (call $unchanged (local.get $old) (local.get $len))
+          (then
+            (i32.store offset=20 (local.get $old) (i32.const 0))
+            (i64.store offset=16 (local.get $env) (i64.load offset=24 (local.get $old)))
+            (return)))
+        (if (i32.eqz (i32.load offset=20 (local.get $old)))
+          (then (call $displace (local.get $old))))))
     (local.set $slot (call $new_slot))
     (if (i32.eqz (local.get $slot))
       (then
@@ -394,7 +408,47 @@
     (i32.store offset=12 (local.get $env) (local.get $gen))
     (i64.store offset=16 (local.get $env) (i64.load offset=24 (local.get $slot))))
 
-  ;; The live slot the jmp_buf at `env` names and that was taken for `env`,
+;; Whether `slot` holds what a snapshot of the `len` bytes of frames in
+  ;; the buffer would: the same stack pointer, context, saved globals and
+  ;; frames. Its list is walked as warily as `slot_hash` walks it; a list
+  ;; the program wrote over only makes this answer no (a restore of that
+  ;; slot still finds it corrupt).
+  (func $unchanged (export "__wasm_rewind_unchanged") (param $slot i32) (param $len i32) (result i32)
+    (local $node i32) (local $p i32) (local $n i32) (local $left i32)
+    (if (i32.or (i32.ne (i32.load offset=8 (local.get $slot)) (global.get $sp))
+                (i32.ne (i32.load offset=12 (local.get $slot)) (local.get $len)))
+      (then (return (i32.const 0))))
+    (;ctx
+    (if (i32.ne (i32.load offset=32 (local.get $slot)) (global.get $cur))
+      (then (return (i32.const 0))))
+    ctx;)
+    (call $save_globals (global.get $scratch))
+    (if (i32.eqz (call $same (i32.add (local.get $slot) (i32.const @SLOT_GLOBALS@))
+                             (global.get $scratch) (i32.const @GLOBALS@)))
+      (then (return (i32.const 0))))
+    (local.set $node (i32.load offset=16 (local.get $slot)))
+    (local.set $p (global.get $frames))
+    (local.set $left (local.get $len))
+    (block $done
+      (loop $next
+        (br_if $done (i32.eqz (local.get $node)))
+        (if (i32.gt_u (local.get $node)
+              (i32.sub (i32.shl (memory.size) (i32.const 16)) (i32.const @NODE@)))
+          (then (return (i32.const 0))))
+        (local.set $n (i32.load offset=8 (local.get $node)))
+        (if (i32.or (i32.or (i32.eqz (local.get $n)) (i32.gt_u (local.get $n) (i32.const 64)))
+                    (i32.gt_u (local.get $n) (local.get $left)))
+          (then (return (i32.const 0))))
+        (if (i32.eqz (call $same (i32.add (local.get $node) (i32.const 24))
+                                 (local.get $p) (local.get $n)))
+          (then (return (i32.const 0))))
+        (local.set $p (i32.add (local.get $p) (local.get $n)))
+        (local.set $left (i32.sub (local.get $left) (local.get $n)))
+        (local.set $node (i32.load (local.get $node)))
+        (br $next)))
+    (i32.eqz (local.get $left)))
+
+    ;; The live slot the jmp_buf at `env` names and that was taken for `env`,
   ;; or 0.
   (func $slot_of (export "__wasm_rewind_slot_of") (param $env i32) (result i32)
     (local $idx i32) (local $slot i32)
