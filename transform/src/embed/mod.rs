@@ -55,6 +55,13 @@ const NODE_BYTES: u32 = 88;
 /// default too).
 const MAX_DISPLACED: u32 = 1024;
 
+/// Entries of the embedded runtime's table of the last snapshot stored for
+/// each jmp_buf address (a power of two): how a jmp_buf armed again is
+/// recognised when its bytes were written over since (a jmp_buf in a stack
+/// frame that returned and was reused, like Lua's for every `pcall`), so its
+/// previous snapshot is displaced, as the host shim's map by address does.
+const LAST_ENTRIES: u32 = 256;
+
 /// The template; see its header for the region's layout and the protocol.
 const TEMPLATE: &str = include_str!("runtime.wat");
 
@@ -1000,6 +1007,12 @@ fn fill_template(info: &ModuleInfo<'_>, n_saved: u32, max_memory: u64, contexts:
         .replace("@MAX_DISPLACED@", &MAX_DISPLACED.to_string())
         .replace("@RING_BYTES@", &(8 * MAX_DISPLACED).to_string())
         .replace("@GLOBALS_ALLOC@", &globals.max(8).to_string())
+        .replace("@LAST_ENTRIES@", &LAST_ENTRIES.to_string())
+        .replace(
+            "@LAST_SHIFT@",
+            &(32 - LAST_ENTRIES.trailing_zeros()).to_string(),
+        )
+        .replace("@LAST_BYTES@", &(12 * LAST_ENTRIES).to_string())
         .replace("@RING_MASK@", &(MAX_DISPLACED - 1).to_string())
         .replace("@KEY@", &format!("{:#x}", module_key(info.wasm)))
 }

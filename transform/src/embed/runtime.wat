@@ -59,6 +59,12 @@
 ;;
 ;; - Displaced snapshots (a later setjmp gave their jmp_buf another one): a
 ;;   ring of @MAX_DISPLACED@ (slot index, generation) pairs, oldest first.
+;; - The last slot stored for each jmp_buf address: @LAST_ENTRIES@ entries of
+;;   (address, slot index + 1, generation), one per hash of the address. A
+;;   setjmp finds the jmp_buf's previous snapshot through the jmp_buf itself,
+;;   or through this table when its bytes were written over since (Lua's
+;;   jmp_buf lies in a stack frame that is reused between `pcall`s): without
+;;   it, such snapshots were never displaced and filled the store.
 ;;
 ;; Which snapshots go when room is needed (as in the host shim): dead ones
 ;; (taken below the current stack pointer: their frames returned) and
@@ -150,6 +156,8 @@
   ;; Where `unchanged` saves the globals to compare them (fresh memory, so
   ;; the bytes an i32 global leaves are zero, as in every slot).
   (global $scratch (mut i32) (i32.const 0))
+  ;; The table of the last slot stored for each jmp_buf (see `last_entry`).
+  (global $last (mut i32) (i32.const 0))
   ;; The request being completed: 0 none, 1 checkpoint, 2 restore.
   (global $pending (mut i32) (i32.const 0))
   ;; The checkpoint's jmp_buf, or the restore's slot.
@@ -286,7 +294,8 @@
     (global.set $nslots (i32.const 64))
     (global.set $slots (call $alloc_or_trap (i32.mul (i32.const 64) (i32.const @SLOT@))))
     (global.set $ring (call $alloc_or_trap (i32.const @RING_BYTES@)))
-    (global.set $scratch (call $alloc_or_trap (i32.const @GLOBALS_ALLOC@))))
+    (global.set $scratch (call $alloc_or_trap (i32.const @GLOBALS_ALLOC@)))
+    (global.set $last (call $alloc_or_trap (i32.const @LAST_BYTES@))))
 
   ;; `bytes` (a multiple of 8) of fresh memory, or 0 when the cap is reached.
   (func $alloc (export "__wasm_rewind_alloc") (param $bytes i32) (result i32)
@@ -362,18 +371,23 @@
   ;; and writes its identity into the jmp_buf.
   (func $store (export "__wasm_rewind_store") (param $env i32) (param $len i32)
     (local $slot i32) (local $idx i32) (local $gen i32) (local $head i32) (local $old i32)
+    ;; The snapshot the jmp_buf holds, or else the last one stored for it
+    ;; (its bytes may have been written over since, as when it lies in a
+    ;; stack frame that returned and was reused).
     (local.set $old (call $slot_of (local.get $env)))
+    (if (i32.eqz (local.get $old))
+      (then (local.set $old (call $last_slot (local.get $env)))))
     (if (local.get $old)
       (then
         ;; Set again with the same frames, globals and stack pointer (a
-        ;; setjmp in a loop, an interpreter's protected call made again
-        ;; from the same place): the snapshot it holds is the one this
-        ;; would store, so it stays, current again, and nothing is hashed
-        ;; or copied. Otherwise the previous snapshot is displaced.
+        ;; setjmp in a loop whose variables live in memory): the snapshot
+        ;; it holds is the one this would store, so it stays, current
+        ;; again, and nothing is hashed or copied. Otherwise the previous
+        ;; snapshot is displaced.
         (if (call $unchanged (local.get $old) (local.get $len))
           (then
             (i32.store offset=20 (local.get $old) (i32.const 0))
-            (i64.store offset=16 (local.get $env) (i64.load offset=24 (local.get $old)))
+            (call $name (local.get $env) (local.get $old))
             (return)))
         (if (i32.eqz (i32.load offset=20 (local.get $old)))
           (then (call $displace (local.get $old))))))
@@ -404,9 +418,47 @@
     (i32.store offset=32 (local.get $slot) (global.get $cur))
     ctx;)
     (i64.store offset=24 (local.get $slot) (call $slot_hash (local.get $slot) (local.get $idx)))
-    (i32.store offset=8 (local.get $env) (i32.add (local.get $idx) (i32.const 1)))
-    (i32.store offset=12 (local.get $env) (local.get $gen))
-    (i64.store offset=16 (local.get $env) (i64.load offset=24 (local.get $slot))))
+    (call $name (local.get $env) (local.get $slot)))
+
+  ;; Writes the identity of `slot` into the jmp_buf at `env`, and notes it
+  ;; as the last slot stored for `env`.
+  (func $name (export "__wasm_rewind_name") (param $env i32) (param $slot i32)
+    (local $idx1 i32) (local $at i32)
+    (local.set $idx1 (i32.add (call $index_of (local.get $slot)) (i32.const 1)))
+    (i32.store offset=8 (local.get $env) (local.get $idx1))
+    (i32.store offset=12 (local.get $env) (i32.load offset=4 (local.get $slot)))
+    (i64.store offset=16 (local.get $env) (i64.load offset=24 (local.get $slot)))
+    (local.set $at (call $last_entry (local.get $env)))
+    (i32.store (local.get $at) (local.get $env))
+    (i32.store offset=4 (local.get $at) (local.get $idx1))
+    (i32.store offset=8 (local.get $at) (i32.load offset=4 (local.get $slot))))
+
+  ;; The entry of `env` in the table of last slots: @LAST_ENTRIES@ entries
+  ;; of (env, slot index + 1, generation), one per hash of the address; two
+  ;; jmp_bufs that share an entry only lose this way of being found.
+  (func $last_entry (export "__wasm_rewind_last_entry") (param $env i32) (result i32)
+    (i32.add (global.get $last)
+      (i32.mul (i32.shr_u (i32.mul (local.get $env) (i32.const 0x9e3779b1))
+                          (i32.const @LAST_SHIFT@))
+               (i32.const 12))))
+
+  ;; The live slot last stored for the jmp_buf at `env`, whatever the
+  ;; jmp_buf holds now, or 0.
+  (func $last_slot (export "__wasm_rewind_last_slot") (param $env i32) (result i32)
+    (local $at i32) (local $idx i32) (local $slot i32)
+    (local.set $at (call $last_entry (local.get $env)))
+    (if (i32.ne (i32.load (local.get $at)) (local.get $env)) (then (return (i32.const 0))))
+    (local.set $idx (i32.sub (i32.load offset=4 (local.get $at)) (i32.const 1)))
+    (if (i32.ge_u (local.get $idx) (global.get $slots_used)) (then (return (i32.const 0))))
+    (local.set $slot (call $slot (local.get $idx)))
+    (if (result i32)
+      (i32.and
+        (i32.ne (i32.load offset=4 (local.get $slot)) (i32.const 0))
+        (i32.and
+          (i32.eq (i32.load offset=4 (local.get $slot)) (i32.load offset=8 (local.get $at)))
+          (i32.eq (i32.load (local.get $slot)) (local.get $env))))
+      (then (local.get $slot))
+      (else (i32.const 0))))
 
 ;; Whether `slot` holds what a snapshot of the `len` bytes of frames in
   ;; the buffer would: the same stack pointer, context, saved globals and
