@@ -516,6 +516,11 @@ const RESTORE_ONLY: &str = r#"(module
   (func $armed (type $two) (drop (call $cp (local.get 0) (local.get 1))))
   (func $deep (param i32) (result i32) (call $throw (local.get 0)) (local.get 0))
   (func $tail (export "tail") (param i32) (return_call $throw (local.get 0)))
+  (type $three (func (param i32 i64)))
+  (func $throw3 (type $three) (call $rs (local.get 0) (local.get 1)))
+  (elem declare func $throw3)
+  (func $tail_ref (export "tail_ref") (param i32)
+    (return_call_ref $three (local.get 0) (i64.const 3) (ref.func $throw3)))
   (func $both (param i32) (result i32)
     (drop (call $cp (local.get 0) (i32.const 64)))
     (call $deep (local.get 0)))
@@ -530,21 +535,26 @@ fn calls_that_unwind_only_to_stack_restore_are_not_resume_points() {
     let out = run(RESTORE_ONLY, &Options::default());
     let names = instrumented(&out);
     for f in [
-        "throw", "throw2", "armed", "deep", "tail", "both", "pick", "any", "run",
+        "throw", "throw2", "throw3", "armed", "deep", "tail", "tail_ref", "both", "pick", "any",
+        "run",
     ] {
         assert!(names.contains(&f), "{f} unwinds: {names:?}");
     }
     // Resumed: `both` at the checkpoint, `armed` at the checkpoint, `any`'s
     // indirect call, `run` at `both`.
     assert_eq!(out.stats.resumable_call_sites, 4, "{:?}", out.stats);
-    // Never resumed: the restores in `throw` and `throw2`, `deep` at
-    // `throw`, `tail`'s tail call (which stays one), `both` at `deep`,
-    // `pick`'s indirect call.
-    assert_eq!(out.stats.unwind_only_calls, 6, "{:?}", out.stats);
+    // Never resumed: the restores in `throw`, `throw2` and `throw3`, `deep`
+    // at `throw`, the tail calls of `tail` and `tail_ref` (which stay tail
+    // calls; `tail_ref`'s `return_call_ref` can only reach `throw3`, so its
+    // function reference need not be kept), `both` at `deep`, `pick`'s
+    // indirect call.
+    assert_eq!(out.stats.unwind_only_calls, 8, "{:?}", out.stats);
     wasmparser::Validator::new_with_features(wasmparser::WasmFeatures::all())
         .validate_all(&out.wasm)
         .expect("the output validates");
-    let tail_calls = wasmparser::Parser::new(0)
+    // Each tail call is still one, and no unwind check follows it (it would
+    // be dead code).
+    let ops: Vec<wasmparser::Operator> = wasmparser::Parser::new(0)
         .parse_all(&out.wasm)
         .filter_map(|p| match p.unwrap() {
             wasmparser::Payload::CodeSectionEntry(body) => Some(body),
@@ -555,13 +565,33 @@ fn calls_that_unwind_only_to_stack_restore_are_not_resume_points() {
                 .get_operators_reader()
                 .unwrap()
                 .into_iter()
-                .map(|op| matches!(op.unwrap(), wasmparser::Operator::ReturnCall { .. }))
+                .map(Result::unwrap)
                 .collect();
             ops
         })
-        .filter(|&tail| tail)
-        .count();
-    assert_eq!(tail_calls, 1, "`tail` keeps its tail call");
+        .collect();
+    let tail_calls: Vec<usize> = (0..ops.len())
+        .filter(|&i| {
+            matches!(
+                ops[i],
+                wasmparser::Operator::ReturnCall { .. }
+                    | wasmparser::Operator::ReturnCallRef { .. }
+            )
+        })
+        .collect();
+    assert_eq!(
+        tail_calls.len(),
+        2,
+        "`tail` and `tail_ref` keep their tail calls"
+    );
+    for i in tail_calls {
+        assert!(
+            !matches!(ops[i + 1], wasmparser::Operator::GlobalGet { .. }),
+            "{:?} is followed by {:?}",
+            ops[i],
+            ops[i + 1]
+        );
+    }
 
     // With --only the lists decide alone: every call that unwinds resumes.
     let only = Options {

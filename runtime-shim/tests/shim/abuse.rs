@@ -326,3 +326,23 @@ fn a_guest_that_starts_a_rewind_from_garbage_traps_mid_rewind() {
     );
     guest.fresh_instance_works();
 }
+
+#[test]
+fn a_longjmp_through_call_ref_and_return_call_ref_lands() {
+    // Both typed-reference calls can reach only the longjmp: they unwind
+    // and are never resumed, so their function references need not be
+    // kept (a `call_ref` that is resumed is refused instead).
+    let guest = Guest::new(
+        r#"(type $jump (func (param i32 i32)))
+           (elem declare func $longjmp $via_tail)
+           (func $via_tail (param $env i32) (param $val i32)
+             (return_call_ref $jump (local.get $env) (local.get $val) (ref.func $longjmp)))
+           (func (export "run") (result i32)
+             (local $r i32)
+             (local.set $r (call $setjmp (i32.const 1040)))
+             (if (i32.eqz (local.get $r))
+               (then (call_ref $jump (i32.const 1040) (i32.const 9) (ref.func $via_tail))))
+             (local.get $r))"#,
+    );
+    assert_eq!(guest.run("run", ShimConfig::default()).0.unwrap(), 9);
+}

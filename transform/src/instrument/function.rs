@@ -953,7 +953,9 @@ impl<'c, 'a> Emitter<'c, 'a> {
         }
         if !matches!(
             op,
-            Operator::ReturnCall { .. } | Operator::ReturnCallIndirect { .. }
+            Operator::ReturnCall { .. }
+                | Operator::ReturnCallIndirect { .. }
+                | Operator::ReturnCallRef { .. }
         ) {
             self.ins(Instruction::GlobalGet(self.ctx.state_global));
             self.ins(Instruction::BrIf(self.depth_of(self.unwound)));

@@ -25,13 +25,17 @@ use sites::find_sites;
 use std::collections::HashMap;
 use wasmparser::{BlockType, Operator, ValType};
 
-/// How a site calls.
+/// How a call calls.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CallKind {
     /// `call` / `return_call`.
     Direct,
     /// `call_indirect` / `return_call_indirect`: the table index is the last operand.
     Indirect,
+    /// `call_ref` / `return_call_ref`: never a site, only a call that
+    /// unwinds and is never resumed (one that would be resumed is refused:
+    /// its function reference would have to be saved across the unwind).
+    Ref,
 }
 
 /// One resume point.

@@ -125,8 +125,10 @@ struct Call {
 
 /// Classifies op `i` if it is a call that could be a site (`None` otherwise).
 ///
-/// A `call_ref` is never a site: one that can unwind and can run is refused,
-/// since its function reference would have to be saved across the unwind.
+/// A `call_ref` is never a site: one that can unwind a stack that is rewound
+/// later, and can run, is refused, since its function reference would have
+/// to be saved across the unwind. One whose callees reach `stack_restore`
+/// and never `stack_checkpoint` is an unwind-only call like any other.
 fn classify_call(
     info: &ModuleInfo<'_>,
     analysis: &UnwindAnalysis,
@@ -166,9 +168,18 @@ fn classify_call(
             true,
         ),
         Operator::CallRef { type_index } | Operator::ReturnCallRef { type_index } => {
-            if analysis.call_ref(type_index).can_unwind
-                && !body.stack_before(i as u32).is_some_and(|s| s.unreachable)
-            {
+            let class = analysis.call_ref(type_index);
+            if !class.rewound {
+                let tail = matches!(op, Operator::ReturnCallRef { .. });
+                return Ok(Some(Call {
+                    op: i,
+                    class,
+                    kind: CallKind::Ref,
+                    ty: type_index,
+                    tail,
+                }));
+            }
+            if class.can_unwind && !body.stack_before(i as u32).is_some_and(|s| s.unreachable) {
                 return Err(Error::unsupported(format!(
                     "`call_ref` that can unwind: resuming it needs its function reference \
                      saved across the unwind, which wasm-rewind cannot store yet (use {} if \
