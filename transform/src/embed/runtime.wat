@@ -252,7 +252,7 @@
     ;; Something other than a checkpoint or a restore unwound the stack.
     (call $bad_state))
 
-;; The buffer overflowed while unwinding: a frame of `needed` bytes does
+  ;; The buffer overflowed while unwinding: a frame of `needed` bytes does
   ;; not fit. Moves the frames so far to a place at least twice as large.
   (func (export "__wasm_rewind_grow_buffer") (param $needed i32)
     (local $used i32) (local $cap i32) (local $new i32)
@@ -460,7 +460,7 @@
       (then (local.get $slot))
       (else (i32.const 0))))
 
-;; Whether `slot` holds what a snapshot of the `len` bytes of frames in
+  ;; Whether `slot` holds what a snapshot of the `len` bytes of frames in
   ;; the buffer would: the same stack pointer, context, saved globals and
   ;; frames. Its list is walked as warily as `slot_hash` walks it; a list
   ;; the program wrote over only makes this answer no (a restore of that
@@ -783,7 +783,7 @@
         (local.set $node (i32.load (local.get $node)))
         (br $next))))
 
-;; The keyed hash of a slot: its frames (chunk by chunk, as the list holds
+  ;; The keyed hash of a slot: its frames (chunk by chunk, as the list holds
   ;; them), its saved globals, and its index, generation, stack pointer and
   ;; length. The list is walked warily, since a program may have written
   ;; over it: a node outside memory, of a length no chunk has, or more bytes
