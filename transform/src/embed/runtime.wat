@@ -462,9 +462,8 @@
 
   ;; Whether `slot` holds what a snapshot of the `len` bytes of frames in
   ;; the buffer would: the same stack pointer, context, saved globals and
-  ;; frames. Its list is walked as warily as `slot_hash` walks it; a list
-  ;; the program wrote over only makes this answer no (a restore of that
-  ;; slot still finds it corrupt).
+  ;; frames. A list the program wrote over (see `chunk_len`) only makes
+  ;; this answer no: a restore of that slot still finds it corrupt.
   (func $unchanged (export "__wasm_rewind_unchanged") (param $slot i32) (param $len i32) (result i32)
     (local $node i32) (local $p i32) (local $n i32) (local $left i32)
     (if (i32.or (i32.ne (i32.load offset=8 (local.get $slot)) (global.get $sp))
@@ -484,13 +483,8 @@
     (block $done
       (loop $next
         (br_if $done (i32.eqz (local.get $node)))
-        (if (i32.gt_u (local.get $node)
-              (i32.sub (i32.shl (memory.size) (i32.const 16)) (i32.const @NODE@)))
-          (then (return (i32.const 0))))
-        (local.set $n (i32.load offset=8 (local.get $node)))
-        (if (i32.or (i32.or (i32.eqz (local.get $n)) (i32.gt_u (local.get $n) (i32.const 64)))
-                    (i32.gt_u (local.get $n) (local.get $left)))
-          (then (return (i32.const 0))))
+        (local.set $n (call $chunk_len (local.get $node) (local.get $left)))
+        (if (i32.eqz (local.get $n)) (then (return (i32.const 0))))
         (if (i32.eqz (call $same (i32.add (local.get $node) (i32.const 24))
                                  (local.get $p) (local.get $n)))
           (then (return (i32.const 0))))
@@ -806,13 +800,8 @@
     (block $done
       (loop $next
         (br_if $done (i32.eqz (local.get $node)))
-        (if (i32.gt_u (local.get $node)
-              (i32.sub (i32.shl (memory.size) (i32.const 16)) (i32.const @NODE@)))
-          (then (call $corrupt)))
-        (local.set $n (i32.load offset=8 (local.get $node)))
-        (if (i32.or (i32.or (i32.eqz (local.get $n)) (i32.gt_u (local.get $n) (i32.const 64)))
-                    (i32.gt_u (local.get $n) (local.get $left)))
-          (then (call $corrupt)))
+        (local.set $n (call $chunk_len (local.get $node) (local.get $left)))
+        (if (i32.eqz (local.get $n)) (then (call $corrupt)))
         (local.set $left (i32.sub (local.get $left) (local.get $n)))
         (local.set $h
           (call $hash (i32.add (local.get $node) (i32.const 24)) (local.get $n) (local.get $h)))
@@ -820,6 +809,19 @@
         (br $next)))
     (if (local.get $left) (then (call $corrupt)))
     (call $hash (i32.add (local.get $slot) (i32.const 32)) (i32.const @SLOT_HASHED@) (local.get $h)))
+
+  ;; The length of the chunk at `node` in a list with `left` bytes still to
+  ;; come, or 0 when it cannot be one (outside memory, a length no chunk
+  ;; has, more bytes than are left): the program wrote over the list.
+  (func $chunk_len (export "__wasm_rewind_chunk_len") (param $node i32) (param $left i32) (result i32)
+    (local $n i32)
+    (if (i32.gt_u (local.get $node)
+          (i32.sub (i32.shl (memory.size) (i32.const 16)) (i32.const @NODE@)))
+      (then (return (i32.const 0))))
+    (local.set $n (i32.load offset=8 (local.get $node)))
+    (if (i32.or (i32.gt_u (local.get $n) (i32.const 64)) (i32.gt_u (local.get $n) (local.get $left)))
+      (then (return (i32.const 0))))
+    (local.get $n))
 
   ;; Hashes `n` bytes at `p` from `h`. Each step (xor a word, rotate, multiply
   ;; by an odd constant) is a bijection of the state, so changing any one word
