@@ -179,6 +179,41 @@ fn lua_scripts_behave_the_same_with_the_embedded_runtime() {
 /// address. Before, such snapshots were never dropped, and 20,000 failing
 /// `pcall`s filled a 1 MiB store (the default 64 MiB, between 90,000 and
 /// 100,000).
+/// The same with 600 jmp_bufs, armed in turn and written over after each
+/// jump (corpus/c/jmpbufs_written_over.c): their previous snapshots are
+/// found through the table too, which a table of one entry per hash of the
+/// address (256 of them) could not do for this many.
+#[test]
+fn many_jmp_bufs_written_over_do_not_fill_the_store() {
+    require_tools();
+    let tmp = tempfile::tempdir().unwrap();
+    let wasm = tmp.path().join("written_over.wasm");
+    let small = tmp.path().join("written_over.embedded-1mib.wasm");
+    build_c(&root().join("corpus/c/jmpbufs_written_over.c"), &wasm).unwrap();
+    step(
+        wasm_rewind()
+            .arg("instrument")
+            .arg(&wasm)
+            .arg(&small)
+            .args(["-q", "--embed-runtime", "--embed-max-memory", "1048576"]),
+    )
+    .unwrap();
+    // setjmp returns i % 13 + 1 for i in 0..60000.
+    let sum: u64 = (0..60_000u64).map(|i| i % 13 + 1).sum();
+    let expected = format!("60000 arms, sum {sum}\n");
+    for (host, o) in [
+        ("node", run(&mut node(&small, None, &[])).unwrap()),
+        ("wasmtime", run(&mut shim(&small, None, &[])).unwrap()),
+    ] {
+        assert_eq!(
+            (o.code, o.stdout.as_str()),
+            (Some(0), expected.as_str()),
+            "{host}: {}",
+            o.stderr
+        );
+    }
+}
+
 #[test]
 fn a_jmp_buf_written_over_between_setjmps_does_not_fill_the_store() {
     require_tools();

@@ -60,7 +60,10 @@ const MAX_DISPLACED: u32 = 1024;
 /// recognised when its bytes were written over since (a jmp_buf in a stack
 /// frame that returned and was reused, like Lua's for every `pcall`), so its
 /// previous snapshot is displaced, as the host shim's map by address does.
-const LAST_ENTRIES: u32 = 256;
+/// 12 bytes each, taken with the runtime's first memory.
+const LAST_ENTRIES: u32 = 1024;
+/// How many entries from where an address hashes to it may sit in.
+const LAST_PROBES: u32 = 16;
 
 /// The template; see its header for the region's layout and the protocol.
 const TEMPLATE: &str = include_str!("runtime.wat");
@@ -1008,6 +1011,8 @@ fn fill_template(info: &ModuleInfo<'_>, n_saved: u32, max_memory: u64, contexts:
         .replace("@RING_BYTES@", &(8 * MAX_DISPLACED).to_string())
         .replace("@GLOBALS_ALLOC@", &globals.max(8).to_string())
         .replace("@LAST_ENTRIES@", &LAST_ENTRIES.to_string())
+        .replace("@LAST_PROBES@", &LAST_PROBES.to_string())
+        .replace("@LAST_MASK@", &(LAST_ENTRIES - 1).to_string())
         .replace(
             "@LAST_SHIFT@",
             &(32 - LAST_ENTRIES.trailing_zeros()).to_string(),

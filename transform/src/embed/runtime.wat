@@ -60,11 +60,13 @@
 ;; - Displaced snapshots (a later setjmp gave their jmp_buf another one): a
 ;;   ring of @MAX_DISPLACED@ (slot index, generation) pairs, oldest first.
 ;; - The last slot stored for each jmp_buf address: @LAST_ENTRIES@ entries of
-;;   (address, slot index + 1, generation), one per hash of the address. A
-;;   setjmp finds the jmp_buf's previous snapshot through the jmp_buf itself,
-;;   or through this table when its bytes were written over since (Lua's
-;;   jmp_buf lies in a stack frame that is reused between `pcall`s): without
-;;   it, such snapshots were never displaced and filled the store.
+;;   (address, slot index + 1, generation), found by hashing the address and
+;;   probing the @LAST_PROBES@ entries from there (entries whose slot is gone
+;;   are reused). A setjmp finds the jmp_buf's previous snapshot through the
+;;   jmp_buf itself, or through this table when its bytes were written over
+;;   since (Lua's jmp_buf lies in a stack frame that is reused between
+;;   `pcall`s): without it, such snapshots were never displaced and filled
+;;   the store.
 ;;
 ;; Which snapshots go when room is needed (as in the host shim): dead ones
 ;; (taken below the current stack pointer: their frames returned) and
@@ -428,26 +430,44 @@
     (i32.store offset=8 (local.get $env) (local.get $idx1))
     (i32.store offset=12 (local.get $env) (i32.load offset=4 (local.get $slot)))
     (i64.store offset=16 (local.get $env) (i64.load offset=24 (local.get $slot)))
-    (local.set $at (call $last_entry (local.get $env)))
+    (local.set $at (call $last_entry (local.get $env) (i32.const 1)))
     (i32.store (local.get $at) (local.get $env))
     (i32.store offset=4 (local.get $at) (local.get $idx1))
     (i32.store offset=8 (local.get $at) (i32.load offset=4 (local.get $slot))))
 
-  ;; The entry of `env` in the table of last slots: @LAST_ENTRIES@ entries
-  ;; of (env, slot index + 1, generation), one per hash of the address; two
-  ;; jmp_bufs that share an entry only lose this way of being found.
-  (func $last_entry (export "__wasm_rewind_last_entry") (param $env i32) (result i32)
-    (i32.add (global.get $last)
-      (i32.mul (i32.shr_u (i32.mul (local.get $env) (i32.const 0x9e3779b1))
-                          (i32.const @LAST_SHIFT@))
-               (i32.const 12))))
+  ;; The entry of `env` in the table of last slots (@LAST_ENTRIES@ entries of
+  ;; (env, slot index + 1, generation)), among the @LAST_PROBES@ from where
+  ;; its address hashes to; 0 if none. With `for_insert`, the first entry
+  ;; whose slot is gone instead, or else the first one: a table that full
+  ;; forgets an older jmp_buf, which then only loses this way of being
+  ;; found.
+  (func $last_entry (export "__wasm_rewind_last_entry") (param $env i32) (param $for_insert i32) (result i32)
+    (local $home i32) (local $i i32) (local $at i32) (local $free i32)
+    (local.set $home (i32.shr_u (i32.mul (local.get $env) (i32.const 0x9e3779b1))
+                                (i32.const @LAST_SHIFT@)))
+    (block $done
+      (loop $probe
+        (br_if $done (i32.eq (local.get $i) (i32.const @LAST_PROBES@)))
+        (local.set $at
+          (i32.add (global.get $last)
+            (i32.mul (i32.and (i32.add (local.get $home) (local.get $i))
+                              (i32.const @LAST_MASK@))
+                     (i32.const 12))))
+        (if (i32.eq (i32.load (local.get $at)) (local.get $env))
+          (then (return (local.get $at))))
+        (if (i32.and (i32.eqz (local.get $free)) (i32.eqz (call $entry_slot (local.get $at))))
+          (then (local.set $free (local.get $at))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br $probe)))
+    (if (i32.eqz (local.get $for_insert)) (then (return (i32.const 0))))
+    (if (result i32) (local.get $free)
+      (then (local.get $free))
+      (else (i32.add (global.get $last) (i32.mul (local.get $home) (i32.const 12))))))
 
-  ;; The live slot last stored for the jmp_buf at `env`, whatever the
-  ;; jmp_buf holds now, or 0.
-  (func $last_slot (export "__wasm_rewind_last_slot") (param $env i32) (result i32)
-    (local $at i32) (local $idx i32) (local $slot i32)
-    (local.set $at (call $last_entry (local.get $env)))
-    (if (i32.ne (i32.load (local.get $at)) (local.get $env)) (then (return (i32.const 0))))
+  ;; The live slot the table entry at `at` names, taken for the jmp_buf the
+  ;; entry is for, or 0.
+  (func $entry_slot (export "__wasm_rewind_entry_slot") (param $at i32) (result i32)
+    (local $idx i32) (local $slot i32)
     (local.set $idx (i32.sub (i32.load offset=4 (local.get $at)) (i32.const 1)))
     (if (i32.ge_u (local.get $idx) (global.get $slots_used)) (then (return (i32.const 0))))
     (local.set $slot (call $slot (local.get $idx)))
@@ -456,8 +476,17 @@
         (i32.ne (i32.load offset=4 (local.get $slot)) (i32.const 0))
         (i32.and
           (i32.eq (i32.load offset=4 (local.get $slot)) (i32.load offset=8 (local.get $at)))
-          (i32.eq (i32.load (local.get $slot)) (local.get $env))))
+          (i32.eq (i32.load (local.get $slot)) (i32.load (local.get $at)))))
       (then (local.get $slot))
+      (else (i32.const 0))))
+
+  ;; The live slot last stored for the jmp_buf at `env`, whatever the
+  ;; jmp_buf holds now, or 0.
+  (func $last_slot (export "__wasm_rewind_last_slot") (param $env i32) (result i32)
+    (local $at i32)
+    (local.set $at (call $last_entry (local.get $env) (i32.const 0)))
+    (if (result i32) (local.get $at)
+      (then (call $entry_slot (local.get $at)))
       (else (i32.const 0))))
 
   ;; Whether `slot` holds what a snapshot of the `len` bytes of frames in
