@@ -8,7 +8,10 @@
 //! - Lua 5.4 (corpus/lua/build.sh) on every `corpus/lua/*.lua` script;
 //! - misuse (`corpus/embed/*.c`): a garbage, a stale, a corrupted jmp_buf and
 //!   an overfull store each trap in their own named function;
-//! - the runtime's code is a fixed size, whatever the number of call sites.
+//! - the runtime's code is a fixed size, whatever the number of call sites;
+//! - a jmp_buf armed again with unchanged state keeps its snapshot, and
+//!   jmp_bufs written over between setjmps (Lua's `pcall`, 600 in turn)
+//!   still displace their previous snapshots, under a 1 MiB store.
 //!
 //! Needs node (any version with `node:wasi` preview1), clang-19, wasm-ld-19,
 //! wasi-libc; `.ci/setup` installs them. A missing tool fails the test.
