@@ -467,18 +467,8 @@
   ;; The live slot the table entry at `at` names, taken for the jmp_buf the
   ;; entry is for, or 0.
   (func $entry_slot (export "__wasm_rewind_entry_slot") (param $at i32) (result i32)
-    (local $idx i32) (local $slot i32)
-    (local.set $idx (i32.sub (i32.load offset=4 (local.get $at)) (i32.const 1)))
-    (if (i32.ge_u (local.get $idx) (global.get $slots_used)) (then (return (i32.const 0))))
-    (local.set $slot (call $slot (local.get $idx)))
-    (if (result i32)
-      (i32.and
-        (i32.ne (i32.load offset=4 (local.get $slot)) (i32.const 0))
-        (i32.and
-          (i32.eq (i32.load offset=4 (local.get $slot)) (i32.load offset=8 (local.get $at)))
-          (i32.eq (i32.load (local.get $slot)) (i32.load (local.get $at)))))
-      (then (local.get $slot))
-      (else (i32.const 0))))
+    (call $live_slot (i32.load offset=4 (local.get $at)) (i32.load offset=8 (local.get $at))
+      (i32.load (local.get $at))))
 
   ;; The live slot last stored for the jmp_buf at `env`, whatever the
   ;; jmp_buf holds now, or 0.
@@ -523,18 +513,24 @@
         (br $next)))
     (i32.eqz (local.get $left)))
 
-    ;; The live slot the jmp_buf at `env` names and that was taken for `env`,
+  ;; The live slot the jmp_buf at `env` names and that was taken for `env`,
   ;; or 0.
   (func $slot_of (export "__wasm_rewind_slot_of") (param $env i32) (result i32)
-    (local $idx i32) (local $slot i32)
-    (local.set $idx (i32.sub (i32.load offset=8 (local.get $env)) (i32.const 1)))
-    (if (i32.ge_u (local.get $idx) (global.get $slots_used)) (then (return (i32.const 0))))
-    (local.set $slot (call $slot (local.get $idx)))
+    (call $live_slot (i32.load offset=8 (local.get $env)) (i32.load offset=12 (local.get $env))
+      (local.get $env)))
+
+  ;; Slot `idx1 - 1` if it is live, of generation `gen` and taken for the
+  ;; jmp_buf at `env`; else 0.
+  (func $live_slot (export "__wasm_rewind_live_slot") (param $idx1 i32) (param $gen i32) (param $env i32) (result i32)
+    (local $slot i32)
+    (if (i32.ge_u (i32.sub (local.get $idx1) (i32.const 1)) (global.get $slots_used))
+      (then (return (i32.const 0))))
+    (local.set $slot (call $slot (i32.sub (local.get $idx1) (i32.const 1))))
     (if (result i32)
       (i32.and
         (i32.ne (i32.load offset=4 (local.get $slot)) (i32.const 0))
         (i32.and
-          (i32.eq (i32.load offset=4 (local.get $slot)) (i32.load offset=12 (local.get $env)))
+          (i32.eq (i32.load offset=4 (local.get $slot)) (local.get $gen))
           (i32.eq (i32.load (local.get $slot)) (local.get $env))))
       (then (local.get $slot))
       (else (i32.const 0))))
