@@ -56,6 +56,19 @@ fn instrument(input: &Path, output: &Path, embed: bool) -> Result<(), String> {
     step(&mut cmd).map(drop)
 }
 
+/// `wasm-rewind instrument IN OUT --embed-runtime` with a 1 MiB store, so
+/// that snapshots nothing drops fill it soon.
+fn embed_in_one_mib(input: &Path, output: &Path) -> Result<(), String> {
+    step(
+        wasm_rewind()
+            .arg("instrument")
+            .arg(input)
+            .arg(output)
+            .args(["-q", "--embed-runtime", "--embed-max-memory", "1048576"]),
+    )
+    .map(drop)
+}
+
 /// `wasm-rewind run` of `wasm` with `dir` preopened as `.`.
 fn shim(wasm: &Path, dir: Option<&Path>, args: &[&str]) -> Command {
     let mut cmd = wasm_rewind();
@@ -182,7 +195,28 @@ fn lua_scripts_behave_the_same_with_the_embedded_runtime() {
 /// address. Before, such snapshots were never dropped, and 20,000 failing
 /// `pcall`s filled a 1 MiB store (the default 64 MiB, between 90,000 and
 /// 100,000).
-/// The same with 600 jmp_bufs, armed in turn and written over after each
+#[test]
+fn a_jmp_buf_written_over_between_setjmps_does_not_fill_the_store() {
+    require_tools();
+    let (rw, _) = lua_builds();
+    let small = rw.with_file_name("lua.embedded-1mib.wasm");
+    embed_in_one_mib(&rw.with_file_name("lua.wasm"), &small).unwrap();
+    let dir = root().join("bench/lua");
+    let o = run(&mut shim(
+        &small,
+        Some(&dir),
+        &["errors_heavy.lua", "100000"],
+    ))
+    .unwrap();
+    assert_eq!(
+        (o.code, o.stdout.as_str()),
+        (Some(0), "caught\t100000\tof\t100000\tat depth\t12\n"),
+        "{}",
+        o.stderr
+    );
+}
+
+/// As above with 600 jmp_bufs, armed in turn and written over after each
 /// jump (corpus/c/jmpbufs_written_over.c): their previous snapshots are
 /// found through the table too, which a table of one entry per hash of the
 /// address (256 of them) could not do for this many.
@@ -193,14 +227,7 @@ fn many_jmp_bufs_written_over_do_not_fill_the_store() {
     let wasm = tmp.path().join("written_over.wasm");
     let small = tmp.path().join("written_over.embedded-1mib.wasm");
     build_c(&root().join("corpus/c/jmpbufs_written_over.c"), &wasm).unwrap();
-    step(
-        wasm_rewind()
-            .arg("instrument")
-            .arg(&wasm)
-            .arg(&small)
-            .args(["-q", "--embed-runtime", "--embed-max-memory", "1048576"]),
-    )
-    .unwrap();
+    embed_in_one_mib(&wasm, &small).unwrap();
     // setjmp returns i % 13 + 1 for i in 0..60000.
     let sum: u64 = (0..60_000u64).map(|i| i % 13 + 1).sum();
     let expected = format!("60000 arms, sum {sum}\n");
@@ -215,34 +242,6 @@ fn many_jmp_bufs_written_over_do_not_fill_the_store() {
             o.stderr
         );
     }
-}
-
-#[test]
-fn a_jmp_buf_written_over_between_setjmps_does_not_fill_the_store() {
-    require_tools();
-    let (rw, _) = lua_builds();
-    let small = rw.with_file_name("lua.embedded-1mib.wasm");
-    step(
-        wasm_rewind()
-            .arg("instrument")
-            .arg(rw.with_file_name("lua.wasm"))
-            .arg(&small)
-            .args(["-q", "--embed-runtime", "--embed-max-memory", "1048576"]),
-    )
-    .unwrap();
-    let dir = root().join("bench/lua");
-    let o = run(&mut shim(
-        &small,
-        Some(&dir),
-        &["errors_heavy.lua", "100000"],
-    ))
-    .unwrap();
-    assert_eq!(
-        (o.code, o.stdout.as_str()),
-        (Some(0), "caught\t100000\tof\t100000\tat depth\t12\n"),
-        "{}",
-        o.stderr
-    );
 }
 
 /// One misuse program of `corpus/embed`.
