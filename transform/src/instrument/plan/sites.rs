@@ -169,17 +169,7 @@ fn classify_call(
         ),
         Operator::CallRef { type_index } | Operator::ReturnCallRef { type_index } => {
             let class = analysis.call_ref(type_index);
-            if !class.rewound {
-                let tail = matches!(op, Operator::ReturnCallRef { .. });
-                return Ok(Some(Call {
-                    op: i,
-                    class,
-                    kind: CallKind::Ref,
-                    ty: type_index,
-                    tail,
-                }));
-            }
-            if class.can_unwind && !body.stack_before(i as u32).is_some_and(|s| s.unreachable) {
+            if class.rewound && !body.stack_before(i as u32).is_some_and(|s| s.unreachable) {
                 return Err(Error::unsupported(format!(
                     "`call_ref` that can unwind: resuming it needs its function reference \
                      saved across the unwind, which wasm-rewind cannot store yet (use {} if \
@@ -189,7 +179,8 @@ fn classify_call(
                 ))
                 .at(body.offsets[i]));
             }
-            return Ok(None);
+            let tail = matches!(op, Operator::ReturnCallRef { .. });
+            (class, CallKind::Ref, type_index, tail)
         }
         _ => return Ok(None),
     };
